@@ -1,0 +1,616 @@
+//! Running a batch: one scheduler feeds every worker (this machine's cores, remote
+//! nodes), admits images by their decoded size so memory stays bounded however long the
+//! batch is, writes outputs atomically, and reports one event per step.
+//!
+//! Every input ends exactly once, as `done` or `failed` with a reason. Work a worker loses
+//! (a node dies mid-image) goes back to the queue and finishes elsewhere.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, EncodeOptions, Format, Limits};
+use crate::error::{EngineError, ErrorKind};
+use crate::job::{claimed_format, output_rel, Batch, OutputFormat};
+use crate::ops::{run_pipeline, CancelToken, Features, Op, OpContext};
+
+/// Milliseconds spent per stage of one input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Bytes to pixels.
+    pub decode: f64,
+    /// The whole pipeline.
+    pub op: f64,
+    /// Pixels to bytes.
+    pub encode: f64,
+}
+
+/// What a worker is asked to do with one input.
+#[derive(Clone, Debug)]
+pub struct WorkRequest {
+    /// The input file's bytes.
+    pub bytes: Arc<[u8]>,
+    /// The pipeline, validated.
+    pub ops: Arc<[Op]>,
+    /// The output format policy.
+    pub format: OutputFormat,
+    /// Encoder settings.
+    pub encode: EncodeOptions,
+    /// Decoder limits.
+    pub limits: Limits,
+}
+
+/// What a worker gives back: the encoded output and what the ops found.
+#[derive(Clone, Debug)]
+pub struct WorkResult {
+    /// The encoded output.
+    pub bytes: Vec<u8>,
+    /// Its format.
+    pub format: Format,
+    /// Keypoints (and descriptors) when the last feature op produced any.
+    pub features: Option<Features>,
+    /// Per-stage times.
+    pub timings: Timings,
+}
+
+/// Why a worker did not produce a result.
+#[derive(Clone, Debug)]
+pub enum WorkError {
+    /// The input itself is at fault: final for this input.
+    Input(EngineError),
+    /// The worker is gone (connection lost, node died): the input goes to another worker.
+    WorkerLost(String),
+}
+
+/// Something that turns input bytes into output bytes: this machine or a remote node.
+pub trait Worker: Send + Sync {
+    /// Shown in `done` events (`local`, or a node's address).
+    fn name(&self) -> String;
+    /// How many inputs it takes at once.
+    fn slots(&self) -> usize;
+    /// Processes one input. Blocks; runs on a scheduler thread, never on an async runtime.
+    fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError>;
+}
+
+/// Decodes, runs the pipeline and encodes: what every worker does in the end, so
+/// results are byte-identical wherever they run.
+pub fn process_bytes(req: &WorkRequest, ctx: &OpContext) -> Result<WorkResult, EngineError> {
+    let t0 = Instant::now();
+    let decoded = codec::decode(&req.bytes, &req.limits)?;
+    let t1 = Instant::now();
+    let alpha = decoded.frame.alpha;
+    let out = run_pipeline(&req.ops, decoded.frame.pixels, ctx)?;
+    let t2 = Instant::now();
+    // Alpha belongs to colour outputs only; a grey result (edges, equalised) drops it.
+    let frame = crate::frame::Frame {
+        alpha: if out.pixels.channels() == 3 {
+            alpha
+        } else {
+            None
+        },
+        pixels: out.pixels,
+    };
+    let format = req.format.resolve(decoded.format);
+    let bytes = codec::encode(&frame, format, &decoded.meta, &req.encode)?;
+    let t3 = Instant::now();
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+    Ok(WorkResult {
+        bytes,
+        format,
+        features: out.features,
+        timings: Timings {
+            decode: ms(t0, t1),
+            op: ms(t1, t2),
+            encode: ms(t2, t3),
+        },
+    })
+}
+
+/// This machine's cores: a rayon pool of its own, shared by every image it runs.
+pub struct LocalWorker {
+    pool: rayon::ThreadPool,
+    slots: usize,
+}
+
+impl LocalWorker {
+    /// A worker with `threads` rayon threads (0 = one per core).
+    pub fn new(threads: usize) -> Result<Self, EngineError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("prism-cpu-{i}"))
+            .build()
+            .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot start threads: {e}")))?;
+        let slots = pool.current_num_threads();
+        Ok(Self { pool, slots })
+    }
+}
+
+impl Worker for LocalWorker {
+    fn name(&self) -> String {
+        "local".into()
+    }
+
+    fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
+        let ctx = OpContext {
+            cancel: cancel.clone(),
+            progress: None,
+        };
+        self.pool
+            .install(|| process_bytes(req, &ctx))
+            .map_err(WorkError::Input)
+    }
+}
+
+/// One line of the batch's story, as `--json` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// The batch begins.
+    Started {
+        /// How many inputs.
+        inputs: usize,
+    },
+    /// After each input ends.
+    Progress {
+        /// Inputs ended so far.
+        done: usize,
+        /// All inputs.
+        total: usize,
+    },
+    /// One input was written.
+    Done {
+        /// The input path.
+        input: String,
+        /// The output path.
+        output: String,
+        /// Who processed it.
+        worker: String,
+        /// Per-stage times in milliseconds.
+        timings_ms: Timings,
+    },
+    /// One input failed; the rest go on.
+    Failed {
+        /// The input path.
+        input: String,
+        /// The fault.
+        kind: ErrorKind,
+        /// What happened.
+        message: String,
+    },
+    /// The batch ended.
+    Summary {
+        /// Inputs written.
+        done: usize,
+        /// Inputs failed.
+        failed: usize,
+        /// Inputs that moved to another worker after theirs was lost.
+        moved: usize,
+        /// Which inputs moved.
+        moved_inputs: Vec<String>,
+        /// Wall time of the whole batch.
+        wall_ms: f64,
+    },
+}
+
+/// How a batch is run and written.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The output folder.
+    pub out_dir: PathBuf,
+    /// Output format policy.
+    pub format: OutputFormat,
+    /// Write `<name>.features.json` beside outputs of feature ops.
+    pub features: bool,
+    /// Decoder limits.
+    pub limits: Limits,
+    /// Encoder settings.
+    pub encode: EncodeOptions,
+    /// Bytes of decoded images (with working buffers) allowed in flight at once.
+    pub memory_budget: u64,
+}
+
+impl RunConfig {
+    /// Defaults for writing into `out_dir`.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            format: OutputFormat::Same,
+            features: false,
+            limits: Limits::default(),
+            encode: EncodeOptions::default(),
+            memory_budget: default_memory_budget(),
+        }
+    }
+}
+
+/// A quarter of physical memory, at least 512 MiB: room for the OS, the UI and decoders.
+pub fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(8 << 30);
+    (total / 4).max(512 << 20)
+}
+
+/// Bytes an image of `pixels` may hold while it runs: the decoded image, the output, and
+/// the float working planes of the heaviest ops (Harris, SIFT, denoise).
+pub fn working_bytes(pixels: u64) -> u64 {
+    pixels.saturating_mul(24)
+}
+
+/// Blocks admissions while the bytes in flight would pass the budget; one image is always
+/// admitted alone, however big, so nothing waits forever.
+struct Budget {
+    used: Mutex<u64>,
+    freed: Condvar,
+    cap: u64,
+}
+
+impl Budget {
+    fn acquire(&self, n: u64, cancel: &CancelToken) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + n > self.cap {
+            if cancel.is_cancelled() {
+                return false;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *used += n;
+        true
+    }
+
+    fn release(&self, n: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
+struct Queue {
+    pending: VecDeque<usize>,
+    in_flight: usize,
+}
+
+struct Shared<'a> {
+    batch: &'a Batch,
+    cfg: &'a RunConfig,
+    cancel: &'a CancelToken,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    budget: Budget,
+    moved: Mutex<Vec<usize>>,
+    tmp_seq: AtomicU64,
+}
+
+enum Outcome {
+    Done {
+        output: PathBuf,
+        worker: String,
+        timings: Timings,
+    },
+    Failed(EngineError),
+}
+
+/// Runs a batch over the workers, calling `sink` with every event on this thread.
+/// Returns the summary event's counts: (done, failed).
+pub fn run_batch(
+    batch: &Batch,
+    workers: &[Arc<dyn Worker>],
+    cfg: &RunConfig,
+    cancel: &CancelToken,
+    sink: &mut dyn FnMut(&Event),
+) -> (usize, usize) {
+    let start = Instant::now();
+    let total = batch.inputs.len();
+    sink(&Event::Started { inputs: total });
+    let shared = Shared {
+        batch,
+        cfg,
+        cancel,
+        queue: Mutex::new(Queue {
+            pending: (0..total).collect(),
+            in_flight: 0,
+        }),
+        changed: Condvar::new(),
+        budget: Budget {
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            cap: cfg.memory_budget.max(1),
+        },
+        moved: Mutex::new(Vec::new()),
+        tmp_seq: AtomicU64::new(0),
+    };
+    let mut ended = vec![false; total];
+    let (mut n_done, mut n_failed) = (0, 0);
+    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    std::thread::scope(|scope| {
+        for worker in workers {
+            let dead = Arc::new(AtomicBool::new(false));
+            for _ in 0..worker.slots().max(1) {
+                let (shared, tx, worker, dead) =
+                    (&shared, tx.clone(), worker.clone(), dead.clone());
+                scope.spawn(move || slot_loop(shared, worker.as_ref(), &dead, tx));
+            }
+        }
+        drop(tx);
+        let mut emit = |i: usize, outcome: Outcome, sink: &mut dyn FnMut(&Event)| {
+            if std::mem::replace(&mut ended[i], true) {
+                return;
+            }
+            let input = batch.inputs[i].source.display().to_string();
+            match outcome {
+                Outcome::Done {
+                    output,
+                    worker,
+                    timings,
+                } => {
+                    n_done += 1;
+                    sink(&Event::Done {
+                        input,
+                        output: output.display().to_string(),
+                        worker,
+                        timings_ms: timings,
+                    });
+                }
+                Outcome::Failed(e) => {
+                    n_failed += 1;
+                    sink(&Event::Failed {
+                        input,
+                        kind: e.kind,
+                        message: e.message,
+                    });
+                }
+            }
+            sink(&Event::Progress {
+                done: n_done + n_failed,
+                total,
+            });
+        };
+        for (i, outcome) in rx {
+            emit(i, outcome, sink);
+        }
+        // Every slot has exited: whatever did not end was cancelled or had no worker left.
+        let reason = if cancel.is_cancelled() {
+            EngineError::new(
+                ErrorKind::Cancelled,
+                "batch cancelled before this input ran",
+            )
+        } else {
+            EngineError::new(ErrorKind::Remote, "no worker left to process this input")
+        };
+        // `emit` ignores inputs that already ended.
+        for i in 0..total {
+            emit(i, Outcome::Failed(reason.clone()), sink);
+        }
+    });
+    let moved: Vec<String> = {
+        let mut m = shared
+            .moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        m.sort_unstable();
+        m.dedup();
+        m.iter()
+            .map(|&i| batch.inputs[i].source.display().to_string())
+            .collect()
+    };
+    sink(&Event::Summary {
+        done: n_done,
+        failed: n_failed,
+        moved: moved.len(),
+        moved_inputs: moved,
+        wall_ms: start.elapsed().as_secs_f64() * 1e3,
+    });
+    (n_done, n_failed)
+}
+
+fn slot_loop(
+    shared: &Shared,
+    worker: &dyn Worker,
+    dead: &AtomicBool,
+    tx: mpsc::Sender<(usize, Outcome)>,
+) {
+    loop {
+        let i = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if dead.load(Ordering::Relaxed) || shared.cancel.is_cancelled() {
+                    return;
+                }
+                if let Some(i) = q.pending.pop_front() {
+                    q.in_flight += 1;
+                    break i;
+                }
+                if q.in_flight == 0 {
+                    return;
+                }
+                // Work in flight elsewhere may come back if its worker dies.
+                q = shared
+                    .changed
+                    .wait_timeout(q, std::time::Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        };
+        let result = run_one(shared, worker, i);
+        let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.in_flight -= 1;
+        match result {
+            Some(outcome) => {
+                drop(q);
+                let _ = tx.send((i, outcome));
+            }
+            None => {
+                // The worker is lost: hand the input to another one and stop this worker.
+                q.pending.push_front(i);
+                drop(q);
+                shared
+                    .moved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(i);
+                dead.store(true, Ordering::Relaxed);
+            }
+        }
+        shared.changed.notify_all();
+    }
+}
+
+/// Processes input `i` on `worker`; `None` when the worker was lost and `i` must move.
+fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
+    let input = &shared.batch.inputs[i];
+    let cfg = shared.cfg;
+    let fail = |e: EngineError| Some(Outcome::Failed(e));
+    if shared.cancel.is_cancelled() {
+        return fail(EngineError::new(ErrorKind::Cancelled, "batch cancelled"));
+    }
+    let bytes = match codec::read_file(&input.source, &cfg.limits) {
+        Ok(b) => b,
+        Err(e) => return fail(e.into()),
+    };
+    let format = match codec::sniff(&bytes) {
+        Ok(f) => f,
+        Err(e) => return fail(e.into()),
+    };
+    if let Some(claimed) = claimed_format(&input.source) {
+        if claimed != format {
+            return fail(EngineError::new(
+                ErrorKind::BadInput,
+                format!(
+                    "the name says {} but the content is {}; rename it to .{} to process it",
+                    claimed,
+                    format,
+                    format.extension()
+                ),
+            ));
+        }
+    }
+    let pixels = match codec::peek_dimensions(&bytes, format) {
+        Ok((w, h)) => w as u64 * h as u64,
+        Err(e) => return fail(e.into()),
+    };
+    if pixels > cfg.limits.max_pixels {
+        return fail(EngineError::new(
+            ErrorKind::Limit,
+            format!(
+                "image has {pixels} pixels, over the limit of {} (--max-pixels)",
+                cfg.limits.max_pixels
+            ),
+        ));
+    }
+    let cost = working_bytes(pixels) + bytes.len() as u64;
+    if !shared.budget.acquire(cost, shared.cancel) {
+        return fail(EngineError::new(ErrorKind::Cancelled, "batch cancelled"));
+    }
+    let req = WorkRequest {
+        bytes: bytes.into(),
+        ops: shared.batch.pipeline_for(i),
+        format: cfg.format,
+        encode: cfg.encode,
+        limits: cfg.limits,
+    };
+    let result = worker.process(&req, shared.cancel);
+    drop(req);
+    let outcome = match result {
+        Ok(res) => match write_outputs(shared, i, &res) {
+            Ok(output) => Outcome::Done {
+                output,
+                worker: worker.name(),
+                timings: res.timings,
+            },
+            Err(e) => Outcome::Failed(e),
+        },
+        Err(WorkError::Input(e)) => Outcome::Failed(e),
+        Err(WorkError::WorkerLost(_)) => {
+            shared.budget.release(cost);
+            return None;
+        }
+    };
+    shared.budget.release(cost);
+    Some(outcome)
+}
+
+fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<PathBuf, EngineError> {
+    let input = &shared.batch.inputs[i];
+    let cfg = shared.cfg;
+    let out = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        EngineError::new(ErrorKind::Io, format!("cannot {what} {}: {e}", p.display()))
+    };
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    }
+    if same_file(&out, &input.source) {
+        return Err(EngineError::new(
+            ErrorKind::Usage,
+            format!(
+                "output {} is the input itself; choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    write_atomic(shared, &out, &res.bytes)?;
+    if cfg.features {
+        if let Some(f) = &res.features {
+            let json = serde_json::to_vec(f).map_err(|e| {
+                EngineError::new(ErrorKind::Io, format!("cannot encode features: {e}"))
+            })?;
+            write_atomic(shared, &features_path(&out), &json)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `DIR/photo.jpg` -> `DIR/photo.features.json`.
+pub fn features_path(out: &Path) -> PathBuf {
+    out.with_extension("features.json")
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Writes to a temporary name in the same folder, then renames: a crash or Ctrl-C
+/// leaves either the old file or the whole new one, never half a file.
+fn write_atomic(shared: &Shared, path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.prism-{}-{}.tmp",
+        std::process::id(),
+        shared.tmp_seq.fetch_add(1, Ordering::Relaxed)
+    ));
+    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(EngineError::new(
+            ErrorKind::Io,
+            format!("cannot write {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Prism's engine: image operations faithful to OpenCV, codecs with limits, and batch
+//! execution on this machine's cores.
+//!
+//! The layers, from the bottom: [`ops`] (pure functions on pixel buffers), [`codec`]
+//! (bytes to pixels and back, with limits), [`job`] (what to do to which input),
+//! [`exec`] (running a batch on rayon with bounded memory) and [`cli`] (the `prism`
+//! binary's contract).
+
+pub mod cli;
+pub mod codec;
+pub mod error;
+pub mod exec;
+pub mod frame;
+pub mod job;
+pub mod ops;
+
+pub use error::{EngineError, ErrorKind};
+pub use frame::{Frame, Pixels};
+pub use ops::{Op, OpOutput};
