@@ -1,7 +1,8 @@
 //! Colour conversions and the `color-manipulation` op.
 //!
-//! Grey is OpenCV's `cvtColor(BGR2GRAY)` for 8-bit images: 14-bit fixed point with the
-//! weights 0.299 R + 0.587 G + 0.114 B, rounded half up, so results are bit-exact.
+//! Grey is OpenCV's `cvtColor(BGR2GRAY)` for 8-bit images: 15-bit fixed point with the
+//! weights 0.299 R + 0.587 G + 0.114 B (OpenCV's `RY15`, `GY15`, `BY15`), rounded half
+//! up, so results are bit-exact (checked on random images against OpenCV 5.0).
 
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
@@ -10,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use super::params::{Kind, ParamSpec, Params};
 use crate::frame::Pixels;
 
-// OpenCV's yuv_shift weights (color.hpp): R2Y, G2Y, B2Y at 1 << 14.
-const R2Y: u32 = 4899;
-const G2Y: u32 = 9617;
-const B2Y: u32 = 1868;
-const SHIFT: u32 = 14;
+// OpenCV's 15-bit grey weights (color.hpp): RY15, GY15, BY15 at 1 << 15.
+const R2Y: u32 = 9798;
+const G2Y: u32 = 19235;
+const B2Y: u32 = 3735;
+const SHIFT: u32 = 15;
 
 /// Rows per rayon task: big enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 64;

@@ -1,0 +1,58 @@
+//! Decoding, grey conversion, equalizeHist and colour modes against OpenCV references.
+
+mod common;
+
+use common::*;
+use prism_engine::ops::{color, equalize, run_pipeline, Op, OpContext};
+use prism_engine::Pixels;
+
+fn check_all(op_dir: &str, f: impl Fn(&str) -> Pixels) {
+    let mut checked = 0;
+    for name in input_names() {
+        let Some(expected) = load_golden(op_dir, &name) else {
+            continue;
+        };
+        assert_same(&f(&name), &expected, &format!("{op_dir}/{name}"));
+        checked += 1;
+    }
+    assert!(checked >= 8, "{op_dir}: only {checked} references");
+}
+
+#[test]
+fn decode_matches_imread_color() {
+    check_all("decode", |n| load_input(n).pixels);
+}
+
+#[test]
+fn gray_matches_cvtcolor() {
+    check_all("gray", |n| Pixels::Gray(load_input(n).pixels.to_gray()));
+}
+
+#[test]
+fn equalize_matches_equalizehist() {
+    check_all("histogram-equalization", |n| {
+        Pixels::Gray(equalize::equalize_hist(&load_input(n).pixels.to_gray()))
+    });
+}
+
+fn run(op: &Op, name: &str) -> Pixels {
+    run_pipeline(
+        std::slice::from_ref(op),
+        load_input(name).pixels,
+        &OpContext::default(),
+    )
+    .unwrap()
+    .pixels
+}
+
+#[test]
+fn color_modes_match_references() {
+    for mode in ["invert", "grayscale", "sepia"] {
+        let op = Op::from_pairs("color-manipulation", [("mode", mode)]).unwrap();
+        check_all(mode, |n| run(&op, n));
+    }
+    // The op's default is the original app's bitwise_not.
+    let default = Op::default_for("color-manipulation").unwrap();
+    check_all("invert", |n| run(&default, n));
+    let _ = color::invert;
+}
