@@ -56,10 +56,8 @@ pub fn assert_same(actual: &Pixels, expected: &Pixels, what: &str) {
         (expected.width(), expected.height()),
         "{what}: size"
     );
-    if actual.channels() == expected.channels() {
-        if actual == expected {
-            return;
-        }
+    if actual.channels() == expected.channels() && actual == expected {
+        return;
     }
     let (a, e) = (as_rgb(actual), as_rgb(expected));
     let mut diffs = Vec::new();
