@@ -210,6 +210,12 @@ pub fn peek_dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), Codec
         let h = turbojpeg::read_header(bytes).map_err(|e| CodecError::Decode(e.to_string()))?;
         return Ok((h.width as u32, h.height as u32));
     }
+    // PNG's size sits at a fixed place in IHDR; reading it directly refuses a huge claim
+    // even when the rest of the file is missing.
+    if format == Format::Png && bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        let be = |o: usize| u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        return Ok((be(16), be(20)));
+    }
     let reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
     reader.into_dimensions().map_err(image_error)
 }
@@ -230,6 +236,8 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         return Err(too_many_bytes(bytes.len() as u64, limits));
     }
     let format = sniff(bytes)?;
+    let (w, h) = peek_dimensions(bytes, format)?;
+    check_pixels(w as u64, h as u64, limits)?;
     match format {
         Format::Jpeg => decode_jpeg(bytes, limits),
         _ => decode_with_image(bytes, format, limits),

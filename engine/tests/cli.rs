@@ -1,0 +1,476 @@
+//! The `prism` binary end to end: the CLI contract of DESIGN.md on real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::RgbImage;
+use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
+use prism_engine::{Frame, Pixels};
+use serde_json::Value;
+
+fn prism() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+}
+
+fn sample(w: u32, h: u32, seed: u32) -> Frame {
+    Frame::new(Pixels::Rgb(RgbImage::from_fn(w, h, |x, y| {
+        let v = (x * 7 + y * 13 + seed * 31) % 256;
+        image::Rgb([v as u8, (x * y % 251) as u8, ((x + seed) * 3 % 256) as u8])
+    })))
+}
+
+fn write_image(path: &Path, frame: &Frame, format: Format) {
+    let bytes = codec::encode(
+        frame,
+        format,
+        &Metadata::default(),
+        &EncodeOptions::default(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn of_kind<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    ev.iter().filter(|e| e["event"] == kind).collect()
+}
+
+#[test]
+fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let shots = dir.path().join("shots");
+    write_image(
+        &shots.join("a/b/photo.jpg"),
+        &sample(40, 30, 1),
+        Format::Jpeg,
+    );
+    write_image(&shots.join("top.png"), &sample(20, 10, 2), Format::Png);
+    std::fs::write(
+        shots.join("readme.txt"),
+        "not an image, skipped by the walk",
+    )
+    .unwrap();
+    let single = dir.path().join("x/single.bmp");
+    write_image(&single, &sample(9, 9, 3), Format::Bmp);
+    let out = dir.path().join("out");
+    let res = prism()
+        .args([
+            "process",
+            "--op",
+            "color-manipulation",
+            "--json",
+            "--threads",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&shots)
+        .arg(&single)
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let ev = events(&res);
+    assert_eq!(ev[0], serde_json::json!({"event": "started", "inputs": 3}));
+    let done = of_kind(&ev, "done");
+    assert_eq!(done.len(), 3);
+    for d in &done {
+        assert_eq!(d["worker"], "local");
+        for k in ["decode", "op", "encode"] {
+            assert!(d["timings_ms"][k].as_f64().unwrap() >= 0.0);
+        }
+    }
+    let progress = of_kind(&ev, "progress");
+    assert_eq!(progress.last().unwrap()["done"], 3);
+    assert_eq!(progress.last().unwrap()["total"], 3);
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(
+        (summary["done"].as_u64(), summary["failed"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(summary["moved"], 0);
+    assert!(summary["wall_ms"].as_f64().unwrap() > 0.0);
+    for rel in ["a/b/photo.jpg", "top.png", "single.bmp"] {
+        let p = out.join(rel);
+        let bytes = std::fs::read(&p).unwrap_or_else(|_| panic!("{} missing", p.display()));
+        assert_eq!(
+            codec::sniff(&bytes).unwrap(),
+            codec::sniff(
+                &std::fs::read(if rel == "single.bmp" {
+                    single.clone()
+                } else {
+                    shots.join(rel)
+                })
+                .unwrap()
+            )
+            .unwrap()
+        );
+    }
+    assert!(!out.join("readme.txt").exists());
+    // No temporary files are left behind.
+    let leftovers: Vec<PathBuf> = walk(&out)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
+
+#[test]
+fn format_option_changes_extension_and_invert_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.bmp");
+    let frame = sample(33, 17, 4);
+    write_image(&input, &frame, Format::Bmp);
+    let out = dir.path().join("out");
+    let res = prism()
+        .args([
+            "process",
+            "--op",
+            "color-manipulation",
+            "--format",
+            "png",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let bytes = std::fs::read(out.join("photo.png")).unwrap();
+    let got = codec::decode(&bytes, &Default::default())
+        .unwrap()
+        .frame
+        .pixels;
+    let Pixels::Rgb(orig) = frame.pixels else {
+        unreachable!()
+    };
+    let expect = RgbImage::from_fn(33, 17, |x, y| {
+        let p = orig.get_pixel(x, y).0;
+        image::Rgb([!p[0], !p[1], !p[2]])
+    });
+    assert_eq!(got, Pixels::Rgb(expect));
+}
+
+#[test]
+fn usage_errors_exit_2_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a/photo.png");
+    let b = dir.path().join("b/photo.png");
+    write_image(&a, &sample(4, 4, 1), Format::Png);
+    write_image(&b, &sample(4, 4, 2), Format::Png);
+    let out = dir.path().join("out");
+    let cases: Vec<Vec<String>> = vec![
+        // Two inputs with the same output name.
+        vec!["--op".into(), "erosion-nope".into()],
+        vec![
+            "--op".into(),
+            "color-manipulation".into(),
+            "--param".into(),
+            "color-manipulation.mode=glow".into(),
+        ],
+        vec![
+            "--op".into(),
+            "color-manipulation".into(),
+            "--param".into(),
+            "histogram-equalization.x=1".into(),
+        ],
+        vec![
+            "--op".into(),
+            "color-manipulation".into(),
+            "--format".into(),
+            "gif".into(),
+        ],
+    ];
+    for extra in cases {
+        let res = prism()
+            .arg("process")
+            .args(&extra)
+            .arg("--out")
+            .arg(&out)
+            .arg(&a)
+            .output()
+            .unwrap();
+        assert_eq!(
+            res.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+    }
+    let res = prism()
+        .args(["process", "--op", "color-manipulation", "--out"])
+        .arg(&out)
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("would both be written"));
+    assert!(!out.exists(), "nothing runs on a usage error");
+    // --out equal to an input folder.
+    let res = prism()
+        .args(["process", "--op", "color-manipulation", "--out"])
+        .arg(dir.path().join("a"))
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+}
+
+#[test]
+fn an_input_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    write_image(&input, &sample(8, 8, 5), Format::Png);
+    let before = std::fs::read(&input).unwrap();
+    let res = prism()
+        .args(["process", "--op", "color-manipulation", "--json", "--out"])
+        .arg(dir.path())
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    assert_eq!(of_kind(&events(&res), "failed").len(), 1);
+}
+
+#[test]
+fn bad_inputs_fail_alone_with_a_kind_and_the_rest_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    write_image(&d.join("good1.png"), &sample(16, 16, 1), Format::Png);
+    write_image(&d.join("good2.jpg"), &sample(16, 16, 2), Format::Jpeg);
+    std::fs::write(d.join("empty.png"), b"").unwrap();
+    let png = std::fs::read(d.join("good1.png")).unwrap();
+    std::fs::write(d.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(d.join("text.jpg"), b"just some text, not a JPEG at all").unwrap();
+    std::fs::write(d.join("mislabelled.jpg"), &png).unwrap();
+    std::fs::write(d.join("huge.png"), png_header(50_000, 50_000)).unwrap();
+    let missing = dir.path().join("nowhere/ghost.png");
+    let out = dir.path().join("out");
+    let res = prism()
+        .args([
+            "process",
+            "--op",
+            "histogram-equalization",
+            "--json",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&d)
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let ev = events(&res);
+    let failed: Vec<(String, String)> = of_kind(&ev, "failed")
+        .iter()
+        .map(|e| {
+            let name = Path::new(e["input"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(!e["message"].as_str().unwrap().is_empty());
+            (name, e["kind"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let kind = |n: &str| failed.iter().find(|f| f.0 == n).map(|f| f.1.as_str());
+    assert_eq!(kind("empty.png"), Some("bad-input"));
+    assert_eq!(kind("truncated.png"), Some("bad-input"));
+    assert_eq!(kind("text.jpg"), Some("bad-input"));
+    assert_eq!(kind("mislabelled.jpg"), Some("bad-input"));
+    assert_eq!(kind("huge.png"), Some("limit"));
+    assert_eq!(kind("ghost.png"), Some("io"));
+    assert_eq!(failed.len(), 6);
+    assert_eq!(of_kind(&ev, "done").len(), 2);
+    assert!(out.join("good1.png").exists() && out.join("good2.jpg").exists());
+    // The pixel limit is configurable.
+    let res = prism()
+        .args([
+            "process",
+            "--op",
+            "histogram-equalization",
+            "--json",
+            "--max-pixels",
+            "100",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(d.join("good1.png"))
+        .output()
+        .unwrap();
+    assert_eq!(of_kind(&events(&res), "failed")[0]["kind"], "limit");
+}
+
+/// A PNG signature and IHDR claiming `w` x `h`, with a valid CRC and no pixel data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    v.extend_from_slice(&13u32.to_be_bytes());
+    v.extend_from_slice(&ihdr);
+    v.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    v
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_corpus_of_broken_files_never_panics_and_ends_each_input_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let frame = sample(24, 20, 9);
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut truncated = Vec::new();
+    let mut count = 0;
+    for format in [
+        Format::Png,
+        Format::Jpeg,
+        Format::Webp,
+        Format::Tiff,
+        Format::Bmp,
+    ] {
+        let bytes = codec::encode(
+            &frame,
+            format,
+            &Metadata::default(),
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let ext = format.extension();
+        for i in 0..30 {
+            // Truncations spread over the file, all losing at least a tenth of it.
+            let cut = bytes.len() * i / 34;
+            let name = format!("trunc_{ext}_{i:02}.{ext}");
+            std::fs::write(corpus.join(&name), &bytes[..cut]).unwrap();
+            truncated.push(name);
+            count += 1;
+        }
+        for i in 0..30 {
+            let mut b = bytes.clone();
+            for _ in 0..(1 + i % 4) {
+                let at = (next() as usize) % b.len();
+                b[at] ^= 1 << (next() % 8);
+            }
+            std::fs::write(corpus.join(format!("flip_{ext}_{i:02}.{ext}")), b).unwrap();
+            count += 1;
+        }
+    }
+    assert!(count >= 300);
+    let out = dir.path().join("out");
+    let res = prism()
+        .args(["process", "--op", "color-manipulation", "--json", "--out"])
+        .arg(&out)
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    let ev = events(&res);
+    let mut ended: Vec<String> = ev
+        .iter()
+        .filter(|e| e["event"] == "done" || e["event"] == "failed")
+        .map(|e| e["input"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ended.len(), count, "one event per input");
+    ended.sort();
+    ended.dedup();
+    assert_eq!(ended.len(), count, "no input ends twice");
+    let failed: Vec<String> = of_kind(&ev, "failed")
+        .iter()
+        .map(|e| {
+            Path::new(e["input"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for t in &truncated {
+        assert!(failed.contains(t), "{t} was truncated but did not fail");
+    }
+}
+
+#[test]
+fn ops_json_lists_every_op_with_params() {
+    let res = prism().args(["ops", "--json"]).output().unwrap();
+    assert_eq!(res.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&res.stdout).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    for id in prism_engine::ops::OP_IDS {
+        assert!(ids.contains(id), "{id}");
+    }
+    let color = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "color-manipulation")
+        .unwrap();
+    assert_eq!(color["params"][0]["key"], "mode");
+    assert_eq!(color["params"][0]["default"], "invert");
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing Prism needs, skipping whatever is already there.
+# Idempotent: safe to run on every build (CI runs it on a fresh machine).
+set -euo pipefail
+
+# cmake + nasm build libjpeg-turbo (the JPEG codec OpenCV also uses) for the turbojpeg crate.
+APT_PACKAGES=(cmake nasm pkg-config build-essential)
+if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
+  # The Tauri app and its end-to-end tests (webview, virtual display, WebDriver).
+  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver)
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+    rustup component add "$comp" || echo "setup: could not add $comp (offline?)" >&2
+  fi
+done
