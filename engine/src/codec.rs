@@ -213,7 +213,8 @@ pub fn peek_dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), Codec
     // PNG's size sits at a fixed place in IHDR; reading it directly refuses a huge claim
     // even when the rest of the file is missing.
     if format == Format::Png && bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
-        let be = |o: usize| u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let be =
+            |o: usize| u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         return Ok((be(16), be(20)));
     }
     let reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
