@@ -474,3 +474,66 @@ fn ops_json_lists_every_op_with_params() {
     assert_eq!(color["params"][0]["key"], "mode");
     assert_eq!(color["params"][0]["default"], "invert");
 }
+
+#[test]
+fn ctrl_c_cancels_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("in");
+    for i in 0..60 {
+        write_image(
+            &d.join(format!("img{i:02}.png")),
+            &sample(900, 700, i),
+            Format::Png,
+        );
+    }
+    let out = dir.path().join("out");
+    let child = prism()
+        .args([
+            "process",
+            "--op",
+            "histogram-equalization",
+            "--op",
+            "color-manipulation",
+        ])
+        .args(["--threads", "1", "--json", "--out"])
+        .arg(&out)
+        .arg(&d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the batch has started writing, then interrupt it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !out.exists() || std::fs::read_dir(&out).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "batch never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let res = child.wait_with_output().unwrap();
+    let ev = events(&res);
+    let ended = ev
+        .iter()
+        .filter(|e| e["event"] == "done" || e["event"] == "failed")
+        .count();
+    assert_eq!(ended, 60, "every input ends once, cancelled or not");
+    let summary = ev.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    let done = summary["done"].as_u64().unwrap() as usize;
+    if done < 60 {
+        assert_eq!(res.status.code(), Some(1));
+        assert!(of_kind(&ev, "failed")
+            .iter()
+            .all(|e| e["kind"] == "cancelled"));
+    }
+    // Only whole outputs: every file in out/ decodes, and none is a temporary.
+    let files = walk(&out);
+    assert_eq!(files.len(), done);
+    for f in files {
+        assert!(!f.to_string_lossy().ends_with(".tmp"), "{}", f.display());
+        codec::decode(&std::fs::read(&f).unwrap(), &Default::default()).unwrap();
+    }
+}
