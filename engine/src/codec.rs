@@ -10,6 +10,7 @@
 //! 3-10x slower than OpenCV's. Other formats use the `image` crate; PNG is written with the
 //! `png` crate's fast level, like OpenCV's default compression level 1.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -582,11 +583,11 @@ fn insert_jpeg_metadata(jpeg: Vec<u8>, meta: &Metadata) -> Vec<u8> {
     out
 }
 
-/// Interleaves colour and alpha into the layout encoders take.
-fn interleaved(frame: &Frame) -> (Vec<u8>, png::ColorType) {
+/// Interleaves colour and alpha into the layout encoders take (borrowed when no alpha).
+fn interleaved(frame: &Frame) -> (Cow<'_, [u8]>, png::ColorType) {
     match (&frame.pixels, &frame.alpha) {
-        (Pixels::Gray(g), None) => (g.as_raw().clone(), png::ColorType::Grayscale),
-        (Pixels::Rgb(c), None) => (c.as_raw().clone(), png::ColorType::Rgb),
+        (Pixels::Gray(g), None) => (Cow::Borrowed(g.as_raw()), png::ColorType::Grayscale),
+        (Pixels::Rgb(c), None) => (Cow::Borrowed(c.as_raw()), png::ColorType::Rgb),
         (Pixels::Gray(g), Some(a)) => {
             let v = g
                 .as_raw()
@@ -603,7 +604,7 @@ fn interleaved(frame: &Frame) -> (Vec<u8>, png::ColorType) {
                 .zip(a.as_raw())
                 .flat_map(|(p, &a)| [p[0], p[1], p[2], a])
                 .collect();
-            (v, png::ColorType::Rgba)
+            (Cow::Owned(v), png::ColorType::Rgba)
         }
     }
 }
@@ -640,13 +641,15 @@ fn encode_with_image(frame: &Frame, format: Format) -> Result<Vec<u8>, CodecErro
             // WebP has no grey layout: widen to RGB(A), as any viewer would show it.
             let (data, ct) = match ct {
                 image::ExtendedColorType::L8 => (
-                    data.iter().flat_map(|&g| [g, g, g]).collect(),
+                    Cow::Owned(data.iter().flat_map(|&g| [g, g, g]).collect()),
                     image::ExtendedColorType::Rgb8,
                 ),
                 image::ExtendedColorType::La8 => (
-                    data.chunks_exact(2)
-                        .flat_map(|p| [p[0], p[0], p[0], p[1]])
-                        .collect(),
+                    Cow::Owned(
+                        data.chunks_exact(2)
+                            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                            .collect(),
+                    ),
                     image::ExtendedColorType::Rgba8,
                 ),
                 _ => (data, ct),
