@@ -60,7 +60,13 @@ OPS = {
     "equalize": lambda bgr, gray: cv2.equalizeHist(gray),
     "sift": lambda bgr, gray: cv2.SIFT_create().detectAndCompute(gray, None),
     "denoise": lambda bgr, gray: cv2.fastNlMeansDenoisingColored(bgr, None, 10, 10, 7, 21),
+    # Codecs: the encoded bytes are made once per size (see main) and kept in ENCODED.
+    "jpeg_decode": lambda bgr, gray: cv2.imdecode(ENCODED["jpeg"], cv2.IMREAD_COLOR),
+    "jpeg_encode": lambda bgr, gray: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95]),
+    "png_decode": lambda bgr, gray: cv2.imdecode(ENCODED["png"], cv2.IMREAD_COLOR),
+    "png_encode": lambda bgr, gray: cv2.imencode(".png", bgr),
 }
+ENCODED = {}
 
 
 def bench(fn, bgr, gray, budget_s):
@@ -89,6 +95,8 @@ def main():
     for mp in [int(s) for s in args.sizes.split(",")]:
         bgr = cv2.imread(str(input_path(mp)), cv2.IMREAD_COLOR)
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        ENCODED["jpeg"] = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+        ENCODED["png"] = cv2.imencode(".png", bgr)[1]
         for name in args.ops.split(","):
             med, n = bench(OPS[name], bgr, gray, args.budget)
             print(json.dumps({"op": name, "mp": mp, "threads": args.threads,
