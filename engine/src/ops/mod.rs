@@ -6,6 +6,7 @@
 
 pub mod color;
 pub mod equalize;
+pub mod morph;
 pub mod params;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,6 +206,10 @@ op_table! {
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
         "equalizeHist on the grey image";
+    Erosion => "erosion", morph::MorphParams, "colour",
+        "erode: per-channel minimum under a rect, ellipse or cross element";
+    Dilation => "dilation", morph::MorphParams, "colour",
+        "dilate: per-channel maximum under a rect, ellipse or cross element";
 }
 
 impl Op {
@@ -221,6 +226,8 @@ impl Op {
             Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
                 equalize::equalize_hist(&input.into_gray()),
             ))),
+            Op::Erosion(p) => Ok(OpOutput::pixels(morph::erode(input, p, ctx)?)),
+            Op::Dilation(p) => Ok(OpOutput::pixels(morph::dilate(input, p, ctx)?)),
         }
     }
 }
