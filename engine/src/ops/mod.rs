@@ -5,6 +5,7 @@
 //! the wire protocol, so they never change.
 
 pub mod color;
+pub mod denoise;
 pub mod equalize;
 pub mod params;
 
@@ -205,6 +206,8 @@ op_table! {
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
         "equalizeHist on the grey image";
+    Denoise => "denoise", denoise::DenoiseParams, "colour",
+        "Non-local means (fastNlMeansDenoisingColored): Lab, luminance with h, colour with h-color";
 }
 
 impl Op {
@@ -221,6 +224,11 @@ impl Op {
             Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
                 equalize::equalize_hist(&input.into_gray()),
             ))),
+            Op::Denoise(p) => Ok(OpOutput::pixels(Pixels::Rgb(denoise::denoise_colored(
+                &input.into_rgb(),
+                p,
+                ctx,
+            )?))),
         }
     }
 }
