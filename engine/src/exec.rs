@@ -246,10 +246,11 @@ pub fn default_memory_budget() -> u64 {
     (total / 4).max(512 << 20)
 }
 
-/// Bytes an image of `pixels` may hold while it runs: the decoded image, the output, and
-/// the float working planes of the heaviest ops (Harris, SIFT, denoise).
-pub fn working_bytes(pixels: u64) -> u64 {
-    pixels.saturating_mul(24)
+/// Bytes an image of `pixels` may hold while it runs through `ops`: the heaviest op's
+/// peak plus the decoded source and the encoded output.
+pub fn working_bytes(pixels: u64, ops: &[Op]) -> u64 {
+    let peak = ops.iter().map(Op::peak_bytes_per_pixel).max().unwrap_or(0);
+    pixels.saturating_mul(peak + 8)
 }
 
 /// Blocks admissions while the bytes in flight would pass the budget; one image is always
@@ -517,13 +518,14 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
             ),
         ));
     }
-    let cost = working_bytes(pixels) + bytes.len() as u64;
+    let ops = shared.batch.pipeline_for(i);
+    let cost = working_bytes(pixels, &ops) + bytes.len() as u64;
     if !shared.budget.acquire(cost, shared.cancel) {
         return fail(EngineError::new(ErrorKind::Cancelled, "batch cancelled"));
     }
     let req = WorkRequest {
         bytes: bytes.into(),
-        ops: shared.batch.pipeline_for(i),
+        ops,
         format: cfg.format,
         encode: cfg.encode,
         limits: cfg.limits,

@@ -5,6 +5,7 @@
 //! the wire protocol, so they never change.
 
 pub mod color;
+pub mod denoise;
 pub mod equalize;
 pub mod morph;
 pub mod params;
@@ -210,12 +211,26 @@ op_table! {
         "erode: per-channel minimum under a rect, ellipse or cross element";
     Dilation => "dilation", morph::MorphParams, "colour",
         "dilate: per-channel maximum under a rect, ellipse or cross element";
+    Denoise => "denoise", denoise::DenoiseParams, "colour",
+        "Non-local means (fastNlMeansDenoisingColored): Lab, luminance with h, colour with h-color";
 }
 
 impl Op {
     /// The op with the original app's parameters.
     pub fn default_for(id: &str) -> Result<Op, ParamError> {
         Op::from_pairs(id, std::iter::empty())
+    }
+
+    /// Bytes per input pixel the op holds at its peak (input, output and working planes),
+    /// an upper estimate that memory admission charges before the image is decoded.
+    pub fn peak_bytes_per_pixel(&self) -> u64 {
+        match self {
+            // u8 in and out plus at most a grey copy.
+            Op::ColorManipulation(_) | Op::HistogramEqualization(_) => 8,
+            Op::Erosion(_) | Op::Dilation(_) => 12,
+            // Bordered Lab copy, per-band i32 distance sums and the weighted accumulators.
+            Op::Denoise(_) => 48,
+        }
     }
 
     /// Runs the op on one image. Params must have passed [`Op::validate`].
@@ -228,6 +243,11 @@ impl Op {
             ))),
             Op::Erosion(p) => Ok(OpOutput::pixels(morph::erode(input, p, ctx)?)),
             Op::Dilation(p) => Ok(OpOutput::pixels(morph::dilate(input, p, ctx)?)),
+            Op::Denoise(p) => Ok(OpOutput::pixels(Pixels::Rgb(denoise::denoise_colored(
+                &input.into_rgb(),
+                p,
+                ctx,
+            )?))),
         }
     }
 }

@@ -1,0 +1,490 @@
+//! The NL-means core of OpenCV's `fastNlMeansDenoising` for 8-bit images with 1 or 2
+//! channels and the L2 norm (`FastNlMeansDenoisingInvoker<uchar|Vec2b, int, unsigned,
+//! DistSquared, int>`), giving OpenCV's exact result.
+//!
+//! OpenCV's answer for a pixel is a pure integer function of the image: for every offset of
+//! the search window, the sum of squared differences over the template window (exact,
+//! whichever way it is accumulated), shifted right by `log2(next pow2 >= template^2)`,
+//! looks up an integer weight in a table built once from `exp`; the output is the
+//! rounded weighted mean of the offset pixels. So the order of work is free, and this
+//! module picks the fast one: offset-major over cache-sized tiles. For each row offset
+//! `dy`, each tile row keeps one column sum per `dx` (slid down one row with two
+//! squared differences), box-sums it across the row, looks the weights up and
+//! accumulates; every step is a straight loop over a row that vectorises.
+//!
+//! Written here rather than taken from a crate: no crate reproduces OpenCV's fixed-point
+//! weights, and a generic NL-means is far slower.
+
+use rayon::prelude::*;
+
+use crate::ops::{OpContext, OpError};
+
+/// Output rows per rayon task: each task re-primes its column sums, so taller is cheaper,
+/// but it must leave enough tasks to balance the threads.
+const BAND_ROWS: usize = 32;
+/// Columns per tile: keeps a tile's column sums and accumulators in L1/L2.
+const TILE_COLS: usize = 256;
+
+/// OpenCV's weight table for one `h`, template and search size and channel count.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    /// Weight by `dist_sum >> shift`, cut after the first zero of the zero tail.
+    lut: Vec<u32>,
+    /// `almost_template_window_size_sq_bin_shift_`.
+    shift: u32,
+}
+
+impl Weights {
+    /// The table OpenCV's invoker builds for `h` with `cn` channels.
+    pub fn new(h: f32, cn: usize, template: usize, search: usize) -> Self {
+        let (t, s) = (template / 2 * 2 + 1, search / 2 * 2 + 1);
+        let max_estimate = (s * s * 255) as i64;
+        let fixed_point_mult = (i32::MAX as i64 / max_estimate).min(i32::MAX as i64) as i32;
+        let t2 = (t * t) as i32;
+        let mut shift = 0;
+        while (1 << shift) < t2 {
+            shift += 1;
+        }
+        let mult = (1i64 << shift) as f64 / t2 as f64;
+        let max_dist = 255 * 255 * cn as i32;
+        let almost_max = (max_dist as f64 / mult + 1.0) as usize;
+        // h * h * channels is computed in float by OpenCV, then the division in double.
+        let denom = (h * h * cn as f32) as f64;
+        let mut lut: Vec<u32> = (0..almost_max)
+            .map(|k| {
+                let dist = k as f64 * mult;
+                let mut w = (-dist / denom).exp();
+                if w.is_nan() {
+                    w = 1.0; // h == 0
+                }
+                let weight = (fixed_point_mult as f64 * w).round_ties_even() as i32;
+                if (weight as f64) < 0.001 * fixed_point_mult as f64 {
+                    0
+                } else {
+                    weight as u32
+                }
+            })
+            .collect();
+        // Weights only fall with distance: everything past the first zero is zero, so
+        // clamping the index to that entry gives the same answer from a small table.
+        if let Some(z) = lut.iter().position(|&w| w == 0) {
+            lut.truncate(z + 1);
+        }
+        Self { lut, shift }
+    }
+
+    /// The largest index the table is looked up with (indices are clamped to it).
+    fn cap(&self) -> u32 {
+        self.lut.len() as u32 - 1
+    }
+}
+
+/// Geometry of one denoising run.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    /// Half the template window size.
+    pub t: usize,
+    /// Half the search window size.
+    pub s: usize,
+}
+
+impl Windows {
+    /// From OpenCV's window sizes (even sizes act as the next odd size down, as there).
+    pub fn new(template: usize, search: usize) -> Self {
+        Self {
+            t: template / 2,
+            s: search / 2,
+        }
+    }
+
+    fn border(&self) -> usize {
+        self.t + self.s
+    }
+}
+
+/// OpenCV's `borderInterpolate` for `BORDER_REFLECT_101`.
+fn reflect101(mut p: isize, len: usize) -> usize {
+    let len = len as isize;
+    if len == 1 {
+        return 0;
+    }
+    while p < 0 || p >= len {
+        p = if p < 0 { -p } else { 2 * len - p - 2 };
+    }
+    p as usize
+}
+
+/// `copyMakeBorder(BORDER_DEFAULT)` of one plane by `b` on every side.
+fn pad(src: &[u8], w: usize, h: usize, b: usize) -> Vec<u8> {
+    let pw = w + 2 * b;
+    let cols: Vec<usize> = (0..pw)
+        .map(|x| reflect101(x as isize - b as isize, w))
+        .collect();
+    let mut out = vec![0u8; pw * (h + 2 * b)];
+    out.par_chunks_mut(pw).enumerate().for_each(|(y, row)| {
+        let sy = reflect101(y as isize - b as isize, h);
+        let srow = &src[sy * w..(sy + 1) * w];
+        for (d, &x) in row.iter_mut().zip(&cols) {
+            *d = srow[x];
+        }
+    });
+    out
+}
+
+/// Denoises `CN` planes jointly (one weight per offset from the distance summed over
+/// the channels), returning the result interleaved (`CN` bytes per pixel).
+///
+/// `progress()` is called after each tile; a run has [`work_units`] tiles. The token in
+/// `ctx` is polled before every row offset of every tile.
+pub fn denoise<const CN: usize>(
+    planes: [&[u8]; CN],
+    width: usize,
+    height: usize,
+    win: Windows,
+    weights: &Weights,
+    ctx: &OpContext,
+    progress: &(dyn Fn() + Sync),
+) -> Result<Vec<u8>, OpError> {
+    let mut out = vec![0u8; width * height * CN];
+    if width == 0 || height == 0 {
+        return Ok(out);
+    }
+    let b = win.border();
+    let padded: Vec<Vec<u8>> = planes.iter().map(|p| pad(p, width, height, b)).collect();
+    let img: Padded<CN> = Padded {
+        planes: std::array::from_fn(|c| padded[c].as_slice()),
+        stride: width + 2 * b,
+        border: b,
+    };
+    out.par_chunks_mut(width * CN * BAND_ROWS)
+        .enumerate()
+        .try_for_each(|(band, dst)| {
+            let r0 = band * BAND_ROWS;
+            let rows = dst.len() / (width * CN);
+            denoise_band(&img, win, weights, r0, rows, width, dst, ctx, progress)
+        })?;
+    Ok(out)
+}
+
+/// Progress units of [`denoise`] (tiles) for an image of `width` x `height`.
+pub fn work_units(width: usize, height: usize) -> usize {
+    height.div_ceil(BAND_ROWS) * width.div_ceil(TILE_COLS)
+}
+
+/// Padded planes: pixel `(y, x)` of the image (either may be negative down to `-border`)
+/// is at `(y + border) * stride + x + border`.
+struct Padded<'a, const CN: usize> {
+    planes: [&'a [u8]; CN],
+    stride: usize,
+    border: usize,
+}
+
+impl<const CN: usize> Padded<'_, CN> {
+    /// `len` pixels of row `y` of channel `c` from column `x`.
+    #[inline]
+    fn row(&self, c: usize, y: isize, x: isize, len: usize) -> &[u8] {
+        let start =
+            (y + self.border as isize) as usize * self.stride + (x + self.border as isize) as usize;
+        &self.planes[c][start..start + len]
+    }
+}
+
+/// Per-tile scratch buffers, reused across the tiles of a band.
+struct Scratch<const CN: usize> {
+    /// Weighted sums of the offset pixels, per channel, `rows * tw`.
+    acc: [Vec<u32>; CN],
+    /// Sums of the weights, `rows * tw`.
+    wsum: Vec<u32>,
+    /// Template-high column sums of squared differences, one row of `tw + 2t` per `dx`.
+    colsum: Vec<u32>,
+    /// Template-wide box sums of one column-sum row.
+    hsum: Vec<u32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn denoise_band<const CN: usize>(
+    img: &Padded<CN>,
+    win: Windows,
+    weights: &Weights,
+    r0: usize,
+    rows: usize,
+    width: usize,
+    dst: &mut [u8],
+    ctx: &OpContext,
+    progress: &(dyn Fn() + Sync),
+) -> Result<(), OpError> {
+    let (t, s) = (win.t, win.s);
+    let sw = 2 * s + 1;
+    let tile_cols = TILE_COLS.min(width);
+    let mut sc = Scratch::<CN> {
+        acc: std::array::from_fn(|_| vec![0u32; rows * tile_cols]),
+        wsum: vec![0; rows * tile_cols],
+        colsum: vec![0; sw * (tile_cols + 2 * t)],
+        hsum: vec![0; tile_cols],
+    };
+    for c0 in (0..width).step_by(TILE_COLS) {
+        let tw = TILE_COLS.min(width - c0);
+        sc.acc.iter_mut().for_each(|a| a[..rows * tw].fill(0));
+        sc.wsum[..rows * tw].fill(0);
+        for dy in -(s as isize)..=(s as isize) {
+            ctx.cancel.check()?;
+            tile_offset_row(img, win, weights, r0, rows, c0, tw, dy, &mut sc);
+        }
+        finish_tile(&sc, rows, c0, tw, width, dst);
+        progress();
+    }
+    Ok(())
+}
+
+/// Accumulates, for one tile and one row offset `dy`, the contributions of every column
+/// offset `dx` to every pixel of the tile.
+#[allow(clippy::too_many_arguments)]
+fn tile_offset_row<const CN: usize>(
+    img: &Padded<CN>,
+    win: Windows,
+    weights: &Weights,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    tw: usize,
+    dy: isize,
+    sc: &mut Scratch<CN>,
+) {
+    let (t, s) = (win.t as isize, win.s as isize);
+    let sw = 2 * win.s + 1;
+    let span = tw + 2 * t as usize;
+    let x0 = c0 as isize - t;
+    let r0 = r0 as isize;
+    // Prime the column sums for the first row of the band.
+    for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
+        let dx = dxi as isize - s;
+        cs.fill(0);
+        for y in r0 - t..=r0 + t {
+            for c in 0..CN {
+                let a = img.row(c, y, x0, span);
+                let b = img.row(c, y + dy, x0 + dx, span);
+                for ((v, &p), &q) in cs.iter_mut().zip(a).zip(b) {
+                    let d = p as i32 - q as i32;
+                    *v += (d * d) as u32;
+                }
+            }
+        }
+    }
+    let (lut, shift, cap) = (&weights.lut[..], weights.shift, weights.cap());
+    for r in 0..rows {
+        let y = r0 + r as isize;
+        let at = r * tw;
+        for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
+            let dx = dxi as isize - s;
+            if r > 0 {
+                // Slide the column sums down one row.
+                for c in 0..CN {
+                    let a_in = img.row(c, y + t, x0, span);
+                    let b_in = img.row(c, y + t + dy, x0 + dx, span);
+                    let a_out = img.row(c, y - t - 1, x0, span);
+                    let b_out = img.row(c, y - t - 1 + dy, x0 + dx, span);
+                    for ((((v, &p), &q), &p0), &q0) in
+                        cs.iter_mut().zip(a_in).zip(b_in).zip(a_out).zip(b_out)
+                    {
+                        let d_in = p as i32 - q as i32;
+                        let d_out = p0 as i32 - q0 as i32;
+                        *v = v.wrapping_add((d_in * d_in - d_out * d_out) as u32);
+                    }
+                }
+            }
+            // Box-sum across the template width.
+            let hs = &mut sc.hsum[..tw];
+            hs.copy_from_slice(&cs[..tw]);
+            for k in 1..span - tw + 1 {
+                for (h, &v) in hs.iter_mut().zip(&cs[k..k + tw]) {
+                    *h += v;
+                }
+            }
+            // Weights, and the weighted offset pixels.
+            let ws = &mut sc.wsum[at..at + tw];
+            for (h, wsum) in hs.iter_mut().zip(ws.iter_mut()) {
+                let w = lut[(*h >> shift).min(cap) as usize];
+                *h = w;
+                *wsum += w;
+            }
+            for c in 0..CN {
+                let nb = img.row(c, y + dy, c0 as isize + dx, tw);
+                for ((a, &w), &p) in sc.acc[c][at..at + tw].iter_mut().zip(hs.iter()).zip(nb) {
+                    *a += w * p as u32;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a tile's rounded weighted means (`divByWeightsSum`) into the band.
+fn finish_tile<const CN: usize>(
+    sc: &Scratch<CN>,
+    rows: usize,
+    c0: usize,
+    tw: usize,
+    width: usize,
+    dst: &mut [u8],
+) {
+    for r in 0..rows {
+        let out = &mut dst[(r * width + c0) * CN..(r * width + c0 + tw) * CN];
+        let ws = &sc.wsum[r * tw..(r + 1) * tw];
+        for (x, (px, &w)) in out.chunks_exact_mut(CN).zip(ws).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                let e = sc.acc[c][r * tw + x];
+                *v = ((e + w / 2) / w).min(255) as u8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OpenCV's algorithm written the slow, obvious way: per pixel, per offset, the full
+    /// template sum on the padded image.
+    fn naive<const CN: usize>(
+        planes: [&[u8]; CN],
+        w: usize,
+        h: usize,
+        hh: f32,
+        template: usize,
+        search: usize,
+    ) -> Vec<u8> {
+        let win = Windows::new(template, search);
+        let (t, s) = (win.t as isize, win.s as isize);
+        let b = win.border();
+        let weights = Weights::new(hh, CN, template, search);
+        let full = {
+            // The untrimmed table, to check the trimming too.
+            let mut wt = weights.clone();
+            let big = Weights::new(hh, CN, template, search);
+            wt.lut = big.lut;
+            wt
+        };
+        let pads: Vec<Vec<u8>> = planes.iter().map(|p| pad(p, w, h, b)).collect();
+        let pw = w + 2 * b;
+        let at = |c: usize, y: isize, x: isize| {
+            pads[c][(y + b as isize) as usize * pw + (x + b as isize) as usize] as i64
+        };
+        let mut out = vec![0u8; w * h * CN];
+        for i in 0..h as isize {
+            for j in 0..w as isize {
+                let mut est = [0u64; CN];
+                let mut wsum = 0u64;
+                for dy in -s..=s {
+                    for dx in -s..=s {
+                        let mut dist = 0i64;
+                        for ty in -t..=t {
+                            for tx in -t..=t {
+                                for c in 0..CN {
+                                    let d = at(c, i + ty, j + tx) - at(c, i + dy + ty, j + dx + tx);
+                                    dist += d * d;
+                                }
+                            }
+                        }
+                        let idx = ((dist >> full.shift) as usize).min(full.lut.len() - 1);
+                        let wgt = full.lut[idx] as u64;
+                        wsum += wgt;
+                        for (c, e) in est.iter_mut().enumerate() {
+                            *e += wgt * at(c, i + dy, j + dx) as u64;
+                        }
+                    }
+                }
+                for c in 0..CN {
+                    out[(i as usize * w + j as usize) * CN + c] =
+                        ((est[c] + wsum / 2) / wsum) as u8;
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(w: usize, h: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..w * h)
+            .map(|i| {
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xff51afd7ed558ccd);
+                x ^= x >> 29;
+                // A smooth ramp plus noise, so weights span the table.
+                let base = ((i % w) * 255 / w.max(1)) as i64;
+                (base + (x % 41) as i64 - 20).clamp(0, 255) as u8
+            })
+            .collect()
+    }
+
+    fn run<const CN: usize>(
+        planes: [&[u8]; CN],
+        w: usize,
+        h: usize,
+        hh: f32,
+        t: usize,
+        s: usize,
+    ) -> Vec<u8> {
+        let win = Windows::new(t, s);
+        let weights = Weights::new(hh, CN, t, s);
+        denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap()
+    }
+
+    #[test]
+    fn matches_the_definition_on_one_channel() {
+        for &(w, h, hh, t, s) in &[
+            (40, 37, 10.0, 7, 21),
+            (300, 9, 15.0, 5, 11),
+            (7, 5, 10.0, 3, 9),
+            (1, 1, 10.0, 7, 21),
+            (2, 3, 3.0, 1, 3),
+            (33, 40, 0.0, 3, 5),
+        ] {
+            let img = noise(w, h, (w * h) as u64);
+            assert_eq!(
+                run([&img], w, h, hh, t, s),
+                naive([&img], w, h, hh, t, s),
+                "{w}x{h} h={hh} t={t} s={s}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_the_definition_on_two_channels() {
+        for &(w, h, hh, t, s) in &[
+            (45, 34, 10.0, 7, 21),
+            (260, 35, 25.0, 3, 7),
+            (3, 2, 10.0, 5, 5),
+        ] {
+            let a = noise(w, h, 1);
+            let b = noise(w, h, 2);
+            assert_eq!(
+                run([&a, &b], w, h, hh, t, s),
+                naive([&a, &b], w, h, hh, t, s),
+                "{w}x{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn weight_table_follows_opencv() {
+        let w = Weights::new(10.0, 1, 7, 21);
+        // fixed_point_mult = INT_MAX / (21 * 21 * 255); 49 -> 64, so a shift of 6.
+        assert_eq!(w.lut[0], 19096);
+        assert_eq!(w.shift, 6);
+        assert_eq!(*w.lut.last().unwrap(), 0);
+        assert!(w.lut.windows(2).all(|p| p[0] >= p[1]));
+        let h0 = Weights::new(0.0, 2, 7, 21);
+        assert_eq!(h0.lut, vec![19096, 0]);
+    }
+
+    #[test]
+    fn reflect101_matches_opencv() {
+        assert_eq!(reflect101(-1, 5), 1);
+        assert_eq!(reflect101(-4, 5), 4);
+        assert_eq!(reflect101(5, 5), 3);
+        assert_eq!(reflect101(-7, 3), 1);
+        assert_eq!(reflect101(-13, 1), 0);
+        assert_eq!(reflect101(9, 2), 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! `denoise` against OpenCV's `fastNlMeansDenoisingColored(img, None, 10, 10, 7, 21)`
+//! (references from `tools/goldens/make_denoise.py`).
+//!
+//! Fidelity: on every golden input and on the noisy set, PSNR against OpenCV >= 50 dB
+//! and max channel difference <= 2 (the implementation aims at, and so far gives, zero).
+//! Quality: PSNR and SSIM against the clean image within 0.05 dB / 0.002 of OpenCV's
+//! (figures in `denoise-noisy/quality.json`). SSIM is scikit-image's default
+//! `structural_similarity`: 7x7 uniform window, sample covariance, K1 0.01, K2 0.03,
+//! data range 255, computed per RGB channel and averaged (`channel_axis=2`).
+
+mod common;
+
+use common::*;
+use image::RgbImage;
+use prism_engine::codec::{self, Limits};
+use prism_engine::ops::denoise::lab;
+use prism_engine::ops::{run_pipeline, Op, OpContext};
+use prism_engine::Pixels;
+
+fn read_rgb(rel: &str) -> RgbImage {
+    let bytes = std::fs::read(golden_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    codec::decode(&bytes, &Limits::default())
+        .unwrap()
+        .frame
+        .pixels
+        .into_rgb()
+}
+
+fn denoise(rgb: RgbImage) -> RgbImage {
+    let op = Op::default_for("denoise").unwrap();
+    run_pipeline(&[op], Pixels::Rgb(rgb), &OpContext::default())
+        .unwrap()
+        .pixels
+        .into_rgb()
+}
+
+fn mse(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let s: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    s / a.as_raw().len() as f64
+}
+
+fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    10.0 * (255.0f64 * 255.0 / mse(a, b)).log10()
+}
+
+/// Compares with OpenCV's output; returns (psnr, max diff, pixels differing).
+fn fidelity(name: &str, ours: &RgbImage, cv: &RgbImage) -> (f64, u8, usize) {
+    let max = ours
+        .as_raw()
+        .iter()
+        .zip(cv.as_raw())
+        .map(|(&x, &y)| x.abs_diff(y))
+        .max()
+        .unwrap_or(0);
+    let differ = ours
+        .pixels()
+        .zip(cv.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    let p = psnr(ours, cv);
+    println!(
+        "{name}: {}x{}, psnr vs OpenCV {p:.2} dB, max diff {max}, {differ} of {} pixels differ",
+        ours.width(),
+        ours.height(),
+        ours.width() * ours.height()
+    );
+    assert!(p >= 50.0, "{name}: psnr {p:.2} dB vs OpenCV");
+    assert!(max <= 2, "{name}: max channel difference {max}");
+    (p, max, differ)
+}
+
+#[test]
+fn lab_conversions_match_opencv_on_sampled_colours() {
+    let colours = read_rgb("denoise-lab/colours.png");
+    let (w, h) = colours.dimensions();
+    // PNGs hold OpenCV's BGR-ordered bytes reversed: Lab (L, a, b) reads as (b, a, L).
+    let to_lab = read_rgb("denoise-lab/to_lab.png");
+    let planes = lab::rgb_to_lab_planes(&colours);
+    for (i, px) in to_lab.pixels().enumerate() {
+        let ours = [planes[0][i], planes[1][i], planes[2][i]];
+        assert_eq!(
+            ours,
+            [px[2], px[1], px[0]],
+            "colour {:?}",
+            colours.as_raw()[i * 3..i * 3 + 3].to_vec()
+        );
+    }
+    let raw = colours.as_raw();
+    let pick = |c: usize| -> Vec<u8> { raw.chunks_exact(3).map(|p| p[c]).collect() };
+    let (l, a, b) = (pick(2), pick(1), pick(0));
+    let back = lab::lab_planes_to_rgb([&l, &a, &b], w, h);
+    assert_eq!(back, read_rgb("denoise-lab/from_lab.png"));
+}
+
+#[test]
+fn denoise_matches_opencv_on_golden_inputs() {
+    let mut checked = 0;
+    for name in input_names() {
+        let Some(expected) = load_golden("denoise", &name) else {
+            continue;
+        };
+        let ours = denoise(load_input(&name).pixels.into_rgb());
+        fidelity(&name, &ours, &expected.into_rgb());
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} references");
+}
+
+#[test]
+fn denoise_matches_opencv_on_noisy_set_with_the_same_quality() {
+    let text = std::fs::read_to_string(golden_dir().join("denoise-noisy/quality.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let report = report.as_object().unwrap();
+    assert!(report.len() >= 6);
+    for (stem, q) in report {
+        let noisy = read_rgb(&format!("denoise-noisy/noisy/{stem}.png"));
+        let cv = read_rgb(&format!("denoise-noisy/opencv/{stem}.png"));
+        let clean_name = q["clean"].as_str().unwrap();
+        let clean = read_rgb(&format!("denoise-noisy/clean/{clean_name}.png"));
+        let ours = denoise(noisy);
+        fidelity(stem, &ours, &cv);
+
+        let (p, s) = (psnr(&clean, &ours), ssim(&clean, &ours));
+        let (cv_p, cv_s) = (
+            q["opencv"]["psnr"].as_f64().unwrap(),
+            q["opencv"]["ssim"].as_f64().unwrap(),
+        );
+        let gain = p - q["noisy"]["psnr"].as_f64().unwrap();
+        println!(
+            "{stem}: vs clean psnr {p:.3} (OpenCV {cv_p:.3}, gain {gain:+.2} dB), ssim {s:.4} (OpenCV {cv_s:.4})"
+        );
+        assert!(
+            (p - cv_p).abs() <= 0.05,
+            "{stem}: psnr {p} vs OpenCV's {cv_p}"
+        );
+        assert!(
+            (s - cv_s).abs() <= 0.002,
+            "{stem}: ssim {s} vs OpenCV's {cv_s}"
+        );
+    }
+}
+
+/// scikit-image's `structural_similarity` with its defaults, per channel, averaged.
+fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
+    let (w, h) = (a.width() as usize, a.height() as usize);
+    const WIN: usize = 7;
+    let np = (WIN * WIN) as f64;
+    let cov_norm = np / (np - 1.0);
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let mut total = 0.0;
+    for c in 0..3 {
+        let x = |i: usize, j: usize| a.as_raw()[(i * w + j) * 3 + c] as f64;
+        let y = |i: usize, j: usize| b.as_raw()[(i * w + j) * 3 + c] as f64;
+        // skimage averages only where the window lies inside the image (it crops
+        // (WIN - 1) / 2 on each side), so the filter's border mode never matters.
+        let (mut sum, mut n) = (0.0, 0usize);
+        for i in WIN / 2..h - WIN / 2 {
+            for j in WIN / 2..w - WIN / 2 {
+                let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                for di in 0..WIN {
+                    for dj in 0..WIN {
+                        let (u, v) = (
+                            x(i + di - WIN / 2, j + dj - WIN / 2),
+                            y(i + di - WIN / 2, j + dj - WIN / 2),
+                        );
+                        sx += u;
+                        sy += v;
+                        sxx += u * u;
+                        syy += v * v;
+                        sxy += u * v;
+                    }
+                }
+                let (ux, uy) = (sx / np, sy / np);
+                let vx = cov_norm * (sxx / np - ux * ux);
+                let vy = cov_norm * (syy / np - uy * uy);
+                let vxy = cov_norm * (sxy / np - ux * uy);
+                let num = (2.0 * ux * uy + c1) * (2.0 * vxy + c2);
+                let den = (ux * ux + uy * uy + c1) * (vx + vy + c2);
+                sum += num / den;
+                n += 1;
+            }
+        }
+        total += sum / n as f64;
+    }
+    total / 3.0
+}
+
+#[test]
+fn ssim_of_an_image_with_itself_is_one() {
+    let img = read_rgb("denoise-noisy/clean/coffee_cup.png");
+    assert!((ssim(&img, &img) - 1.0).abs() < 1e-12);
+    let noisy = read_rgb("denoise-noisy/noisy/coffee_cup_s20.png");
+    assert!(ssim(&img, &noisy) < 0.9);
+}
