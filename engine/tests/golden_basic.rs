@@ -1,4 +1,5 @@
-//! Decoding, grey conversion, equalizeHist and colour modes against OpenCV references.
+//! Decoding, grey conversion, equalizeHist and colour modes (hue-saturation included)
+//! against OpenCV references.
 
 mod common;
 
@@ -55,4 +56,21 @@ fn color_modes_match_references() {
     let default = Op::default_for("color-manipulation").unwrap();
     check_all("invert", |n| run(&default, n));
     let _ = color::invert;
+}
+
+#[test]
+fn hue_saturation_matches_opencv_hsv_round_trip() {
+    // tools/goldens/make_basic.py: BGR2HSV, H + round(hue/2) mod 180, S * saturation, HSV2BGR.
+    for (hue, sat) in [("30", "1.5"), ("-135", "2.5")] {
+        let op = Op::from_pairs(
+            "color-manipulation",
+            [
+                ("mode", "hue-saturation"),
+                ("hue", hue),
+                ("saturation", sat),
+            ],
+        )
+        .unwrap();
+        check_all(&format!("hue-saturation_{hue}_{sat}"), |n| run(&op, n));
+    }
 }
