@@ -4,9 +4,13 @@
 //! `{"op": "<id>", "params": {...}}`; ids are a contract shared with the CLI, the UI and
 //! the wire protocol, so they never change.
 
+pub mod canny;
 pub mod color;
+mod dispatch;
 pub mod equalize;
+pub mod harris;
 pub mod params;
+mod sobel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -201,6 +205,10 @@ macro_rules! op_table {
 }
 
 op_table! {
+    EdgeDetection => "edge-detection", canny::CannyParams, "grey",
+        "Canny edges on the grey image (OpenCV's Canny)";
+    CornerDetection => "corner-detection", harris::HarrisParams, "colour",
+        "Harris corners (cornerHarris, dilate, threshold) drawn as filled red circles";
     ColorManipulation => "color-manipulation", color::ColorParams, "colour",
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
@@ -217,6 +225,12 @@ impl Op {
     pub fn apply(&self, input: Pixels, ctx: &OpContext) -> Result<OpOutput, OpError> {
         ctx.cancel.check()?;
         match self {
+            Op::EdgeDetection(p) => Ok(OpOutput::pixels(Pixels::Gray(canny::canny(
+                &input.into_gray(),
+                p,
+                ctx,
+            )?))),
+            Op::CornerDetection(p) => harris::detect_corners(input, p, ctx),
             Op::ColorManipulation(p) => Ok(OpOutput::pixels(color::manipulate(input, p))),
             Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
                 equalize::equalize_hist(&input.into_gray()),
