@@ -4,11 +4,15 @@
 //! `{"op": "<id>", "params": {...}}`; ids are a contract shared with the CLI, the UI and
 //! the wire protocol, so they never change.
 
+pub mod canny;
 pub mod color;
 pub mod denoise;
+mod dispatch;
 pub mod equalize;
+pub mod harris;
 pub mod morph;
 pub mod params;
+mod sobel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -203,6 +207,10 @@ macro_rules! op_table {
 }
 
 op_table! {
+    EdgeDetection => "edge-detection", canny::CannyParams, "grey",
+        "Canny edges on the grey image (OpenCV's Canny)";
+    CornerDetection => "corner-detection", harris::HarrisParams, "colour",
+        "Harris corners (cornerHarris, dilate, threshold) drawn as filled red circles";
     ColorManipulation => "color-manipulation", color::ColorParams, "colour",
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
@@ -228,6 +236,10 @@ impl Op {
             // u8 in and out plus at most a grey copy.
             Op::ColorManipulation(_) | Op::HistogramEqualization(_) => 8,
             Op::Erosion(_) | Op::Dilation(_) => 12,
+            // Grey copy, i16 Sobel planes, magnitudes and the edge map.
+            Op::EdgeDetection(_) => 24,
+            // Grey copy, f32 derivative products, response and its dilation, output.
+            Op::CornerDetection(_) => 40,
             // Bordered Lab copy, per-band i32 distance sums and the weighted accumulators.
             Op::Denoise(_) => 48,
         }
@@ -237,6 +249,12 @@ impl Op {
     pub fn apply(&self, input: Pixels, ctx: &OpContext) -> Result<OpOutput, OpError> {
         ctx.cancel.check()?;
         match self {
+            Op::EdgeDetection(p) => Ok(OpOutput::pixels(Pixels::Gray(canny::canny(
+                &input.into_gray(),
+                p,
+                ctx,
+            )?))),
+            Op::CornerDetection(p) => harris::detect_corners(input, p, ctx),
             Op::ColorManipulation(p) => Ok(OpOutput::pixels(color::manipulate(input, p))),
             Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
                 equalize::equalize_hist(&input.into_gray()),

@@ -1,0 +1,402 @@
+//! `edge-detection`: OpenCV's `Canny(gray, low, high, aperture, L2gradient)`, bit-exact.
+//!
+//! The steps are OpenCV 5.0's (`modules/imgproc/src/canny.cpp`):
+//! 1. `Sobel` d/dx and d/dy in `i16` with `BORDER_REPLICATE` ([`IntSobel`]); aperture 7
+//!    is scaled by 1/16 and so are the thresholds.
+//! 2. Magnitude `|dx| + |dy|` or `dx² + dy²` (then the thresholds are squared), with a
+//!    zero magnitude outside the image.
+//! 3. Non-maximum suppression along the gradient, its direction picked with OpenCV's
+//!    fixed-point `tan(22.5°)` test, with OpenCV's mix of `>` and `>=`.
+//! 4. Hysteresis: pixels above `high` seed, and every 8-connected surviving pixel above
+//!    `low` joins. OpenCV floods slices in parallel and then the pixels on slice borders;
+//!    the result is the set of components either way, so bands here do the same.
+//!
+//! Written here because imageproc's Canny differs from OpenCV's (float gradients,
+//! different direction bins and tie rules), and to run it in row bands on rayon.
+
+use image::GrayImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::dispatch::avx2_fma;
+use super::params::{Kind, ParamError, ParamSpec, Params};
+use super::sobel::IntSobel;
+use super::{OpContext, OpError};
+
+/// Parameters of `edge-detection` (OpenCV's `Canny`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CannyParams {
+    /// Lower hysteresis threshold.
+    pub low: f64,
+    /// Upper hysteresis threshold.
+    pub high: f64,
+    /// Sobel aperture: 3, 5 or 7.
+    pub aperture: i64,
+    /// Magnitude `sqrt(dx² + dy²)` instead of `|dx| + |dy|`.
+    pub l2_gradient: bool,
+}
+
+impl Default for CannyParams {
+    fn default() -> Self {
+        // The original app's cv2.Canny(gray, 90, 180).
+        Self {
+            low: 90.0,
+            high: 180.0,
+            aperture: 3,
+            l2_gradient: false,
+        }
+    }
+}
+
+impl Params for CannyParams {
+    const SPECS: &'static [ParamSpec] = &[
+        ParamSpec {
+            key: "low",
+            kind: Kind::Float {
+                min: 0.0,
+                max: 100_000.0,
+            },
+            help: "lower hysteresis threshold: weaker edges are dropped",
+        },
+        ParamSpec {
+            key: "high",
+            kind: Kind::Float {
+                min: 0.0,
+                max: 100_000.0,
+            },
+            help: "upper hysteresis threshold: stronger edges start a line",
+        },
+        ParamSpec {
+            key: "aperture",
+            kind: Kind::OddInt { min: 3, max: 7 },
+            help: "Sobel aperture size",
+        },
+        ParamSpec {
+            key: "l2-gradient",
+            kind: Kind::Bool,
+            help: "use the L2 gradient magnitude instead of L1",
+        },
+    ];
+
+    fn check_more(&self, op: &str) -> Result<(), ParamError> {
+        if self.low > self.high {
+            return Err(ParamError::new(
+                op,
+                "low",
+                format!("{} is above high ({})", self.low, self.high),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The thresholds OpenCV compares magnitudes with (`m > low`, `m > high`).
+fn int_thresholds(p: &CannyParams) -> (i32, i32) {
+    let (mut low, mut high) = (p.low, p.high);
+    if p.aperture == 7 {
+        low /= 16.0;
+        high /= 16.0;
+    }
+    if low > high {
+        std::mem::swap(&mut low, &mut high);
+    }
+    if p.l2_gradient {
+        low = low.min(32767.0);
+        high = high.min(32767.0);
+        if low > 0.0 {
+            low *= low;
+        }
+        if high > 0.0 {
+            high *= high;
+        }
+    }
+    (low.floor() as i32, high.floor() as i32)
+}
+
+// Map values, as OpenCV's: may be an edge, cannot be, is an edge.
+const MAYBE: u8 = 0;
+const NOT: u8 = 1;
+const EDGE: u8 = 2;
+
+/// OpenCV's `(int)(tan(22.5°) * 2^15 + 0.5)`.
+const TG22: i32 = 13573;
+
+/// One image row's gradients and magnitude (padded by one zero on each side).
+struct Gradients {
+    dx: Vec<i16>,
+    dy: Vec<i16>,
+    mag: Vec<i32>,
+}
+
+impl Gradients {
+    fn new(w: usize) -> Self {
+        Self {
+            dx: vec![0; w],
+            dy: vec![0; w],
+            mag: vec![0; w + 2],
+        }
+    }
+}
+
+/// OpenCV's `Canny` on a grey image: 255 on edges, 0 elsewhere.
+pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayImage, OpError> {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let mut out = GrayImage::new(gray.width(), gray.height());
+    if w == 0 || h == 0 {
+        return Ok(out);
+    }
+    let (low, high) = int_thresholds(p);
+    let aperture = p.aperture as usize;
+    let rows_per_band = band_rows(h);
+    let bands = h.div_ceil(rows_per_band) as f32;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+
+    // Gradients, suppression and hysteresis inside each band, in parallel.
+    out.par_chunks_mut(rows_per_band * w)
+        .enumerate()
+        .try_for_each(|(b, band)| {
+            ctx.cancel.check()?;
+            let y0 = b * rows_per_band;
+            let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), y0, band);
+            flood(band, w, seeds);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            ctx.report(0.9 * n as f32 / bands);
+            Ok::<(), OpError>(())
+        })?;
+    ctx.cancel.check()?;
+
+    // Edges that cross band borders: flood again from the edge pixels on border rows.
+    let mut seeds = Vec::new();
+    for y0 in (rows_per_band..h).step_by(rows_per_band) {
+        for y in [y0 - 1, y0] {
+            let row = y * w;
+            seeds.extend(
+                (row..row + w)
+                    .filter(|&i| out.as_raw()[i] == EDGE)
+                    .map(|i| i as u32),
+            );
+        }
+    }
+    flood(&mut out, w, seeds);
+
+    out.par_chunks_mut(1 << 16).for_each(|c| {
+        for v in c {
+            *v = if *v == EDGE { 255 } else { 0 };
+        }
+    });
+    ctx.report(1.0);
+    Ok(out)
+}
+
+/// Rows per parallel band: a few bands per thread, each tall enough that the two extra
+/// gradient rows it computes stay cheap.
+fn band_rows(h: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    h.div_ceil(threads * 4).max(32)
+}
+
+/// Fills `band` (image rows `y0..`) with the suppression map: [`EDGE`] where the
+/// magnitude peaks above `high`, [`MAYBE`] where it peaks above `low`, [`NOT`] elsewhere.
+/// Returns the band indices of the [`EDGE`] pixels.
+fn suppress_band(
+    gray: &GrayImage,
+    aperture: usize,
+    l2: bool,
+    (low, high): (i32, i32),
+    y0: usize,
+    band: &mut [u8],
+) -> Vec<u32> {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let mut sobel = IntSobel::new(gray, aperture);
+    let mut fill = |y: isize, g: &mut Gradients| {
+        if y < 0 || y as usize >= h {
+            g.mag.fill(0);
+        } else {
+            sobel.row_derivatives(y as usize, &mut g.dx, &mut g.dy);
+            magnitude(&g.dx, &g.dy, l2, &mut g.mag[1..w + 1]);
+        }
+    };
+    let (mut prev, mut cur, mut next) = (Gradients::new(w), Gradients::new(w), Gradients::new(w));
+    fill(y0 as isize - 1, &mut prev);
+    fill(y0 as isize, &mut cur);
+    let mut seeds = Vec::new();
+    for (i, row) in band.chunks_mut(w).enumerate() {
+        let y = (y0 + i) as isize;
+        fill(y + 1, &mut next);
+        let base = (i * w) as u32;
+        suppress_row(
+            &prev.mag,
+            &cur,
+            &next.mag,
+            (low, high),
+            row,
+            base,
+            &mut seeds,
+        );
+        std::mem::swap(&mut prev, &mut cur);
+        std::mem::swap(&mut cur, &mut next);
+    }
+    seeds
+}
+
+avx2_fma! {
+    /// `|dx| + |dy|` or `dx² + dy²`, as OpenCV's magnitude loop.
+    fn magnitude(dx: &[i16], dy: &[i16], l2: bool, mag: &mut [i32]) {
+        let it = mag.iter_mut().zip(dx.iter().zip(dy));
+        if l2 {
+            for (m, (&x, &y)) in it {
+                *m = x as i32 * x as i32 + y as i32 * y as i32;
+            }
+        } else {
+            for (m, (&x, &y)) in it {
+                *m = (x as i32).abs() + (y as i32).abs();
+            }
+        }
+    }
+}
+
+/// Non-maximum suppression of one row; `prev`, `cur.mag` and `next` are padded by one.
+/// Pushes `base + column` of each [`EDGE`] pixel onto `seeds`.
+fn suppress_row(
+    prev: &[i32],
+    cur: &Gradients,
+    next: &[i32],
+    (low, high): (i32, i32),
+    out: &mut [u8],
+    base: u32,
+    seeds: &mut Vec<u32>,
+) {
+    const CHUNK: usize = 16;
+    let w = out.len();
+    let mag = &cur.mag[..w + 2];
+    let (prev, next) = (&prev[..w + 2], &next[..w + 2]);
+    let (dx, dy) = (&cur.dx[..w], &cur.dy[..w]);
+    for (c, out) in out.chunks_mut(CHUNK).enumerate() {
+        let j0 = c * CHUNK;
+        // Most of an image is below `low`: skip whole chunks with one vector compare.
+        let any = mag[j0 + 1..j0 + 1 + out.len()]
+            .iter()
+            .fold(false, |a, &m| a | (m > low));
+        if !any {
+            out.fill(NOT);
+            continue;
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            let j = j0 + k;
+            let m = mag[j + 1];
+            *o = NOT;
+            if m <= low {
+                continue;
+            }
+            let (xs, ys) = (dx[j] as i32, dy[j] as i32);
+            let x = xs.abs();
+            let y = ys.abs() << 15;
+            let tg22x = x * TG22;
+            let peak = if y < tg22x {
+                m > mag[j] && m >= mag[j + 2]
+            } else if y > tg22x + (x << 16) {
+                m > prev[j + 1] && m >= next[j + 1]
+            } else {
+                let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
+                let j = j as isize + 1;
+                m > prev[(j - s) as usize] && m > next[(j + s) as usize]
+            };
+            if peak {
+                if m > high {
+                    *o = EDGE;
+                    seeds.push(base + j as u32);
+                } else {
+                    *o = MAYBE;
+                }
+            }
+        }
+    }
+}
+
+/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`, a block of
+/// whole rows `w` wide (the flood never leaves the block).
+fn flood(map: &mut [u8], w: usize, mut stack: Vec<u32>) {
+    let rows = map.len() / w;
+    while let Some(i) = stack.pop() {
+        let i = i as usize;
+        let (y, x) = (i / w, i % w);
+        let ys = y.saturating_sub(1)..(y + 2).min(rows);
+        let xs = x.saturating_sub(1)..(x + 2).min(w);
+        for ny in ys {
+            for nx in xs.clone() {
+                let n = ny * w + nx;
+                if map[n] == MAYBE {
+                    map[n] = EDGE;
+                    stack.push(n as u32);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(low: f64, high: f64, aperture: i64, l2: bool) -> CannyParams {
+        CannyParams {
+            low,
+            high,
+            aperture,
+            l2_gradient: l2,
+        }
+    }
+
+    #[test]
+    fn thresholds_round_as_opencv() {
+        assert_eq!(int_thresholds(&params(90.0, 180.0, 3, false)), (90, 180));
+        assert_eq!(int_thresholds(&params(50.5, 150.7, 3, false)), (50, 150));
+        // L2 squares before flooring: 50.5² = 2550.25.
+        assert_eq!(int_thresholds(&params(50.5, 150.0, 5, true)), (2550, 22500));
+        // Aperture 7 divides by 16 first.
+        assert_eq!(int_thresholds(&params(100.0, 300.0, 7, false)), (6, 18));
+    }
+
+    #[test]
+    fn low_above_high_is_rejected() {
+        let p = params(200.0, 100.0, 3, false);
+        assert!(p.validate("edge-detection").is_err());
+    }
+
+    #[test]
+    fn a_step_gives_one_line() {
+        // A vertical step from 0 to 200: the edge is the column where |dx| peaks first.
+        let img = GrayImage::from_fn(16, 12, |x, _| image::Luma([if x < 8 { 0 } else { 200 }]));
+        let out = canny(&img, &CannyParams::default(), &OpContext::default()).unwrap();
+        for y in 0..12 {
+            let row: Vec<u8> = (0..16).map(|x| out.get_pixel(x, y)[0]).collect();
+            let edges: Vec<usize> = (0..16).filter(|&x| row[x] == 255).collect();
+            assert_eq!(edges, [7], "row {y}: {row:?}");
+        }
+    }
+
+    #[test]
+    fn hysteresis_crosses_band_borders() {
+        // A faint vertical line longer than a band, strong only at its top.
+        let h = 200;
+        let img = GrayImage::from_fn(9, h, |x, y| {
+            let v = if x == 4 {
+                if y < 3 {
+                    250
+                } else {
+                    60
+                }
+            } else {
+                0
+            };
+            image::Luma([v])
+        });
+        let p = params(100.0, 500.0, 3, false);
+        let out = canny(&img, &p, &OpContext::default()).unwrap();
+        let on = (0..h)
+            .filter(|&y| (0..9).any(|x| out.get_pixel(x, y)[0] == 255))
+            .count();
+        assert_eq!(on, h as usize);
+    }
+}

@@ -1,0 +1,478 @@
+//! `corner-detection`: the original app's Harris corners, bit-exact to OpenCV 5.0.
+//!
+//! ```text
+//! r = cv2.cornerHarris(gray, block, ksize, k)
+//! r = cv2.dilate(r, None)
+//! for (y, x) in argwhere(r > threshold * r.max()):
+//!     cv2.circle(img, (x, y), radius, (0, 0, 255), -1)
+//! ```
+//!
+//! [`corner_harris`] reproduces OpenCV's float `cornerHarris` (`BORDER_REFLECT_101`) to the
+//! last bit on an AVX2 machine, where the golden references are made:
+//! - `Dx`, `Dy`: float `Sobel` scaled by `1 / (2^(ksize-1) * block * 255)`, rounded as
+//!   OpenCV's filter engine rounds ([`FloatSobel`]).
+//! - `Dx²`, `Dx·Dy`, `Dy²` in `f32`, then an unnormalised `block × block` box filter:
+//!   each row's window summed left to right in `f64`, then a running `f64` sum down each
+//!   column over the whole image height (`SUM + new`, stored as `f32`, then `- old`).
+//!   The running sum's rounding carries from the top of the image, so the columns are
+//!   split into strips that each run from top to bottom, in parallel.
+//! - `a·c - b·b - k·(a+c)²` with the rounding of OpenCV's `calcHarris` over the image as
+//!   one flat line: its AVX loop (8 at a time, `k·((a+c)·(a+c))` in `f32`), then its
+//!   4-wide loop (`(k·(a+c))·(a+c)`), then its scalar tail (in `f64`, `k` as a double).
+//!
+//! Dilation by a 3×3 square never changes the maximum, so the threshold is
+//! `f32(threshold) * max(r)` in `f32`, as NumPy computes `0.1 * r.max()` for an `f32` array.
+//! Circles are OpenCV's filled `Circle` (thickness -1, `LINE_8`): the midpoint-circle spans.
+//!
+//! Written here because no crate reproduces OpenCV's float rounding (imageproc's
+//! `harris_corner` differs in kernels and borders) and to run on rayon.
+
+use image::{GrayImage, ImageBuffer, Luma, RgbImage};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::dispatch::avx2_fma;
+use super::params::{Kind, ParamSpec, Params};
+use super::sobel::{Border, FloatSobel};
+use super::{Features, KeyPoint, OpContext, OpError, OpOutput};
+use crate::frame::Pixels;
+
+/// A Harris response image (`f32` per pixel, as `cornerHarris` returns it).
+pub type Response = ImageBuffer<Luma<f32>, Vec<f32>>;
+
+/// Parameters of `corner-detection`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HarrisParams {
+    /// Neighbourhood size of the structure tensor (`blockSize`).
+    pub block: i64,
+    /// Sobel aperture (`ksize`): 1, 3, 5 or 7.
+    pub ksize: i64,
+    /// Harris free parameter.
+    pub k: f64,
+    /// A pixel is a corner where the dilated response exceeds `threshold * max`.
+    pub threshold: f64,
+    /// Radius of the filled red circle drawn on each corner pixel.
+    pub radius: i64,
+}
+
+impl Default for HarrisParams {
+    fn default() -> Self {
+        // The original app: cornerHarris(gray, 2, 3, 0.04), > 0.1 * max, circles of radius 5.
+        Self {
+            block: 2,
+            ksize: 3,
+            k: 0.04,
+            threshold: 0.1,
+            radius: 5,
+        }
+    }
+}
+
+impl Params for HarrisParams {
+    const SPECS: &'static [ParamSpec] = &[
+        ParamSpec {
+            key: "block",
+            kind: Kind::Int { min: 1, max: 31 },
+            help: "neighbourhood size (cornerHarris blockSize)",
+        },
+        ParamSpec {
+            key: "ksize",
+            kind: Kind::OddInt { min: 1, max: 7 },
+            help: "Sobel aperture (cornerHarris ksize)",
+        },
+        ParamSpec {
+            key: "k",
+            kind: Kind::Float { min: 0.0, max: 1.0 },
+            help: "Harris free parameter",
+        },
+        ParamSpec {
+            key: "threshold",
+            kind: Kind::Float { min: 0.0, max: 1.0 },
+            help: "corners are where the dilated response exceeds threshold * its maximum",
+        },
+        ParamSpec {
+            key: "radius",
+            kind: Kind::Int { min: 0, max: 100 },
+            help: "radius of the filled circle drawn on each corner pixel",
+        },
+    ];
+}
+
+/// Runs `corner-detection`: red discs on every corner pixel of the colour image, and one
+/// keypoint per corner pixel (row-major order; `size` is the disc's diameter `2 * radius`,
+/// `response` the pixel's Harris response, `angle` -1, `octave` 0).
+pub fn detect_corners(
+    input: Pixels,
+    p: &HarrisParams,
+    ctx: &OpContext,
+) -> Result<OpOutput, OpError> {
+    let gray = input.to_gray();
+    let r = corner_harris(&gray, p.block as usize, p.ksize as usize, p.k, ctx)?;
+    ctx.report(0.8);
+    let mask = corner_mask(&r, p.threshold);
+    let corners: Vec<(u32, u32)> = mask
+        .enumerate_pixels()
+        .filter(|(_, _, v)| v[0] != 0)
+        .map(|(x, y, _)| (x, y))
+        .collect();
+    let mut img = input.into_rgb();
+    draw_discs(&mut img, &corners, p.radius as usize);
+    let keypoints = corners
+        .iter()
+        .map(|&(x, y)| KeyPoint {
+            x: x as f32,
+            y: y as f32,
+            size: 2.0 * p.radius as f32,
+            angle: -1.0,
+            response: r.get_pixel(x, y)[0],
+            octave: 0,
+        })
+        .collect();
+    ctx.report(1.0);
+    Ok(OpOutput {
+        pixels: Pixels::Rgb(img),
+        features: Some(Features {
+            keypoints,
+            descriptors: None,
+        }),
+    })
+}
+
+/// OpenCV's `cornerHarris(gray, block, ksize, k)` with the default `BORDER_REFLECT_101`.
+pub fn corner_harris(
+    gray: &GrayImage,
+    block: usize,
+    ksize: usize,
+    k: f64,
+    ctx: &OpContext,
+) -> Result<Response, OpError> {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let mut out = vec![0f32; w * h];
+    if w == 0 || h == 0 {
+        return Ok(Response::new(gray.width(), gray.height()));
+    }
+    let strip = strip_width(w);
+    let mut strips: Vec<Vec<&mut [f32]>> = (0..w.div_ceil(strip))
+        .map(|_| Vec::with_capacity(h))
+        .collect();
+    for row in out.chunks_mut(w) {
+        for (s, seg) in row.chunks_mut(strip).enumerate() {
+            strips[s].push(seg);
+        }
+    }
+    let job = Strip {
+        gray,
+        block,
+        ksize,
+        k,
+        flat_len: w * h,
+    };
+    strips
+        .into_par_iter()
+        .enumerate()
+        .try_for_each(|(s, rows)| job.run(s * strip, rows, ctx))?;
+    Ok(Response::from_raw(gray.width(), gray.height(), out).expect("buffer sized from dimensions"))
+}
+
+/// Columns per strip: a few strips per thread, a multiple of 8.
+fn strip_width(w: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (w.div_ceil(4 * threads).div_ceil(8) * 8).max(32)
+}
+
+/// What every strip of one `cornerHarris` call shares.
+struct Strip<'a> {
+    gray: &'a GrayImage,
+    block: usize,
+    ksize: usize,
+    k: f64,
+    /// `w * h`: `calcHarris` sees the image as one line this long.
+    flat_len: usize,
+}
+
+impl Strip<'_> {
+    /// The response of columns `x0..x0 + rows[0].len()` for every row, top to bottom.
+    fn run(&self, x0: usize, mut rows: Vec<&mut [f32]>, ctx: &OpContext) -> Result<(), OpError> {
+        let (w, h) = (self.gray.width() as usize, self.gray.height() as usize);
+        let (n, block) = (rows[0].len(), self.block);
+        let anchor = block / 2;
+        // Image columns read by the box windows of this strip (reflected at the edges).
+        let cols: Vec<usize> = (0..n + block - 1)
+            .map(|t| Border::Reflect101.index((x0 + t) as isize - anchor as isize, w))
+            .collect();
+        let lo = *cols.iter().min().expect("strip is not empty");
+        let hi = cols.iter().max().expect("strip is not empty") + 1;
+        let scale = 1.0 / ((1u32 << (self.ksize - 1)) as f64 * block as f64 * 255.0);
+        let mut sobel = FloatSobel::new(self.gray, self.ksize, scale);
+        sobel.set_columns(lo, hi);
+
+        let (mut dx, mut dy) = (vec![0f32; hi - lo], vec![0f32; hi - lo]);
+        let mut cov = [
+            vec![0f32; hi - lo],
+            vec![0f32; hi - lo],
+            vec![0f32; hi - lo],
+        ];
+        let mut window = [
+            vec![0f32; cols.len()],
+            vec![0f32; cols.len()],
+            vec![0f32; cols.len()],
+        ];
+        let gather = cols.iter().enumerate().any(|(t, &c)| c != lo + t);
+        // Row sums of the last `block` padded rows, per plane, and the running column sums.
+        let mut ring = vec![vec![[0f64; 3]; n]; block];
+        let mut sum = vec![[0f64; 3]; n];
+        let mut abc = vec![[0f32; 3]; n];
+
+        for p in 0..h + block - 1 {
+            if p % 64 == 0 {
+                ctx.cancel.check()?;
+            }
+            let y = Border::Reflect101.index(p as isize - anchor as isize, h);
+            sobel.row_derivatives(y, &mut dx, &mut dy);
+            products(&dx, &dy, &mut cov);
+            let planes: [&[f32]; 3] = if gather {
+                for (win, c) in window.iter_mut().zip(&cov) {
+                    for (v, &col) in win.iter_mut().zip(&cols) {
+                        *v = c[col - lo];
+                    }
+                }
+                [&window[0], &window[1], &window[2]]
+            } else {
+                [&cov[0], &cov[1], &cov[2]]
+            };
+            row_sums(planes, block, &mut ring[p % block]);
+            if p + 1 < block {
+                accumulate(&mut sum, &ring[p % block]);
+                continue;
+            }
+            let y = p + 1 - block;
+            column_step(&mut sum, &ring[p % block], &ring[y % block], &mut abc);
+            self.response_row(y * w + x0, &abc, rows[y].as_mut());
+        }
+        Ok(())
+    }
+
+    /// `calcHarris` on the box sums of one row segment starting at flat index `flat`.
+    fn response_row(&self, flat: usize, abc: &[[f32; 3]], out: &mut [f32]) {
+        let n8 = self.flat_len / 8 * 8;
+        let n4 = if self.flat_len - n8 >= 4 { n8 + 4 } else { n8 };
+        let split = |limit: usize| limit.clamp(flat, flat + out.len()) - flat;
+        let (s8, s4) = (split(n8), split(n4));
+        harris_avx(&abc[..s8], self.k as f32, &mut out[..s8]);
+        for i in s8..out.len() {
+            let [a, b, c] = abc[i];
+            let s = a + c;
+            out[i] = if i < s4 {
+                // The 4-wide loop: v_ac_bb - v_k * v_ac * v_ac.
+                (a * c - b * b) - (self.k as f32 * s) * s
+            } else {
+                // The scalar tail: (float)(a*c - b*b - k*(a + c)*(a + c)) with k a double.
+                ((a * c - b * b) as f64 - self.k * s as f64 * s as f64) as f32
+            };
+        }
+    }
+}
+
+avx2_fma! {
+    /// `Dx²`, `Dx·Dy` and `Dy²` in `f32`.
+    fn products(dx: &[f32], dy: &[f32], cov: &mut [Vec<f32>; 3]) {
+        let [a, b, c] = cov;
+        for (((a, b), c), (&x, &y)) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(dx.iter().zip(dy)) {
+            *a = x * x;
+            *b = x * y;
+            *c = y * y;
+        }
+    }
+}
+
+avx2_fma! {
+    /// Each window of `block` values summed left to right in `f64` from zero, per plane.
+    fn row_sums(planes: [&[f32]; 3], block: usize, out: &mut [[f64; 3]]) {
+        for (ch, plane) in planes.iter().enumerate() {
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut s = 0f64;
+                for &v in &plane[i..i + block] {
+                    s += v as f64;
+                }
+                o[ch] = s;
+            }
+        }
+    }
+}
+
+avx2_fma! {
+    /// Adds a row of sums into the running column sums (the first `block - 1` rows).
+    fn accumulate(sum: &mut [[f64; 3]], row: &[[f64; 3]]) {
+        for (s, r) in sum.iter_mut().zip(row) {
+            for ch in 0..3 {
+                s[ch] += r[ch];
+            }
+        }
+    }
+}
+
+avx2_fma! {
+    /// OpenCV's `ColumnSum<double, float>`: `s = SUM + new` is the output (as `f32`), then
+    /// `SUM = s - old`.
+    fn column_step(sum: &mut [[f64; 3]], new: &[[f64; 3]], old: &[[f64; 3]], out: &mut [[f32; 3]]) {
+        for (((s, n), o), d) in sum.iter_mut().zip(new).zip(old).zip(out.iter_mut()) {
+            for ch in 0..3 {
+                let v = s[ch] + n[ch];
+                d[ch] = v as f32;
+                s[ch] = v - o[ch];
+            }
+        }
+    }
+}
+
+avx2_fma! {
+    /// `calcHarrisLine_AVX`: `(a·c - b·b) - k·((a+c)·(a+c))`, all in `f32`.
+    fn harris_avx(abc: &[[f32; 3]], k: f32, out: &mut [f32]) {
+        for (o, &[a, b, c]) in out.iter_mut().zip(abc) {
+            let s = a + c;
+            *o = (a * c - b * b) - k * (s * s);
+        }
+    }
+}
+
+/// `dilate(r, 3×3) > threshold * max(r)` as a 0/255 mask.
+pub fn corner_mask(r: &Response, threshold: f64) -> GrayImage {
+    let (w, h) = (r.width() as usize, r.height() as usize);
+    let mut mask = GrayImage::new(r.width(), r.height());
+    if w == 0 || h == 0 {
+        return mask;
+    }
+    let data = r.as_raw();
+    let max = data
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)))
+        .reduce(|| f32::NEG_INFINITY, f32::max);
+    // NumPy: `threshold * r.max()` with a Python float and an f32 scalar is an f32 product.
+    let limit = threshold as f32 * max;
+    mask.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
+        let rows = y.saturating_sub(1)..(y + 2).min(h);
+        dilated_row_above(data, w, rows, limit, out);
+    });
+    mask
+}
+
+avx2_fma! {
+    /// One row of the 3×3 dilation (border pixels ignored, as with OpenCV's default
+    /// `-inf` border) compared with `limit`: 255 where above.
+    fn dilated_row_above(data: &[f32], w: usize, rows: std::ops::Range<usize>, limit: f32, out: &mut [u8]) {
+        let mut col = vec![f32::NEG_INFINITY; w + 2];
+        for y in rows {
+            for (c, &v) in col[1..w + 1].iter_mut().zip(&data[y * w..(y + 1) * w]) {
+                *c = c.max(v);
+            }
+        }
+        for (x, o) in out.iter_mut().enumerate() {
+            let m = col[x].max(col[x + 1]).max(col[x + 2]);
+            *o = if m > limit { 255 } else { 0 };
+        }
+    }
+}
+
+/// Half-widths of OpenCV's filled `Circle` of radius `r`, by row offset from the centre.
+fn disc_half_widths(r: usize) -> Vec<usize> {
+    // The midpoint loop of drawing.cpp's Circle: rows ±dy span ±dx, rows ±dx span ±dy.
+    let mut half = vec![0usize; r + 1];
+    let (mut err, mut dx, mut dy, mut plus, mut minus) =
+        (0i64, r as i64, 0i64, 1i64, 2 * r as i64 - 1);
+    while dx >= dy {
+        half[dy as usize] = half[dy as usize].max(dx as usize);
+        half[dx as usize] = half[dx as usize].max(dy as usize);
+        dy += 1;
+        err += plus;
+        plus += 2;
+        let mask = if err <= 0 { 0 } else { -1 };
+        err -= minus & mask;
+        dx += mask;
+        minus -= mask & 2;
+    }
+    half
+}
+
+/// `cv2.circle(img, (x, y), radius, (0, 0, 255), -1)` for every centre, clipped to the image.
+/// `centres` must be in row-major order.
+fn draw_discs(img: &mut RgbImage, centres: &[(u32, u32)], radius: usize) {
+    const RED: [u8; 3] = [255, 0, 0];
+    let w = img.width() as usize;
+    if w == 0 || centres.is_empty() {
+        return;
+    }
+    let half = disc_half_widths(radius);
+    let rows_per_band = 64;
+    img.par_chunks_mut(w * 3 * rows_per_band)
+        .enumerate()
+        .for_each(|(b, band)| {
+            let y0 = b * rows_per_band;
+            let y1 = y0 + band.len() / (w * 3);
+            let first = centres.partition_point(|&(_, cy)| (cy as usize + radius) < y0);
+            for &(cx, cy) in &centres[first..] {
+                let (cx, cy) = (cx as usize, cy as usize);
+                if cy >= y1 + radius {
+                    break;
+                }
+                for y in cy.saturating_sub(radius).max(y0)..(cy + radius + 1).min(y1) {
+                    let hw = half[y.abs_diff(cy)];
+                    let (xa, xb) = (cx.saturating_sub(hw), (cx + hw).min(w - 1));
+                    let row = &mut band[(y - y0) * w * 3..(y - y0 + 1) * w * 3];
+                    for px in row[xa * 3..(xb + 1) * 3].chunks_exact_mut(3) {
+                        px.copy_from_slice(&RED);
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disc_of_radius_5_matches_opencv() {
+        // cv2.circle(np.zeros((11, 11)), (5, 5), 5, 1, -1).sum(axis=1)[5:] // 2
+        assert_eq!(disc_half_widths(5), [5, 4, 4, 4, 3, 0]);
+        assert_eq!(disc_half_widths(7), [7, 6, 6, 6, 5, 4, 3, 0]);
+        assert_eq!(disc_half_widths(0), [0]);
+        assert_eq!(disc_half_widths(1), [1, 0]);
+    }
+
+    #[test]
+    fn discs_clip_at_the_border() {
+        let mut img = RgbImage::new(4, 3);
+        draw_discs(&mut img, &[(0, 0)], 2);
+        let red: Vec<(u32, u32)> = img
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p.0 == [255, 0, 0])
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert_eq!(red, [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn square_corner_is_found() {
+        let img = GrayImage::from_fn(40, 40, |x, y| {
+            image::Luma([if (10..30).contains(&x) && (10..30).contains(&y) {
+                220
+            } else {
+                20
+            }])
+        });
+        let out = detect_corners(
+            Pixels::Gray(img),
+            &HarrisParams::default(),
+            &OpContext::default(),
+        )
+        .unwrap();
+        let kps = out.features.unwrap().keypoints;
+        assert!(!kps.is_empty());
+        // Every corner pixel lies near one of the square's four corners.
+        for kp in &kps {
+            let near = |v: f32| (v - 9.5).abs() < 3.0 || (v - 29.5).abs() < 3.0;
+            assert!(near(kp.x) && near(kp.y), "{kp:?}");
+        }
+    }
+}

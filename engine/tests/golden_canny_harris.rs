@@ -1,0 +1,164 @@
+//! `edge-detection` and `corner-detection` against OpenCV 5.0 references
+//! (`tools/goldens/make_canny_harris.py`).
+
+mod common;
+
+use common::*;
+use prism_engine::ops::harris::{corner_harris, corner_mask};
+use prism_engine::ops::{run_pipeline, Op, OpContext};
+use prism_engine::Pixels;
+
+/// `key=value` pairs over an op's defaults.
+type Pairs = &'static [(&'static str, &'static str)];
+
+fn run(op: &Op, name: &str) -> prism_engine::OpOutput {
+    run_pipeline(
+        std::slice::from_ref(op),
+        load_input(name).pixels,
+        &OpContext::default(),
+    )
+    .unwrap()
+}
+
+/// Compares every reference under `op_dir`; returns how many there were.
+fn check_all(op_dir: &str, f: impl Fn(&str) -> Pixels) -> usize {
+    let mut checked = 0;
+    for name in input_names() {
+        let Some(expected) = load_golden(op_dir, &name) else {
+            continue;
+        };
+        assert_same(&f(&name), &expected, &format!("{op_dir}/{name}"));
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn canny_matches_opencv() {
+    let cases: [(&str, Pairs); 4] = [
+        ("edge-detection", &[]),
+        (
+            "edge-detection-l2-50-150",
+            &[("low", "50"), ("high", "150"), ("l2-gradient", "true")],
+        ),
+        ("edge-detection-ap5", &[("aperture", "5")]),
+        (
+            "edge-detection-ap7-l2",
+            &[
+                ("low", "400"),
+                ("high", "1200"),
+                ("aperture", "7"),
+                ("l2-gradient", "true"),
+            ],
+        ),
+    ];
+    for (dir, pairs) in cases {
+        let op = Op::from_pairs("edge-detection", pairs.iter().copied()).unwrap();
+        let n = check_all(dir, |name| run(&op, name).pixels);
+        assert!(n >= 12, "{dir}: only {n} references");
+    }
+}
+
+#[test]
+fn harris_mask_and_drawing_match_opencv() {
+    let variants: [(&str, &str, Pairs); 2] = [
+        ("corner-mask", "corner-detection", &[]),
+        (
+            "corner-mask-b3-k5",
+            "corner-detection-b3-k5-r3",
+            &[
+                ("block", "3"),
+                ("ksize", "5"),
+                ("k", "0.06"),
+                ("threshold", "0.05"),
+                ("radius", "3"),
+            ],
+        ),
+    ];
+    for (mask_dir, draw_dir, pairs) in variants {
+        let op = Op::from_pairs("corner-detection", pairs.iter().copied()).unwrap();
+        let Op::CornerDetection(p) = &op else {
+            unreachable!("built from the corner-detection id")
+        };
+        let masks = check_all(mask_dir, |name| {
+            let gray = load_input(name).pixels.to_gray();
+            let r = corner_harris(
+                &gray,
+                p.block as usize,
+                p.ksize as usize,
+                p.k,
+                &OpContext::default(),
+            )
+            .unwrap();
+            Pixels::Gray(corner_mask(&r, p.threshold))
+        });
+        assert!(masks >= 12, "{mask_dir}: only {masks} references");
+        let drawings = check_all(draw_dir, |name| run(&op, name).pixels);
+        assert!(drawings >= 3, "{draw_dir}: only {drawings} references");
+    }
+}
+
+#[test]
+fn keypoints_are_the_mask_pixels() {
+    let op = Op::default_for("corner-detection").unwrap();
+    for name in ["checker.png", "astronaut.png"] {
+        let kps = run(&op, name).features.unwrap().keypoints;
+        let Some(Pixels::Gray(mask)) = load_golden("corner-mask", name) else {
+            panic!("corner-mask/{name} is a grey reference");
+        };
+        let expected: Vec<(f32, f32)> = mask
+            .enumerate_pixels()
+            .filter(|(_, _, v)| v[0] == 255)
+            .map(|(x, y, _)| (x as f32, y as f32))
+            .collect();
+        let got: Vec<(f32, f32)> = kps.iter().map(|k| (k.x, k.y)).collect();
+        assert!(!got.is_empty(), "{name}: no corners");
+        assert_eq!(got, expected, "{name}");
+        assert!(kps.iter().all(|k| k.size == 10.0 && k.angle == -1.0));
+    }
+}
+
+/// The float response itself, bit for bit, where references were stored.
+#[test]
+fn harris_response_is_bit_exact() {
+    let dir = golden_dir().join("corner-response");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("corner-response references exist") {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        // <input stem>-b<block>-k<ksize>
+        let mut parts = stem.rsplitn(3, '-');
+        let ksize: usize = parts.next().unwrap()[1..].parse().unwrap();
+        let block: usize = parts.next().unwrap()[1..].parse().unwrap();
+        let input = parts.next().unwrap();
+        let name = input_names()
+            .into_iter()
+            .find(|n| n.rsplit_once('.').map(|(s, _)| s) == Some(input))
+            .unwrap();
+        let gray = load_input(&name).pixels.to_gray();
+        let r = corner_harris(&gray, block, ksize, 0.04, &OpContext::default()).unwrap();
+        let expected: Vec<f32> = std::fs::read(&path)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(expected.len(), r.as_raw().len(), "{stem}: size");
+        let diffs: Vec<(usize, f32, f32)> = r
+            .as_raw()
+            .iter()
+            .zip(&expected)
+            .enumerate()
+            .filter(|(_, (a, e))| a != e)
+            .map(|(i, (a, e))| (i, *a, *e))
+            .collect();
+        let max_abs = diffs.iter().map(|d| (d.1 - d.2).abs()).fold(0f32, f32::max);
+        assert!(
+            diffs.is_empty(),
+            "{stem}: {} values differ (max |diff| {max_abs:e}); first (index, prism, opencv): {:?}",
+            diffs.len(),
+            &diffs[..diffs.len().min(6)]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} responses");
+}
