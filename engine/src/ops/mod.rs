@@ -7,6 +7,7 @@
 pub mod color;
 pub mod equalize;
 pub mod params;
+pub mod sift;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -205,6 +206,8 @@ op_table! {
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
         "equalizeHist on the grey image";
+    Sift => "sift", sift::SiftParams, "colour",
+        "SIFT keypoints and descriptors (OpenCV's detectAndCompute), drawn as rich keypoints";
 }
 
 impl Op {
@@ -221,6 +224,7 @@ impl Op {
             Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
                 equalize::equalize_hist(&input.into_gray()),
             ))),
+            Op::Sift(p) => sift::sift(input, p, ctx),
         }
     }
 }
