@@ -13,6 +13,7 @@ pub mod harris;
 pub mod morph;
 pub mod params;
 mod sobel;
+pub mod sift;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -221,6 +222,8 @@ op_table! {
         "dilate: per-channel maximum under a rect, ellipse or cross element";
     Denoise => "denoise", denoise::DenoiseParams, "colour",
         "Non-local means (fastNlMeansDenoisingColored): Lab, luminance with h, colour with h-color";
+    Sift => "sift", sift::SiftParams, "colour",
+        "SIFT keypoints and descriptors (OpenCV's detectAndCompute), drawn as rich keypoints";
 }
 
 impl Op {
@@ -240,6 +243,9 @@ impl Op {
             Op::EdgeDetection(_) => 24,
             // Grey copy, f32 derivative products, response and its dilation, output.
             Op::CornerDetection(_) => 40,
+            // The 2x upsampled base and one octave of Gaussian and DoG layers in f32
+            // (4 px each at octave 0), freed octave by octave.
+            Op::Sift(_) => 160,
             // Bordered Lab copy, per-band i32 distance sums and the weighted accumulators.
             Op::Denoise(_) => 48,
         }
@@ -266,6 +272,7 @@ impl Op {
                 p,
                 ctx,
             )?))),
+            Op::Sift(p) => sift::sift(input, p, ctx),
         }
     }
 }
