@@ -6,3 +6,4 @@
 //! spreads work over local cores and nodes alike.
 
 pub mod proto;
+pub mod tls;
