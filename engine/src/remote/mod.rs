@@ -7,3 +7,5 @@
 
 pub mod proto;
 pub mod tls;
+pub mod server;
+mod wire;
