@@ -5,7 +5,8 @@
 //! its token; the client side is a [`crate::exec::Worker`], so the one batch scheduler
 //! spreads work over local cores and nodes alike.
 
+pub mod client;
 pub mod proto;
-pub mod tls;
 pub mod server;
+pub mod tls;
 mod wire;
