@@ -326,7 +326,7 @@ async fn serve(endpoint: quinn::Endpoint, state: Arc<State>, mut stop: watch::Re
         }
     }
     endpoint.close(code(ErrorCode::ShuttingDown), b"node shutting down");
-    let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
 }
 
 fn code(c: ErrorCode) -> VarInt {
