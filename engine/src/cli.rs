@@ -5,14 +5,18 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::codec::{EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
 use crate::error::{EngineError, ErrorKind};
 use crate::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
+use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteWorker};
+use crate::remote::server::{default_data_dir, NodeConfig, NodeLimits, RunningNode};
+use crate::remote::tls::{read_token_file, Fingerprint};
 
 /// Exit code when every input succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -39,6 +43,60 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a remote engine node: serve this machine's cores to `prism process --remote`.
+    ///
+    /// On first start it creates a self-signed certificate and a random token in the data
+    /// dir (owner-only files) and prints the fingerprint and the token file's path: give
+    /// both to clients. SIGTERM or Ctrl-C stops it after images in flight finish.
+    Node(NodeArgs),
+}
+
+/// What `prism process` does when a node cannot be reached after its retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum NodeDown {
+    /// Stop before anything runs (exit code 1).
+    Fail,
+    /// Go on with the nodes that answered (and --local); stop if none did.
+    Skip,
+    /// Go on with the nodes that answered; use this machine's cores if none did.
+    Local,
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// UDP address to listen on, e.g. 0.0.0.0:7443 (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Where the certificate, key and token live [default: ~/.local/share/prism/node].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Threads for images (default: one per core); clients send this many at once.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Connections served at once; more are closed with "busy".
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// Images in flight per connection (QUIC bidirectional streams).
+    #[arg(long, default_value_t = 64)]
+    max_streams: u32,
+    /// Refuse images larger than this many bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES)]
+    max_image_bytes: u64,
+    /// Refuse images with more pixels than this.
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Give up on an image after this many ms (receiving and processing).
+    #[arg(long, default_value_t = 600_000)]
+    image_timeout_ms: u64,
+    /// Give up on a client that sends or takes nothing for this many ms mid-image.
+    #[arg(long, default_value_t = 30_000)]
+    stall_timeout_ms: u64,
+    /// Drop a connection after this many ms without any packet (clients keep it alive).
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// After SIGTERM, wait this many ms at most for images in flight.
+    #[arg(long, default_value_t = 30_000)]
+    shutdown_grace_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +131,37 @@ struct ProcessArgs {
     /// JPEG output quality (1-100).
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     jpeg_quality: u8,
+    /// A remote node, HOST:PORT (repeat for more). Work goes to the nodes only, unless
+    /// --local adds this machine too.
+    #[arg(long = "remote", value_name = "HOST:PORT")]
+    remotes: Vec<String>,
+    /// The certificate fingerprint `prism node` printed: one per --remote, in order.
+    #[arg(long = "fingerprint", value_name = "SHA256")]
+    fingerprints: Vec<String>,
+    /// The node's token file: one for every node, or one per --remote, in order.
+    #[arg(long = "token-file", value_name = "FILE")]
+    token_files: Vec<PathBuf>,
+    /// With --remote, also use this machine's cores (--threads) as one more worker.
+    #[arg(long)]
+    local: bool,
+    /// Attempts after the first to reach each node.
+    #[arg(long, default_value_t = 3)]
+    connect_retries: u32,
+    /// Wait between attempts to reach a node, in ms.
+    #[arg(long, default_value_t = 1000)]
+    connect_delay_ms: u64,
+    /// Time one attempt to reach a node may take, in ms.
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
+    /// A node counts as lost (its images move elsewhere) after this many ms without a
+    /// packet from it.
+    #[arg(long, default_value_t = 10_000)]
+    node_idle_timeout_ms: u64,
+    /// When a node cannot be reached after its retries: fail (stop before anything runs),
+    /// skip (go on with the nodes that answered and --local), local (like skip, and use
+    /// this machine's cores when no node answered).
+    #[arg(long, value_enum, default_value = "fail", value_name = "POLICY")]
+    on_node_down: NodeDown,
     /// Files or folders (folders are walked recursively and mirrored under --out).
     #[arg(value_name = "INPUT", required = true)]
     inputs: Vec<PathBuf>,
@@ -87,19 +176,21 @@ pub fn main() -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
-    match cli.command {
-        Command::Ops { json } => print_ops(json),
-        Command::Process(args) => match process(args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("prism: {}", e.message);
-                if e.kind == ErrorKind::Usage {
-                    EXIT_USAGE
-                } else {
-                    EXIT_FAILED
-                }
+    let result = match cli.command {
+        Command::Ops { json } => return print_ops(json),
+        Command::Process(args) => process(args),
+        Command::Node(args) => node(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("prism: {}", e.message);
+            if e.kind == ErrorKind::Usage {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
             }
-        },
+        }
     }
 }
 
@@ -188,7 +279,8 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     cfg.encode = EncodeOptions {
         jpeg_quality: args.jpeg_quality,
     };
-    let workers: Vec<Arc<dyn Worker>> = vec![Arc::new(LocalWorker::new(args.threads)?)];
+    // Keeps the runtime that drives remote workers alive for the whole batch.
+    let (workers, _runtime) = build_workers(&args)?;
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
@@ -208,6 +300,173 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     };
     let _ = done;
     Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Remote nodes in the order given, each pinned by its fingerprint with its token.
+fn node_specs(args: &ProcessArgs) -> Result<Vec<NodeSpec>, EngineError> {
+    let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
+    let n = args.remotes.len();
+    if n == 0 {
+        if !args.fingerprints.is_empty() || !args.token_files.is_empty() {
+            return Err(usage("--fingerprint and --token-file need --remote".into()));
+        }
+        return Ok(Vec::new());
+    }
+    if args.fingerprints.len() != n {
+        return Err(usage(format!(
+            "{n} --remote but {} --fingerprint: give one fingerprint per node, in the same order",
+            args.fingerprints.len()
+        )));
+    }
+    if args.token_files.len() != 1 && args.token_files.len() != n {
+        return Err(usage(format!(
+            "{} --token-file for {n} --remote: give one for all nodes or one per node",
+            args.token_files.len()
+        )));
+    }
+    let mut specs = Vec::with_capacity(n);
+    for (i, addr) in args.remotes.iter().enumerate() {
+        let fingerprint: Fingerprint = args.fingerprints[i]
+            .parse()
+            .map_err(|e| usage(format!("--fingerprint: {e}")))?;
+        let tf = &args.token_files[if args.token_files.len() == 1 { 0 } else { i }];
+        let token = read_token_file(tf).map_err(|e| usage(format!("--token-file {e}")))?;
+        specs.push(NodeSpec {
+            addr: addr.clone(),
+            fingerprint,
+            token,
+        });
+    }
+    Ok(specs)
+}
+
+type Workers = (Vec<Arc<dyn Worker>>, Option<tokio::runtime::Runtime>);
+
+/// This machine alone, or the nodes that answered (plus this machine with --local or as
+/// the `--on-node-down local` fallback).
+fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
+    let specs = node_specs(args)?;
+    if specs.is_empty() {
+        let local: Arc<dyn Worker> = Arc::new(LocalWorker::new(args.threads)?);
+        return Ok((vec![local], None));
+    }
+    let io = |m: String| EngineError::new(ErrorKind::Io, m);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("prism-net")
+        .enable_all()
+        .build()
+        .map_err(|e| io(format!("cannot start the network runtime: {e}")))?;
+    let opts = ConnectOptions {
+        retries: args.connect_retries,
+        delay: Duration::from_millis(args.connect_delay_ms),
+        timeout: Duration::from_millis(args.connect_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(args.node_idle_timeout_ms.max(100)),
+        ..ConnectOptions::default()
+    };
+    // All nodes at once, so retries against a dead one do not delay the others.
+    let results = runtime.block_on(async {
+        let tasks: Vec<_> = specs
+            .iter()
+            .cloned()
+            .map(|spec| tokio::spawn(async move { RemoteClient::connect(&spec, &opts).await }))
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await);
+        }
+        out
+    });
+    let mut workers: Vec<Arc<dyn Worker>> = Vec::new();
+    let mut down = Vec::new();
+    for (spec, r) in specs.iter().zip(results) {
+        match r {
+            Ok(Ok(client)) => workers.push(Arc::new(RemoteWorker::new(
+                runtime.handle().clone(),
+                client,
+            ))),
+            Ok(Err(e)) => down.push(e.to_string()),
+            Err(e) => down.push(format!("node {}: {e}", spec.addr)),
+        }
+    }
+    if !down.is_empty() {
+        if args.on_node_down == NodeDown::Fail {
+            return Err(EngineError::new(
+                ErrorKind::Remote,
+                format!(
+                    "{}\n(nothing was processed; --on-node-down skip or local goes on without it)",
+                    down.join("\n")
+                ),
+            ));
+        }
+        for d in &down {
+            eprintln!("prism: going on without it: {d}");
+        }
+    }
+    let fallback = workers.is_empty() && args.on_node_down == NodeDown::Local;
+    if args.local || fallback {
+        if fallback {
+            eprintln!("prism: no node answered; processing on this machine (--on-node-down local)");
+        }
+        workers.push(Arc::new(LocalWorker::new(args.threads)?));
+    }
+    if workers.is_empty() {
+        return Err(EngineError::new(
+            ErrorKind::Remote,
+            "no node answered and --local was not given; nothing was processed",
+        ));
+    }
+    Ok((workers, Some(runtime)))
+}
+
+/// Runs a node until SIGTERM or Ctrl-C.
+fn node(args: NodeArgs) -> Result<i32, EngineError> {
+    let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
+    let listen = std::net::ToSocketAddrs::to_socket_addrs(&args.listen)
+        .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?
+        .next()
+        .ok_or_else(|| usage(format!("--listen {}: no address", args.listen)))?;
+    let ms = Duration::from_millis;
+    let cfg = NodeConfig {
+        listen,
+        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+        threads: args.threads,
+        limits: NodeLimits {
+            max_connections: args.max_connections.max(1),
+            max_streams: args.max_streams.max(1),
+            max_image_bytes: args.max_image_bytes,
+            max_pixels: args.max_pixels,
+            image_timeout: ms(args.image_timeout_ms.max(1)),
+            stall_timeout: ms(args.stall_timeout_ms.max(1)),
+            idle_timeout: ms(args.idle_timeout_ms.max(100)),
+            shutdown_grace: ms(args.shutdown_grace_ms),
+            ..NodeLimits::default()
+        },
+    };
+    let node =
+        RunningNode::start(cfg).map_err(|e| EngineError::new(ErrorKind::Io, e.to_string()))?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "prism node {} listening on {} ({} threads)",
+            env!("CARGO_PKG_VERSION"),
+            node.addr,
+            node.cores
+        );
+        let _ = writeln!(out, "fingerprint: {}", node.fingerprint);
+        let _ = writeln!(out, "token file: {}", node.token_path.display());
+        let _ = writeln!(
+            out,
+            "clients: prism process --remote HOST:{} --fingerprint {} --token-file COPY_OF_TOKEN_FILE ...",
+            node.addr.port(),
+            node.fingerprint
+        );
+        let _ = out.flush();
+    }
+    node.run_until_signal()
+        .map_err(|e| EngineError::new(ErrorKind::Io, e.to_string()))?;
+    Ok(EXIT_OK)
 }
 
 fn run_with_progress_bar(

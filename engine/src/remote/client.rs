@@ -1,0 +1,528 @@
+//! The client side: connect to a node with retry, pin its certificate, say `hello` with
+//! its token, then send images, one bidirectional stream each.
+//!
+//! [`RemoteWorker`] makes a node one more [`Worker`] for the batch scheduler: its slots
+//! are the cores the node reports, a lost connection becomes [`WorkError::WorkerLost`]
+//! (the scheduler hands the image to another worker) and a refusal of the input itself
+//! becomes [`WorkError::Input`] with the node's typed error. `process` is called on a
+//! scheduler thread and drives the async client with `block_on` on a runtime handle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use tokio::time::{sleep, timeout};
+
+use super::proto::{
+    DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, Request, Response, MAX_RESPONSE_HEADER,
+};
+use super::tls::{self, Fingerprint, PinnedVerifier};
+use super::wire::{self, ReadFail};
+use crate::codec;
+use crate::error::{EngineError, ErrorKind};
+use crate::exec::{WorkError, WorkRequest, WorkResult, Worker};
+use crate::job::OutputFormat;
+use crate::ops::CancelToken;
+
+/// Which node to use and how to prove we may.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// `HOST:PORT`.
+    pub addr: String,
+    /// The pinned certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The node's token.
+    pub token: String,
+}
+
+/// How hard to try reaching a node, and how soon to call it lost.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectOptions {
+    /// Attempts after the first one.
+    pub retries: u32,
+    /// Wait between attempts.
+    pub delay: Duration,
+    /// Time one attempt (handshake and hello) may take.
+    pub timeout: Duration,
+    /// Time without any packet from the node before it counts as lost; keep-alives go out
+    /// every quarter of it.
+    pub idle_timeout: Duration,
+    /// Time the node may take to send the next bytes of an answer once it started.
+    pub stall_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            retries: 3,
+            delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a node could not be used.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The node's certificate is not the pinned one: nothing was sent.
+    #[error("node {addr} presented certificate {seen}, but --fingerprint pins {pinned}; nothing was sent (is it the right node? was its data dir reset?)")]
+    Fingerprint {
+        /// The node.
+        addr: String,
+        /// What it presented.
+        seen: Fingerprint,
+        /// What was pinned.
+        pinned: Fingerprint,
+    },
+    /// The node refused the token: nothing was processed.
+    #[error("node {addr} refused the token; nothing was processed (check --token-file: it must hold the node's token file)")]
+    BadToken {
+        /// The node.
+        addr: String,
+    },
+    /// Every attempt failed.
+    #[error("cannot reach node {addr} after {attempts} attempt(s), {delay_ms} ms apart: {last}")]
+    Unreachable {
+        /// The node.
+        addr: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The wait between them.
+        delay_ms: u64,
+        /// The last attempt's failure.
+        last: String,
+    },
+    /// The node answered but will not serve (other protocol version, ...).
+    #[error("node {addr} refused the connection: {message}")]
+    Refused {
+        /// The node.
+        addr: String,
+        /// Its reason.
+        message: String,
+    },
+    /// Local setup (socket, TLS) failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A connection to one node, after the pin and the token were accepted.
+pub struct RemoteClient {
+    addr: String,
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    health: Health,
+    opts: ConnectOptions,
+}
+
+/// One failed attempt: worth retrying or not.
+enum Attempt {
+    Retry(String),
+    Final(RemoteError),
+}
+
+impl RemoteClient {
+    /// Connects, retrying `opts.retries` times `opts.delay` apart; a wrong fingerprint or
+    /// token fails at once, since retrying cannot fix it.
+    pub async fn connect(spec: &NodeSpec, opts: &ConnectOptions) -> Result<Self, RemoteError> {
+        let (crypto, verifier) =
+            tls::client_crypto(spec.fingerprint).map_err(|e| RemoteError::Setup(e.to_string()))?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        cfg.transport_config(Arc::new(client_transport(opts)?));
+        let mut last = String::new();
+        let attempts = opts.retries.saturating_add(1);
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                sleep(opts.delay).await;
+            }
+            match Self::attempt(spec, opts, &cfg, &verifier).await {
+                Ok(client) => return Ok(client),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last = why,
+            }
+        }
+        Err(RemoteError::Unreachable {
+            addr: spec.addr.clone(),
+            attempts,
+            delay_ms: opts.delay.as_millis() as u64,
+            last,
+        })
+    }
+
+    async fn attempt(
+        spec: &NodeSpec,
+        opts: &ConnectOptions,
+        cfg: &quinn::ClientConfig,
+        verifier: &PinnedVerifier,
+    ) -> Result<Self, Attempt> {
+        let sock = resolve(&spec.addr).await.map_err(Attempt::Retry)?;
+        let bind: SocketAddr = if sock.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| {
+            Attempt::Final(RemoteError::Setup(format!("cannot open a UDP socket: {e}")))
+        })?;
+        endpoint.set_default_client_config(cfg.clone());
+        let res = timeout(opts.timeout, async {
+            let connecting = endpoint
+                .connect(sock, tls::SERVER_NAME)
+                .map_err(|e| Attempt::Final(RemoteError::Setup(e.to_string())))?;
+            let conn = connecting.await.map_err(|e| match verifier.mismatch() {
+                Some(seen) => Attempt::Final(RemoteError::Fingerprint {
+                    addr: spec.addr.clone(),
+                    seen,
+                    pinned: spec.fingerprint,
+                }),
+                None => classify_close(&spec.addr, &e),
+            })?;
+            let health = hello(&conn, spec, opts).await?;
+            Ok((conn, health))
+        })
+        .await;
+        match res {
+            Ok(Ok((conn, health))) => Ok(RemoteClient {
+                addr: spec.addr.clone(),
+                endpoint,
+                conn,
+                health,
+                opts: *opts,
+            }),
+            Ok(Err(e)) => {
+                endpoint.close(VarInt::from_u32(0), b"");
+                Err(e)
+            }
+            Err(_) => {
+                endpoint.close(VarInt::from_u32(0), b"");
+                Err(Attempt::Retry(format!(
+                    "no answer within {} ms",
+                    opts.timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// The node's address as given.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The health the node reported when the connection was accepted.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The QUIC connection (for tests that speak the protocol by hand).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Asks the node for its current health.
+    pub async fn fetch_health(&self) -> Result<Health, WorkError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        wire::write_frame(&mut send, &Request::Health, self.opts.stall_timeout)
+            .await
+            .map_err(|e| self.lost(e))?;
+        let _ = send.finish();
+        match wire::read_frame(&mut recv, MAX_RESPONSE_HEADER, self.opts.stall_timeout)
+            .await
+            .map_err(|e| self.read_fail(e))?
+        {
+            Response::Health(h) => Ok(h),
+            Response::Error(e) => Err(self.refusal(e)),
+            other => Err(self.lost(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Sends one image and waits for its result; `cancel` abandons it (the node stops too).
+    pub async fn process(
+        &self,
+        req: &WorkRequest,
+        cancel: &CancelToken,
+    ) -> Result<WorkResult, WorkError> {
+        tokio::select! {
+            r = self.process_inner(req) => r,
+            _ = cancelled(cancel) => Err(WorkError::Input(EngineError::new(
+                ErrorKind::Cancelled,
+                "batch cancelled",
+            ))),
+        }
+    }
+
+    async fn process_inner(&self, req: &WorkRequest) -> Result<WorkResult, WorkError> {
+        let input = |e: codec::CodecError| WorkError::Input(e.into());
+        let format = codec::sniff(&req.bytes).map_err(input)?;
+        let (width, height) = codec::peek_dimensions(&req.bytes, format).map_err(input)?;
+        let header = ProcessHeader {
+            ops: req.ops.to_vec(),
+            format: match req.format {
+                OutputFormat::Same => None,
+                OutputFormat::Fixed(f) => Some(f),
+            },
+            jpeg_quality: req.encode.jpeg_quality,
+            limits: req.limits,
+            width,
+            height,
+            image_len: req.bytes.len() as u64,
+        };
+        let stall = self.opts.stall_timeout;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let sent = async {
+            wire::write_frame(&mut send, &Request::Process(header.clone()), stall).await?;
+            wire::write_bytes(&mut send, &req.bytes, stall).await?;
+            let _ = send.finish();
+            Ok::<(), wire::WriteFail>(())
+        };
+        if let Err(e) = sent.await {
+            // The node may have refused the request early (limits) and stopped reading:
+            // its answer says why.
+            if let Ok(Ok(Response::Error(msg))) = timeout(
+                Duration::from_secs(2),
+                wire::read_frame::<Response>(&mut recv, MAX_RESPONSE_HEADER, stall),
+            )
+            .await
+            .map(|r| r.map_err(|_| ()))
+            {
+                return Err(self.refusal(msg));
+            }
+            return Err(self.lost(e));
+        }
+        // Processing may take long; a dead node shows as the connection's idle timeout.
+        let resp: Response =
+            wire::read_frame(&mut recv, MAX_RESPONSE_HEADER, Duration::from_secs(86_400))
+                .await
+                .map_err(|e| self.read_fail(e))?;
+        let done: DoneHeader = match resp {
+            Response::Done(d) => d,
+            Response::Error(msg) => return Err(self.refusal(msg)),
+            other => return Err(self.lost(format!("unexpected answer {other:?}"))),
+        };
+        if done.output_len > header.max_output_bytes() {
+            return Err(self.lost(format!(
+                "it announced {} output bytes for a {width}x{height} image",
+                done.output_len
+            )));
+        }
+        let bytes = wire::read_bytes(&mut recv, done.output_len, stall)
+            .await
+            .map_err(|e| self.read_fail(e))?;
+        Ok(WorkResult {
+            bytes,
+            format: done.format,
+            features: done.features,
+            timings: done.timings,
+        })
+    }
+
+    fn lost(&self, why: impl std::fmt::Display) -> WorkError {
+        let why = match self.conn.close_reason() {
+            Some(reason) => reason.to_string(),
+            None => why.to_string(),
+        };
+        WorkError::WorkerLost(format!("node {}: {why}", self.addr))
+    }
+
+    fn read_fail(&self, e: ReadFail) -> WorkError {
+        match e {
+            ReadFail::Gone(quinn::ReadError::Reset(c))
+                if ErrorCode::from_u32(c.into_inner() as u32) == Some(ErrorCode::ShuttingDown) =>
+            {
+                self.lost("node shutting down")
+            }
+            other => self.lost(other),
+        }
+    }
+
+    /// Maps a node's error answer: shutting down or busy moves the image elsewhere,
+    /// anything about the image itself is final for it.
+    fn refusal(&self, msg: ErrorMsg) -> WorkError {
+        match msg.code {
+            ErrorCode::ShuttingDown | ErrorCode::Busy | ErrorCode::Internal => {
+                self.lost(&msg.message)
+            }
+            // The engine's own verdict reads the same as a local run's.
+            ErrorCode::Input => WorkError::Input(EngineError::new(msg.kind, msg.message)),
+            _ => WorkError::Input(EngineError::new(
+                msg.kind,
+                format!("node {}: {}", self.addr, msg.message),
+            )),
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        self.conn.close(VarInt::from_u32(0), b"done");
+        self.endpoint.close(VarInt::from_u32(0), b"done");
+    }
+}
+
+fn client_transport(opts: &ConnectOptions) -> Result<TransportConfig, RemoteError> {
+    let mut t = TransportConfig::default();
+    // The node never opens streams towards the client.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    let idle = IdleTimeout::try_from(opts.idle_timeout).map_err(|_| {
+        RemoteError::Setup(format!("idle timeout {:?} is too long", opts.idle_timeout))
+    })?;
+    t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(opts.idle_timeout / 4));
+    t.stream_receive_window(VarInt::from_u32(8 << 20));
+    t.send_window(64 << 20);
+    Ok(t)
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let mut found = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
+}
+
+/// Says `hello` with the token and returns the node's health from its welcome.
+async fn hello(
+    conn: &quinn::Connection,
+    spec: &NodeSpec,
+    opts: &ConnectOptions,
+) -> Result<Health, Attempt> {
+    let addr = &spec.addr;
+    let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+        Some(reason) => classify_close(addr, &reason),
+        None => Attempt::Retry(e.to_string()),
+    };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    let msg = Request::Hello {
+        token: spec.token.clone(),
+        client_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    wire::write_frame(&mut send, &msg, opts.timeout)
+        .await
+        .map_err(|e| lost(&e))?;
+    let _ = send.finish();
+    let resp: Response = wire::read_frame(&mut recv, MAX_RESPONSE_HEADER, opts.timeout)
+        .await
+        .map_err(|e| lost(&e))?;
+    match resp {
+        Response::Welcome(h) => Ok(h),
+        Response::Error(e) if e.code == ErrorCode::BadToken => {
+            Err(Attempt::Final(RemoteError::BadToken { addr: addr.clone() }))
+        }
+        Response::Error(e) if matches!(e.code, ErrorCode::Busy | ErrorCode::ShuttingDown) => {
+            Err(Attempt::Retry(e.message))
+        }
+        Response::Error(e) => Err(Attempt::Final(RemoteError::Refused {
+            addr: addr.clone(),
+            message: e.message,
+        })),
+        other => Err(Attempt::Final(RemoteError::Refused {
+            addr: addr.clone(),
+            message: format!("unexpected answer to hello: {other:?}"),
+        })),
+    }
+}
+
+/// A connection closed by the node: a wrong token is final, busy or shutting down may
+/// pass on a later attempt.
+fn classify_close(addr: &str, e: &quinn::ConnectionError) -> Attempt {
+    if let quinn::ConnectionError::ApplicationClosed(c) = e {
+        let reason = String::from_utf8_lossy(&c.reason).into_owned();
+        return match ErrorCode::from_u32(c.error_code.into_inner() as u32) {
+            Some(ErrorCode::BadToken) => Attempt::Final(RemoteError::BadToken {
+                addr: addr.to_string(),
+            }),
+            Some(ErrorCode::Busy | ErrorCode::ShuttingDown | ErrorCode::Timeout) => {
+                Attempt::Retry(reason)
+            }
+            _ => Attempt::Final(RemoteError::Refused {
+                addr: addr.to_string(),
+                message: reason,
+            }),
+        };
+    }
+    Attempt::Retry(e.to_string())
+}
+
+async fn cancelled(cancel: &CancelToken) {
+    while !cancel.is_cancelled() {
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node as a worker of the batch scheduler.
+pub struct RemoteWorker {
+    client: RemoteClient,
+    runtime: tokio::runtime::Handle,
+    lost: AtomicBool,
+}
+
+impl RemoteWorker {
+    /// Connects to `spec` on `runtime` (with retry). Call from outside the runtime.
+    pub fn connect(
+        runtime: &tokio::runtime::Handle,
+        spec: &NodeSpec,
+        opts: &ConnectOptions,
+    ) -> Result<Self, RemoteError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(RemoteError::Setup(
+                "RemoteWorker::connect blocks: call it outside the async runtime".into(),
+            ));
+        }
+        let client = runtime.block_on(RemoteClient::connect(spec, opts))?;
+        Ok(Self::new(runtime.clone(), client))
+    }
+
+    /// Wraps a connected client.
+    pub fn new(runtime: tokio::runtime::Handle, client: RemoteClient) -> Self {
+        Self {
+            client,
+            runtime,
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection underneath.
+    pub fn client(&self) -> &RemoteClient {
+        &self.client
+    }
+}
+
+impl Worker for RemoteWorker {
+    fn name(&self) -> String {
+        self.client.addr.clone()
+    }
+
+    fn slots(&self) -> usize {
+        self.client.health.cores.max(1) as usize
+    }
+
+    fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(WorkError::WorkerLost(format!(
+                "node {} was lost",
+                self.client.addr
+            )));
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // block_on inside the runtime would panic; the scheduler never does this.
+            return Err(WorkError::WorkerLost(
+                "RemoteWorker::process was called on an async runtime thread".into(),
+            ));
+        }
+        let res = self.runtime.block_on(self.client.process(req, cancel));
+        if let Err(WorkError::WorkerLost(_)) = &res {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+impl Drop for RemoteWorker {
+    fn drop(&mut self) {
+        self.client.close();
+    }
+}

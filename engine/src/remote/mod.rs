@@ -1,0 +1,12 @@
+//! Remote engine nodes over QUIC: [`proto`] (messages and framing, no I/O), [`tls`]
+//! (identity, pinning), [`server`] (`prism node`) and [`client`] ([`client::RemoteWorker`]).
+//!
+//! A node (`prism node`) serves the engine to clients that pin its certificate and hold
+//! its token; the client side is a [`crate::exec::Worker`], so the one batch scheduler
+//! spreads work over local cores and nodes alike.
+
+pub mod client;
+pub mod proto;
+pub mod server;
+pub mod tls;
+mod wire;
