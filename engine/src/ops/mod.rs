@@ -12,8 +12,8 @@ pub mod equalize;
 pub mod harris;
 pub mod morph;
 pub mod params;
-mod sobel;
 pub mod sift;
+mod sobel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

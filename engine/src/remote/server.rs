@@ -518,8 +518,8 @@ async fn serve_request<'s>(
     };
     // Hold memory for the image (compressed and decoded) before reading it.
     let pixels = header.width as u64 * header.height as u64;
-    let kib =
-        ((header.image_len + working_bytes(pixels)) / 1024 + 1).min(state.memory_kib as u64) as u32;
+    let kib = ((header.image_len + working_bytes(pixels, &header.ops)) / 1024 + 1)
+        .min(state.memory_kib as u64) as u32;
     let _memory = tokio::select! {
         p = state.memory.acquire_many(kib) => p.map_err(|_| Fail::Gone)?,
         _ = sleep_until(deadline) => return Err(timed_out()),
