@@ -280,7 +280,11 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         jpeg_quality: args.jpeg_quality,
     };
     // Keeps the runtime that drives remote workers alive for the whole batch.
-    let (workers, _runtime) = build_workers(&args)?;
+    let Workers {
+        workers,
+        remotes,
+        runtime,
+    } = build_workers(&args)?;
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
@@ -299,6 +303,15 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         run_with_progress_bar(&batch, &workers, &cfg, &cancel)
     };
     let _ = done;
+    if let Some(rt) = &runtime {
+        // Tell each node we are done, so it frees the connection now rather than after
+        // its idle timeout.
+        rt.block_on(async {
+            for r in &remotes {
+                r.client().goodbye().await;
+            }
+        });
+    }
     Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
 }
 
@@ -340,7 +353,12 @@ fn node_specs(args: &ProcessArgs) -> Result<Vec<NodeSpec>, EngineError> {
     Ok(specs)
 }
 
-type Workers = (Vec<Arc<dyn Worker>>, Option<tokio::runtime::Runtime>);
+/// The workers of a batch, the nodes among them, and the runtime that drives the nodes.
+struct Workers {
+    workers: Vec<Arc<dyn Worker>>,
+    remotes: Vec<Arc<RemoteWorker>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
 
 /// This machine alone, or the nodes that answered (plus this machine with --local or as
 /// the `--on-node-down local` fallback).
@@ -348,7 +366,11 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
     let specs = node_specs(args)?;
     if specs.is_empty() {
         let local: Arc<dyn Worker> = Arc::new(LocalWorker::new(args.threads)?);
-        return Ok((vec![local], None));
+        return Ok(Workers {
+            workers: vec![local],
+            remotes: Vec::new(),
+            runtime: None,
+        });
     }
     let io = |m: String| EngineError::new(ErrorKind::Io, m);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -378,13 +400,15 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
         out
     });
     let mut workers: Vec<Arc<dyn Worker>> = Vec::new();
+    let mut remotes = Vec::new();
     let mut down = Vec::new();
     for (spec, r) in specs.iter().zip(results) {
         match r {
-            Ok(Ok(client)) => workers.push(Arc::new(RemoteWorker::new(
-                runtime.handle().clone(),
-                client,
-            ))),
+            Ok(Ok(client)) => {
+                let w = Arc::new(RemoteWorker::new(runtime.handle().clone(), client));
+                remotes.push(w.clone());
+                workers.push(w);
+            }
             Ok(Err(e)) => down.push(e.to_string()),
             Err(e) => down.push(format!("node {}: {e}", spec.addr)),
         }
@@ -416,7 +440,11 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
             "no node answered and --local was not given; nothing was processed",
         ));
     }
-    Ok((workers, Some(runtime)))
+    Ok(Workers {
+        workers,
+        remotes,
+        runtime: Some(runtime),
+    })
 }
 
 /// Runs a node until SIGTERM or Ctrl-C.

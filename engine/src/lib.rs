@@ -1,10 +1,10 @@
 //! Prism's engine: image operations faithful to OpenCV, codecs with limits, and batch
-//! execution on this machine's cores.
+//! execution on this machine's cores and on remote nodes.
 //!
 //! The layers, from the bottom: [`ops`] (pure functions on pixel buffers), [`codec`]
 //! (bytes to pixels and back, with limits), [`job`] (what to do to which input),
-//! [`exec`] (running a batch on rayon with bounded memory) and [`cli`] (the `prism`
-//! binary's contract).
+//! [`exec`] (running a batch on rayon with bounded memory), [`remote`] (nodes over QUIC
+//! as more workers) and [`cli`] (the `prism` binary's contract).
 
 pub mod cli;
 pub mod codec;

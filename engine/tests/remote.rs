@@ -727,3 +727,39 @@ fn sigterm_finishes_in_flight_images_then_exits() {
     );
     assert!(tree(&out) == reference);
 }
+
+#[test]
+fn connection_limit_refuses_extra_clients_and_goodbye_frees_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = make_images(dir.path(), 2, 16, 16);
+    let node = Node::start(&["--max-connections", "1"]);
+    let rt = runtime();
+    let holder = rt
+        .block_on(RemoteClient::connect(&node.spec(), &once()))
+        .unwrap();
+    let run = |out: &str, retries: &str| {
+        let mut args = strings(&["process", "--op", "color-manipulation", "--out"]);
+        args.push(dir.path().join(out).display().to_string());
+        args.extend(node.args());
+        // A few short retries cover the moment the node takes to see a goodbye; without
+        // one it would hold the slot for its 60 s idle timeout.
+        args.extend(strings(&[
+            "--connect-retries",
+            retries,
+            "--connect-delay-ms",
+            "200",
+        ]));
+        args.push(inputs.display().to_string());
+        prism(&args)
+    };
+    let o = run("busy", "0");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("busy"), "{err}");
+    rt.block_on(holder.goodbye());
+    // Each run says goodbye, so back-to-back runs never find the node busy.
+    for out in ["a", "b", "c"] {
+        let o = run(out, "3");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

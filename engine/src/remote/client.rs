@@ -353,6 +353,13 @@ impl RemoteClient {
         }
     }
 
+    /// Closes the connection and waits briefly until the node has been told, so it frees
+    /// the connection at once instead of after its idle timeout.
+    pub async fn goodbye(&self) {
+        self.close();
+        let _ = timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+    }
+
     /// Closes the connection.
     pub fn close(&self) {
         self.conn.close(VarInt::from_u32(0), b"done");
