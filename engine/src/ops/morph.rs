@@ -14,14 +14,15 @@
 //! Written here rather than taken from imageproc: imageproc's morphology is grey-only, has
 //! its own border and anchor conventions and costs O(element area) per pixel.
 //!
-//! How it is fast: every element row is one contiguous run of columns. Per source row a
-//! sparse table (min over 1, 2, 4, ... pixels, each level one whole-row slice op that the
-//! compiler vectorises; channels stay interleaved, so a pixel shift is a `channels`-byte
-//! shift) gives any run's minimum with one more op. Output rows then take the min of the
-//! element rows' run minima, kept in a small ring of rows per band; tall full elements use
-//! van Herk/Gil-Werman instead (three ops per byte whatever the height). Bands of output
-//! rows run in parallel on rayon, with AVX2 code when the CPU has it.
-
+//! How it is fast: every element row is one contiguous run of columns. Per source row,
+//! a run of up to seven pixels is the fold of that many shifted copies of the row (whole-row
+//! slice ops that the compiler vectorises; channels stay interleaved, so a pixel shift is
+//! a `channels`-byte shift), and longer runs come from a sparse table (min over 1, 2, 4, ...
+//! pixels) with one more op. Output rows then take the min of the element rows' run minima,
+//! kept in a small ring of rows per band; tall full elements use van Herk/Gil-Werman
+//! instead (three ops per byte whatever the height). Bands of output rows run in parallel
+//! on rayon, in place, with AVX2 code when the CPU has it.
+//!
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{GrayImage, RgbImage};
