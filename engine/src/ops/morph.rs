@@ -22,7 +22,7 @@
 //! kept in a small ring of rows per band; tall full elements use van Herk/Gil-Werman
 //! instead (three ops per byte whatever the height). Bands of output rows run in parallel
 //! on rayon, in place, with AVX2 code when the CPU has it.
-//!
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{GrayImage, RgbImage};
