@@ -14,13 +14,14 @@
 //! Written here rather than taken from imageproc: imageproc's morphology is grey-only, has
 //! its own border and anchor conventions and costs O(element area) per pixel.
 //!
-//! How it is fast: every element row is one contiguous run of columns. Per source row a
-//! sparse table (min over 1, 2, 4, ... pixels, each level one whole-row slice op that the
-//! compiler vectorises; channels stay interleaved, so a pixel shift is a `channels`-byte
-//! shift) gives any run's minimum with one more op. Output rows then take the min of the
-//! element rows' run minima, kept in a small ring of rows per band; tall full elements use
-//! van Herk/Gil-Werman instead (three ops per byte whatever the height). Bands of output
-//! rows run in parallel on rayon, with AVX2 code when the CPU has it.
+//! How it is fast: every element row is one contiguous run of columns. Per source row,
+//! a run of up to seven pixels is the fold of that many shifted copies of the row (whole-row
+//! slice ops that the compiler vectorises; channels stay interleaved, so a pixel shift is
+//! a `channels`-byte shift), and longer runs come from a sparse table (min over 1, 2, 4, ...
+//! pixels) with one more op. Output rows then take the min of the element rows' run minima,
+//! kept in a small ring of rows per band; tall full elements use van Herk/Gil-Werman
+//! instead (three ops per byte whatever the height). Bands of output rows run in parallel
+//! on rayon, in place, with AVX2 code when the CPU has it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -231,8 +232,8 @@ pub fn morph_raw(
     let mut img = src;
     for pass in 0..passes {
         img = match op {
-            MorphOp::Erode => run_pass::<Min>(&img, w, h, ch, &plan, ctx, (pass, passes))?,
-            MorphOp::Dilate => run_pass::<Max>(&img, w, h, ch, &plan, ctx, (pass, passes))?,
+            MorphOp::Erode => run_pass::<Min>(img, w, h, ch, &plan, ctx, (pass, passes))?,
+            MorphOp::Dilate => run_pass::<Max>(img, w, h, ch, &plan, ctx, (pass, passes))?,
         };
     }
     Ok(img)
@@ -360,15 +361,31 @@ fn pick2_assign<E: Extremum>(dst: &mut [u8], a: &[u8], b: &[u8]) {
     }
 }
 
-/// Folds `rows` (at least one) into `dst`, two or three inputs per pass.
+/// `dst[i] = pick(a[i], ..., e[i])`: the 5x5 rect's rows and columns in one pass each.
+#[inline(always)]
+fn pick5_into<E: Extremum>(dst: &mut [u8], [a, b, c, d, e]: [&[u8]; 5]) {
+    let n = dst.len();
+    let (a, b, c, d, e) = (&a[..n], &b[..n], &c[..n], &d[..n], &e[..n]);
+    for i in 0..n {
+        dst[i] = E::pick(E::pick(E::pick(a[i], b[i]), E::pick(c[i], d[i])), e[i]);
+    }
+}
+
+/// Folds `rows` (at least one) into `dst`, up to five inputs in the first pass and
+/// three (the output included) in each further one.
 #[inline(always)]
 fn fold_rows<E: Extremum>(dst: &mut [u8], rows: &[&[u8]]) {
     match rows {
         [] => {}
         [a] => dst.copy_from_slice(a),
         [a, b] => pick_into::<E>(dst, a, b),
-        [a, b, c, rest @ ..] => {
+        [a, b, c] => pick3_into::<E>(dst, a, b, c),
+        [a, b, c, d] => {
             pick3_into::<E>(dst, a, b, c);
+            pick_assign::<E>(dst, d);
+        }
+        [a, b, c, d, e, rest @ ..] => {
+            pick5_into::<E>(dst, [a, b, c, d, e]);
             let mut it = rest.chunks_exact(2);
             for pair in &mut it {
                 pick2_assign::<E>(dst, pair[0], pair[1]);
@@ -379,6 +396,9 @@ fn fold_rows<E: Extremum>(dst: &mut [u8], rows: &[&[u8]]) {
         }
     }
 }
+
+/// Runs up to this long are folded from shifted rows; longer ones use the sparse table.
+const DIRECT_RUN: usize = 7;
 
 /// Horizontal run minima of one row: the row padded with the neutral value, and the
 /// sparse table over it (level `j` holds the extremum of `2^j` consecutive pixels).
@@ -435,6 +455,19 @@ impl RowTable {
     #[inline(always)]
     fn run<E: Extremum>(&self, (lo, hi): (isize, isize), dst: &mut [u8]) {
         let len = (hi - lo + 1) as usize;
+        if len <= DIRECT_RUN {
+            // Short runs: the shifted rows folded directly, fewer passes than the table.
+            let base = (self.pad_left as isize + lo) as usize * self.ch;
+            let n = self.row_bytes;
+            let level = &self.levels[0];
+            let mut shifted: [&[u8]; DIRECT_RUN] = [&[]; DIRECT_RUN];
+            for (k, s) in shifted.iter_mut().enumerate().take(len) {
+                let at = base + k * self.ch;
+                *s = &level[at..at + n];
+            }
+            fold_rows::<E>(dst, &shifted[..len]);
+            return;
+        }
         let j = len.ilog2() as usize;
         let m = 1isize << j;
         let level = &self.levels[j];
@@ -451,16 +484,58 @@ impl RowTable {
 
 /// What every band of one pass shares.
 struct Pass<'a> {
-    src: &'a [u8],
     w: usize,
     h: usize,
     ch: usize,
     plan: &'a Plan,
 }
 
-/// Runs one pass over the whole image, bands of rows in parallel.
+/// A band's own rows, which it overwrites with its output, and copies of the source rows
+/// just above and below it (neighbouring bands overwrite those concurrently).
+struct BandRows<'a> {
+    /// First row of the band.
+    y0: usize,
+    /// The band's rows: source on entry, output on return.
+    rows: &'a mut [u8],
+    /// Source rows `above_start..y0`.
+    above: &'a [u8],
+    above_start: usize,
+    /// Source rows from the band's end on.
+    below: &'a [u8],
+}
+
+impl BandRows<'_> {
+    /// Source row `r`; inside the band it must not have been overwritten yet.
+    #[inline(always)]
+    fn source(&self, r: usize, rb: usize) -> &[u8] {
+        let y1 = self.y0 + self.rows.len() / rb;
+        if r < self.y0 {
+            let i = r - self.above_start;
+            &self.above[i * rb..(i + 1) * rb]
+        } else if r < y1 {
+            let i = r - self.y0;
+            &self.rows[i * rb..(i + 1) * rb]
+        } else {
+            let i = r - y1;
+            &self.below[i * rb..(i + 1) * rb]
+        }
+    }
+
+    /// Output row `y`.
+    #[inline(always)]
+    fn output(&mut self, y: usize, rb: usize) -> &mut [u8] {
+        let i = y - self.y0;
+        &mut self.rows[i * rb..(i + 1) * rb]
+    }
+}
+
+/// Runs one pass over the whole image in place, bands of rows in parallel.
+///
+/// In place, because a band writes output row `y` only after it has read every source
+/// row up to `y + dy_max`: no output buffer to allocate and fault in. The rows a band
+/// needs from its neighbours are copied first.
 fn run_pass<E: Extremum>(
-    src: &[u8],
+    mut img: Vec<u8>,
     w: usize,
     h: usize,
     ch: usize,
@@ -468,112 +543,107 @@ fn run_pass<E: Extremum>(
     ctx: &OpContext,
     (pass_no, passes): (usize, usize),
 ) -> Result<Vec<u8>, OpError> {
-    let row_bytes = w * ch;
-    let mut out = vec![0u8; row_bytes * h];
+    let rb = w * ch;
     let tasks = rayon::current_num_threads().max(1) * 4;
     let band_rows = h.div_ceil(tasks).max(16).max(2 * plan.halo()).min(h);
     let bands = h.div_ceil(band_rows);
+    let (dy_min, dy_max) = plan.dy_range;
+    let halos: Vec<(usize, Vec<u8>, Vec<u8>)> = (0..bands)
+        .map(|i| {
+            let y0 = i * band_rows;
+            let y1 = (y0 + band_rows).min(h);
+            let above_start = (y0 as isize + dy_min).max(0) as usize;
+            let below_end = (y1 - 1 + dy_max as usize).min(h - 1) + 1;
+            let above = img[above_start * rb..y0 * rb].to_vec();
+            let below = img[y1 * rb..below_end.max(y1) * rb].to_vec();
+            (above_start, above, below)
+        })
+        .collect();
     let done = AtomicUsize::new(0);
-    let pass = Pass {
-        src,
-        w,
-        h,
-        ch,
-        plan,
-    };
-    out.par_chunks_mut(band_rows * row_bytes)
+    let pass = Pass { w, h, ch, plan };
+    img.par_chunks_mut(band_rows * rb)
+        .zip(halos.par_iter())
         .enumerate()
-        .try_for_each(|(i, dst)| {
+        .try_for_each(|(i, (rows, (above_start, above, below)))| {
             ctx.cancel.check()?;
-            band::<E>(&pass, i * band_rows, dst);
+            let mut band_rows_ = BandRows {
+                y0: i * band_rows,
+                rows,
+                above,
+                above_start: *above_start,
+                below,
+            };
+            band::<E>(&pass, &mut band_rows_);
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             ctx.report((pass_no as f32 + d as f32 / bands as f32) / passes as f32);
             Ok::<(), OpError>(())
         })?;
-    Ok(out)
+    Ok(img)
 }
 
-/// Computes output rows `y0..` into `dst` (whole rows), with AVX2 when the CPU has it.
-fn band<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
+/// Computes one band in place, with AVX2 when the CPU has it.
+fn band<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { band_avx2::<E>(pass, y0, dst) };
+            unsafe { band_avx2::<E>(pass, rows) };
             return;
         }
     }
-    band_generic::<E>(pass, y0, dst);
+    band_generic::<E>(pass, rows);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn band_avx2<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
-    band_generic::<E>(pass, y0, dst);
+unsafe fn band_avx2<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
+    band_generic::<E>(pass, rows);
 }
 
 #[inline(always)]
-fn band_generic<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
+fn band_generic<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
     if pass.plan.use_vhgw() {
-        band_vhgw::<E>(pass, y0, dst);
+        band_vhgw::<E>(pass, rows);
     } else {
-        band_rows::<E>(pass, y0, dst);
+        band_fold::<E>(pass, rows);
     }
 }
 
 /// Element rows one by one: each source row's run minima go to a ring of the last
 /// `halo + 1` rows per run, and each output row folds the rows its element covers.
 #[inline(always)]
-fn band_rows<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
-    let Pass {
-        src,
-        w,
-        h,
-        ch,
-        plan,
-        ..
-    } = *pass;
+fn band_fold<E: Extremum>(pass: &Pass, band: &mut BandRows) {
+    let Pass { w, h, ch, plan } = *pass;
     let rb = w * ch;
-    let y1 = y0 + dst.len() / rb;
+    let y0 = band.y0;
+    let y1 = y0 + band.rows.len() / rb;
     let (dy_min, dy_max) = plan.dy_range;
     let ring = plan.halo() + 1;
-    // A run of just the anchor column is the source row itself: no ring needed.
-    let identity: Vec<bool> = plan.runs.iter().map(|&r| r == (0, 0)).collect();
-    let mut rings: Vec<Vec<u8>> = identity
-        .iter()
-        .map(|&id| if id { Vec::new() } else { vec![0; ring * rb] })
-        .collect();
+    let mut rings: Vec<Vec<u8>> = plan.runs.iter().map(|_| vec![0; ring * rb]).collect();
     let mut table = RowTable::new::<E>(w, ch, &plan.runs);
     let mut next = (y0 as isize + dy_min).max(0) as usize;
     for y in y0..y1 {
         let last = (y as isize + dy_max).min(h as isize - 1) as usize;
         while next <= last {
-            table.load::<E>(&src[next * rb..(next + 1) * rb]);
+            table.load::<E>(band.source(next, rb));
             let slot = next % ring;
             for (u, &run) in plan.runs.iter().enumerate() {
-                if !identity[u] {
-                    table.run::<E>(run, &mut rings[u][slot * rb..(slot + 1) * rb]);
-                }
+                table.run::<E>(run, &mut rings[u][slot * rb..(slot + 1) * rb]);
             }
             next += 1;
         }
-        let rows: Vec<&[u8]> = plan
+        let picked: Vec<&[u8]> = plan
             .rows
             .iter()
             .filter_map(|&(dy, u)| {
                 let r = y as isize + dy;
-                if r < 0 || r >= h as isize {
-                    return None;
-                }
-                let r = r as usize;
-                Some(if identity[u] {
-                    &src[r * rb..(r + 1) * rb]
-                } else {
-                    &rings[u][(r % ring) * rb..(r % ring + 1) * rb]
+                (r >= 0 && r < h as isize).then(|| {
+                    let slot = r as usize % ring;
+                    &rings[u][slot * rb..(slot + 1) * rb]
                 })
             })
             .collect();
-        fold_rows::<E>(&mut dst[(y - y0) * rb..(y - y0 + 1) * rb], &rows);
+        fold_rows::<E>(band.output(y, rb), &picked);
     }
 }
 
@@ -582,17 +652,11 @@ fn band_rows<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
 /// and the prefix of the next, so each output row costs three ops whatever the height.
 /// Rows outside the image enter as the neutral value.
 #[inline(always)]
-fn band_vhgw<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
-    let Pass {
-        src,
-        w,
-        h,
-        ch,
-        plan,
-        ..
-    } = *pass;
+fn band_vhgw<E: Extremum>(pass: &Pass, band: &mut BandRows) {
+    let Pass { w, h, ch, plan } = *pass;
     let rb = w * ch;
-    let y1 = y0 + dst.len() / rb;
+    let y0 = band.y0;
+    let y1 = y0 + band.rows.len() / rb;
     let (dy_min, dy_max) = plan.dy_range;
     let tall = plan.halo() + 1;
     let run = plan.runs[0];
@@ -608,8 +672,7 @@ fn band_vhgw<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
         if t < 0 || t >= h as isize {
             f.fill(E::NEUTRAL);
         } else {
-            let r = t as usize;
-            table.load::<E>(&src[r * rb..(r + 1) * rb]);
+            table.load::<E>(band.source(t as usize, rb));
             table.run::<E>(run, f);
         }
         if k == 0 {
@@ -626,7 +689,7 @@ fn band_vhgw<E: Extremum>(pass: &Pass, y0: usize, dst: &mut [u8]) {
         }
         let y = t - dy_max;
         if y >= y0 as isize {
-            let out = &mut dst[(y as usize - y0) * rb..(y as usize - y0 + 1) * rb];
+            let out = band.output(y as usize, rb);
             if k == tall - 1 {
                 out.copy_from_slice(&prefix);
             } else {
@@ -737,7 +800,7 @@ mod tests {
     fn matches_the_definition_on_random_images() {
         let ctx = OpContext::default();
         let mut seed = 1;
-        for &(w, h) in &[(1, 1), (7, 3), (3, 9), (23, 17), (40, 31)] {
+        for &(w, h) in &[(1, 1), (7, 3), (3, 9), (23, 17), (40, 31), (11, 150)] {
             for ch in [1, 3] {
                 for shape in [Shape::Rect, Shape::Ellipse, Shape::Cross] {
                     for (size, iterations) in [
