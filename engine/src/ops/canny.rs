@@ -14,6 +14,8 @@
 //! Written here because imageproc's Canny differs from OpenCV's (float gradients,
 //! different direction bins and tie rules), and to run it in row bands on rayon.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use image::GrayImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -148,19 +150,23 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     }
     let (low, high) = int_thresholds(p);
     let aperture = p.aperture as usize;
+    // The map has a NOT column on each side, so floods need no column checks. Every
+    // value is written by `suppress_band`, so it starts as cheap zeroed memory.
+    let stride = w + 2;
+    let mut map = vec![0u8; stride * h];
     let rows_per_band = band_rows(h);
     let bands = h.div_ceil(rows_per_band) as f32;
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
 
     // Gradients, suppression and hysteresis inside each band, in parallel.
-    out.par_chunks_mut(rows_per_band * w)
+    map.par_chunks_mut(rows_per_band * stride)
         .enumerate()
         .try_for_each(|(b, band)| {
             ctx.cancel.check()?;
             let y0 = b * rows_per_band;
             let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), y0, band);
-            flood(band, w, seeds);
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            flood(band, stride, seeds);
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             ctx.report(0.9 * n as f32 / bands);
             Ok::<(), OpError>(())
         })?;
@@ -169,22 +175,21 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     // Edges that cross band borders: flood again from the edge pixels on border rows.
     let mut seeds = Vec::new();
     for y0 in (rows_per_band..h).step_by(rows_per_band) {
-        for y in [y0 - 1, y0] {
-            let row = y * w;
-            seeds.extend(
-                (row..row + w)
-                    .filter(|&i| out.as_raw()[i] == EDGE)
-                    .map(|i| i as u32),
-            );
-        }
+        let rows = (y0 - 1) * stride..(y0 + 1) * stride;
+        seeds.extend(rows.filter(|&i| map[i] == EDGE).map(|i| i as u32));
     }
-    flood(&mut out, w, seeds);
+    flood(&mut map, stride, seeds);
 
-    out.par_chunks_mut(1 << 16).for_each(|c| {
-        for v in c {
-            *v = if *v == EDGE { 255 } else { 0 };
-        }
-    });
+    const ROWS: usize = 64;
+    out.par_chunks_mut(w * ROWS)
+        .zip(map.par_chunks(stride * ROWS))
+        .for_each(|(out, map)| {
+            for (o, m) in out.chunks_mut(w).zip(map.chunks(stride)) {
+                for (o, &m) in o.iter_mut().zip(&m[1..w + 1]) {
+                    *o = if m == EDGE { 255 } else { 0 };
+                }
+            }
+        });
     ctx.report(1.0);
     Ok(out)
 }
@@ -196,9 +201,9 @@ fn band_rows(h: usize) -> usize {
     h.div_ceil(threads * 4).max(32)
 }
 
-/// Fills `band` (image rows `y0..`) with the suppression map: [`EDGE`] where the
-/// magnitude peaks above `high`, [`MAYBE`] where it peaks above `low`, [`NOT`] elsewhere.
-/// Returns the band indices of the [`EDGE`] pixels.
+/// Fills `band` (image rows `y0..`, each `w + 2` wide with a [`NOT`] column on each side)
+/// with the suppression map: [`EDGE`] where the magnitude peaks above `high`, [`MAYBE`]
+/// where it peaks above `low`, [`NOT`] elsewhere. Returns the band indices of the edges.
 fn suppress_band(
     gray: &GrayImage,
     aperture: usize,
@@ -221,19 +226,22 @@ fn suppress_band(
     fill(y0 as isize - 1, &mut prev);
     fill(y0 as isize, &mut cur);
     let mut seeds = Vec::new();
-    for (i, row) in band.chunks_mut(w).enumerate() {
+    for (i, row) in band.chunks_mut(w + 2).enumerate() {
         let y = (y0 + i) as isize;
         fill(y + 1, &mut next);
-        let base = (i * w) as u32;
-        suppress_row(
-            &prev.mag,
-            &cur,
-            &next.mag,
-            (low, high),
-            row,
-            base,
-            &mut seeds,
-        );
+        row[0] = NOT;
+        row[w + 1] = NOT;
+        let inner = &mut row[1..w + 1];
+        suppress_row(&prev.mag, &cur, &next.mag, low, high, inner);
+        // Seeds: the edge pixels, found a vector compare at a time.
+        const CHUNK: usize = 64;
+        for (c, chunk) in inner.chunks(CHUNK).enumerate() {
+            if chunk.iter().fold(false, |a, &v| a | (v == EDGE)) {
+                let base = i * (w + 2) + 1 + c * CHUNK;
+                let hits = chunk.iter().enumerate().filter(|&(_, &v)| v == EDGE);
+                seeds.extend(hits.map(|(k, _)| (base + k) as u32));
+            }
+        }
         std::mem::swap(&mut prev, &mut cur);
         std::mem::swap(&mut cur, &mut next);
     }
@@ -256,81 +264,61 @@ avx2_fma! {
     }
 }
 
-/// Non-maximum suppression of one row; `prev`, `cur.mag` and `next` are padded by one.
-/// Pushes `base + column` of each [`EDGE`] pixel onto `seeds`.
-fn suppress_row(
-    prev: &[i32],
-    cur: &Gradients,
-    next: &[i32],
-    (low, high): (i32, i32),
-    out: &mut [u8],
-    base: u32,
-    seeds: &mut Vec<u32>,
-) {
-    const CHUNK: usize = 16;
-    let w = out.len();
-    let mag = &cur.mag[..w + 2];
-    let (prev, next) = (&prev[..w + 2], &next[..w + 2]);
-    let (dx, dy) = (&cur.dx[..w], &cur.dy[..w]);
-    for (c, out) in out.chunks_mut(CHUNK).enumerate() {
-        let j0 = c * CHUNK;
-        // Most of an image is below `low`: skip whole chunks with one vector compare.
-        let any = mag[j0 + 1..j0 + 1 + out.len()]
-            .iter()
-            .fold(false, |a, &m| a | (m > low));
-        if !any {
-            out.fill(NOT);
-            continue;
-        }
-        for (k, o) in out.iter_mut().enumerate() {
-            let j = j0 + k;
+avx2_fma! {
+    /// Non-maximum suppression of one row, without branches so it vectorises;
+    /// `prev`, `cur.mag` and `next` are padded by one zero on each side.
+    ///
+    /// OpenCV's test: with `x = |dx|`, `y = |dy| << 15`, the gradient is horizontal when
+    /// `y < x·tg22`, vertical when `y > x·tg22 + (x << 16)`, else diagonal; a peak is
+    /// `m > before && m >= after` along a straight direction, `m > both` along a diagonal.
+    fn suppress_row(prev: &[i32], cur: &Gradients, next: &[i32], low: i32, high: i32, out: &mut [u8]) {
+        let w = out.len();
+        let (prev, mag, next) = (&prev[..w + 2], &cur.mag[..w + 2], &next[..w + 2]);
+        let (dx, dy) = (&cur.dx[..w], &cur.dy[..w]);
+        for j in 0..w {
             let m = mag[j + 1];
-            *o = NOT;
-            if m <= low {
-                continue;
-            }
             let (xs, ys) = (dx[j] as i32, dy[j] as i32);
             let x = xs.abs();
             let y = ys.abs() << 15;
             let tg22x = x * TG22;
-            let peak = if y < tg22x {
-                m > mag[j] && m >= mag[j + 2]
-            } else if y > tg22x + (x << 16) {
-                m > prev[j + 1] && m >= next[j + 1]
+            let horizontal = y < tg22x;
+            let vertical = y > tg22x + (x << 16);
+            // Same signs: the diagonal runs top-left to bottom-right.
+            let same = (xs ^ ys) >= 0;
+            let diag_before = if same { prev[j] } else { prev[j + 2] };
+            let diag_after = if same { next[j + 2] } else { next[j] };
+            let before = if horizontal { mag[j] } else if vertical { prev[j + 1] } else { diag_before };
+            let after = if horizontal { mag[j + 2] } else if vertical { next[j + 1] } else { diag_after };
+            let peak = (m > before) & ((m > after) | ((horizontal | vertical) & (m == after)));
+            out[j] = if peak & (m > low) {
+                if m > high { EDGE } else { MAYBE }
             } else {
-                let s: isize = if (xs ^ ys) < 0 { -1 } else { 1 };
-                let j = j as isize + 1;
-                m > prev[(j - s) as usize] && m > next[(j + s) as usize]
+                NOT
             };
-            if peak {
-                if m > high {
-                    *o = EDGE;
-                    seeds.push(base + j as u32);
-                } else {
-                    *o = MAYBE;
-                }
-            }
         }
     }
 }
 
-/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`, a block of
-/// whole rows `w` wide (the flood never leaves the block).
-fn flood(map: &mut [u8], w: usize, mut stack: Vec<u32>) {
-    let rows = map.len() / w;
+/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`: whole
+/// rows `stride` wide whose first and last columns are [`NOT`], so only rows need bounds.
+/// The flood never leaves `map`.
+fn flood(map: &mut [u8], stride: usize, mut stack: Vec<u32>) {
+    let len = map.len();
     while let Some(i) = stack.pop() {
         let i = i as usize;
-        let (y, x) = (i / w, i % w);
-        let ys = y.saturating_sub(1)..(y + 2).min(rows);
-        let xs = x.saturating_sub(1)..(x + 2).min(w);
-        for ny in ys {
-            for nx in xs.clone() {
-                let n = ny * w + nx;
-                if map[n] == MAYBE {
-                    map[n] = EDGE;
-                    stack.push(n as u32);
-                }
+        let mut visit = |n: usize| {
+            if map[n] == MAYBE {
+                map[n] = EDGE;
+                stack.push(n as u32);
             }
+        };
+        visit(i - 1);
+        visit(i + 1);
+        if i >= stride {
+            (i - stride - 1..=i - stride + 1).for_each(&mut visit);
+        }
+        if i + stride < len {
+            (i + stride - 1..=i + stride + 1).for_each(&mut visit);
         }
     }
 }

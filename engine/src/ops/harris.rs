@@ -208,21 +208,13 @@ impl Strip<'_> {
         sobel.set_columns(lo, hi);
 
         let (mut dx, mut dy) = (vec![0f32; hi - lo], vec![0f32; hi - lo]);
-        let mut cov = [
-            vec![0f32; hi - lo],
-            vec![0f32; hi - lo],
-            vec![0f32; hi - lo],
-        ];
-        let mut window = [
-            vec![0f32; cols.len()],
-            vec![0f32; cols.len()],
-            vec![0f32; cols.len()],
-        ];
+        let mut cov = planes(hi - lo, 0f32);
+        let mut window = planes(cols.len(), 0f32);
         let gather = cols.iter().enumerate().any(|(t, &c)| c != lo + t);
-        // Row sums of the last `block` padded rows, per plane, and the running column sums.
-        let mut ring = vec![vec![[0f64; 3]; n]; block];
-        let mut sum = vec![[0f64; 3]; n];
-        let mut abc = vec![[0f32; 3]; n];
+        // Row sums of the last `block` padded rows, and the running column sums, per plane.
+        let mut ring: Vec<[Vec<f64>; 3]> = (0..block).map(|_| planes(n, 0f64)).collect();
+        let mut sum = planes(n, 0f64);
+        let mut abc = planes(n, 0f32);
 
         for p in 0..h + block - 1 {
             if p % 64 == 0 {
@@ -230,38 +222,45 @@ impl Strip<'_> {
             }
             let y = Border::Reflect101.index(p as isize - anchor as isize, h);
             sobel.row_derivatives(y, &mut dx, &mut dy);
-            products(&dx, &dy, &mut cov);
-            let planes: [&[f32]; 3] = if gather {
+            let [a, b, c] = &mut cov;
+            products(&dx, &dy, a, b, c);
+            if gather {
                 for (win, c) in window.iter_mut().zip(&cov) {
                     for (v, &col) in win.iter_mut().zip(&cols) {
                         *v = c[col - lo];
                     }
                 }
-                [&window[0], &window[1], &window[2]]
-            } else {
-                [&cov[0], &cov[1], &cov[2]]
-            };
-            row_sums(planes, block, &mut ring[p % block]);
+            }
+            let src = if gather { &window } else { &cov };
+            for (plane, out) in src.iter().zip(ring[p % block].iter_mut()) {
+                row_sums(plane, block, out);
+            }
             if p + 1 < block {
-                accumulate(&mut sum, &ring[p % block]);
+                for (s, r) in sum.iter_mut().zip(&ring[p % block]) {
+                    accumulate(s, r);
+                }
                 continue;
             }
             let y = p + 1 - block;
-            column_step(&mut sum, &ring[p % block], &ring[y % block], &mut abc);
+            for ch in 0..3 {
+                let (new, old) = (&ring[p % block][ch], &ring[y % block][ch]);
+                column_step(&mut sum[ch], new, old, &mut abc[ch]);
+            }
             self.response_row(y * w + x0, &abc, rows[y].as_mut());
         }
         Ok(())
     }
 
     /// `calcHarris` on the box sums of one row segment starting at flat index `flat`.
-    fn response_row(&self, flat: usize, abc: &[[f32; 3]], out: &mut [f32]) {
+    fn response_row(&self, flat: usize, abc: &[Vec<f32>; 3], out: &mut [f32]) {
         let n8 = self.flat_len / 8 * 8;
         let n4 = if self.flat_len - n8 >= 4 { n8 + 4 } else { n8 };
         let split = |limit: usize| limit.clamp(flat, flat + out.len()) - flat;
         let (s8, s4) = (split(n8), split(n4));
-        harris_avx(&abc[..s8], self.k as f32, &mut out[..s8]);
+        let [a, b, c] = abc;
+        harris_avx(&a[..s8], &b[..s8], &c[..s8], self.k as f32, &mut out[..s8]);
         for i in s8..out.len() {
-            let [a, b, c] = abc[i];
+            let (a, b, c) = (a[i], b[i], c[i]);
             let s = a + c;
             out[i] = if i < s4 {
                 // The 4-wide loop: v_ac_bb - v_k * v_ac * v_ac.
@@ -274,28 +273,35 @@ impl Strip<'_> {
     }
 }
 
+/// Three planes of `n` values (one per structure tensor entry).
+fn planes<T: Copy>(n: usize, v: T) -> [Vec<T>; 3] {
+    [vec![v; n], vec![v; n], vec![v; n]]
+}
+
 avx2_fma! {
     /// `Dx²`, `Dx·Dy` and `Dy²` in `f32`.
-    fn products(dx: &[f32], dy: &[f32], cov: &mut [Vec<f32>; 3]) {
-        let [a, b, c] = cov;
-        for (((a, b), c), (&x, &y)) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(dx.iter().zip(dy)) {
-            *a = x * x;
-            *b = x * y;
-            *c = y * y;
+    fn products(dx: &[f32], dy: &[f32], a: &mut [f32], b: &mut [f32], c: &mut [f32]) {
+        let n = dx.len();
+        let (dy, a, b, c) = (&dy[..n], &mut a[..n], &mut b[..n], &mut c[..n]);
+        for i in 0..n {
+            a[i] = dx[i] * dx[i];
+            b[i] = dx[i] * dy[i];
+            c[i] = dy[i] * dy[i];
         }
     }
 }
 
 avx2_fma! {
-    /// Each window of `block` values summed left to right in `f64` from zero, per plane.
-    fn row_sums(planes: [&[f32]; 3], block: usize, out: &mut [[f64; 3]]) {
-        for (ch, plane) in planes.iter().enumerate() {
-            for (i, o) in out.iter_mut().enumerate() {
-                let mut s = 0f64;
-                for &v in &plane[i..i + block] {
-                    s += v as f64;
-                }
-                o[ch] = s;
+    /// Each window of `block` values summed left to right in `f64`, starting from zero.
+    fn row_sums(plane: &[f32], block: usize, out: &mut [f64]) {
+        let n = out.len();
+        let first = &plane[..n];
+        for (o, &v) in out.iter_mut().zip(first) {
+            *o = 0.0 + v as f64;
+        }
+        for t in 1..block {
+            for (o, &v) in out.iter_mut().zip(&plane[t..t + n]) {
+                *o += v as f64;
             }
         }
     }
@@ -303,11 +309,9 @@ avx2_fma! {
 
 avx2_fma! {
     /// Adds a row of sums into the running column sums (the first `block - 1` rows).
-    fn accumulate(sum: &mut [[f64; 3]], row: &[[f64; 3]]) {
-        for (s, r) in sum.iter_mut().zip(row) {
-            for ch in 0..3 {
-                s[ch] += r[ch];
-            }
+    fn accumulate(sum: &mut [f64], row: &[f64]) {
+        for (s, &r) in sum.iter_mut().zip(row) {
+            *s += r;
         }
     }
 }
@@ -315,23 +319,25 @@ avx2_fma! {
 avx2_fma! {
     /// OpenCV's `ColumnSum<double, float>`: `s = SUM + new` is the output (as `f32`), then
     /// `SUM = s - old`.
-    fn column_step(sum: &mut [[f64; 3]], new: &[[f64; 3]], old: &[[f64; 3]], out: &mut [[f32; 3]]) {
-        for (((s, n), o), d) in sum.iter_mut().zip(new).zip(old).zip(out.iter_mut()) {
-            for ch in 0..3 {
-                let v = s[ch] + n[ch];
-                d[ch] = v as f32;
-                s[ch] = v - o[ch];
-            }
+    fn column_step(sum: &mut [f64], new: &[f64], old: &[f64], out: &mut [f32]) {
+        let n = sum.len();
+        let (new, old, out) = (&new[..n], &old[..n], &mut out[..n]);
+        for i in 0..n {
+            let v = sum[i] + new[i];
+            out[i] = v as f32;
+            sum[i] = v - old[i];
         }
     }
 }
 
 avx2_fma! {
     /// `calcHarrisLine_AVX`: `(a·c - b·b) - k·((a+c)·(a+c))`, all in `f32`.
-    fn harris_avx(abc: &[[f32; 3]], k: f32, out: &mut [f32]) {
-        for (o, &[a, b, c]) in out.iter_mut().zip(abc) {
-            let s = a + c;
-            *o = (a * c - b * b) - k * (s * s);
+    fn harris_avx(a: &[f32], b: &[f32], c: &[f32], k: f32, out: &mut [f32]) {
+        let n = out.len();
+        let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+        for i in 0..n {
+            let s = a[i] + c[i];
+            out[i] = (a[i] * c[i] - b[i] * b[i]) - k * (s * s);
         }
     }
 }

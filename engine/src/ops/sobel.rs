@@ -276,14 +276,15 @@ impl<'a> FloatSobel<'a> {
                 self.ensure_row(Border::Reflect101.index(sy, self.h));
             }
         }
-        let rows_x: Vec<&[f32]> = (0..self.x.col.len())
-            .map(|t| self.cached(y as isize + t as isize - rx as isize).0)
-            .collect();
-        symmetric_column(&rows_x, &self.x.col, vector_cols, dx);
-        let rows_y: Vec<&[f32]> = (0..self.y.col.len())
-            .map(|t| self.cached(y as isize + t as isize - ry as isize).1)
-            .collect();
-        antisymmetric_column(&rows_y, &self.y.col, vector_cols, dy);
+        let mut rows: [&[f32]; 7] = [&[]; 7];
+        for (t, row) in rows[..self.x.col.len()].iter_mut().enumerate() {
+            *row = self.cached(y as isize + t as isize - rx as isize).0;
+        }
+        symmetric_column(&rows[..self.x.col.len()], &self.x.col, vector_cols, dx);
+        for (t, row) in rows[..self.y.col.len()].iter_mut().enumerate() {
+            *row = self.cached(y as isize + t as isize - ry as isize).1;
+        }
+        antisymmetric_column(&rows[..self.y.col.len()], &self.y.col, vector_cols, dy);
     }
 
     fn cached(&self, y: isize) -> (&[f32], &[f32]) {
