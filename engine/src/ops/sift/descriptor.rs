@@ -125,6 +125,25 @@ fn describe_impl<A: Arith>(
         }
         j0 = j0.max(1 - px);
         j1 = j1.min(cols - 2 - px);
+        // Both rotated coordinates are monotonic in j (a product by a constant, then
+        // sums, each rounded monotonically), so the samples that pass form one run:
+        // trim the estimate to it exactly, then take every j in it without a test.
+        let rot = |j: i64| {
+            let fj = j as f32;
+            let c_rot = fj * cos_t - fi * sin_t;
+            let r_rot = fj * sin_t + fi * cos_t;
+            (c_rot, r_rot, r_rot + half - 0.5, c_rot + half - 0.5)
+        };
+        let pass = |j: i64| {
+            let (_, _, rbin, cbin) = rot(j);
+            rbin > -1.0 && rbin < d && cbin > -1.0 && cbin < d
+        };
+        while j0 <= j1 && !pass(j0) {
+            j0 += 1;
+        }
+        while j1 >= j0 && !pass(j1) {
+            j1 -= 1;
+        }
         if j0 > j1 {
             continue;
         }
@@ -133,22 +152,26 @@ fn describe_impl<A: Arith>(
             img.row(r as usize - 1),
             img.row(r as usize + 1),
         );
-        for j in j0..=j1 {
-            let fj = j as f32;
-            let c_rot = fj * cos_t - fi * sin_t;
-            let r_rot = fj * sin_t + fi * cos_t;
-            let rbin = r_rot + half - 0.5;
-            let cbin = c_rot + half - 0.5;
-            if rbin > -1.0 && rbin < d && cbin > -1.0 && cbin < d {
-                let c = (px + j) as usize;
-                s.dx[k] = row[c + 1] - row[c - 1];
-                s.dy[k] = up[c] - down[c];
-                s.rbin[k] = rbin;
-                s.cbin[k] = cbin;
-                s.w[k] = (c_rot * c_rot + r_rot * r_rot) * exp_scale;
-                k += 1;
-            }
+        let n = (j1 - j0 + 1) as usize;
+        let c0 = (px + j0) as usize;
+        let (dx, dy) = (&mut s.dx[k..k + n], &mut s.dy[k..k + n]);
+        for t in 0..n {
+            let c = c0 + t;
+            dx[t] = row[c + 1] - row[c - 1];
+            dy[t] = up[c] - down[c];
         }
+        let (rb, cb, wt) = (
+            &mut s.rbin[k..k + n],
+            &mut s.cbin[k..k + n],
+            &mut s.w[k..k + n],
+        );
+        for t in 0..n {
+            let (c_rot, r_rot, rbin, cbin) = rot(j0 + t as i64);
+            rb[t] = rbin;
+            cb[t] = cbin;
+            wt[t] = (c_rot * c_rot + r_rot * r_rot) * exp_scale;
+        }
+        k += n;
     }
     s.truncate(k);
     // Angles into `dx`, weighted magnitudes into `w`; fastAtan2 is fused from 16 values.
