@@ -38,6 +38,36 @@ pub(crate) struct Scratch {
     w: Vec<f32>,
 }
 
+impl Scratch {
+    /// Room for `n` samples (contents unspecified).
+    fn resize(&mut self, n: usize) {
+        for v in [
+            &mut self.dx,
+            &mut self.dy,
+            &mut self.rbin,
+            &mut self.cbin,
+            &mut self.w,
+        ] {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        }
+    }
+
+    /// Keeps the first `n` samples.
+    fn truncate(&mut self, n: usize) {
+        for v in [
+            &mut self.dx,
+            &mut self.dy,
+            &mut self.rbin,
+            &mut self.cbin,
+            &mut self.w,
+        ] {
+            v.truncate(n);
+        }
+    }
+}
+
 fma_dispatch! {
     /// The descriptor of a keypoint at `(x, y)` (octave pixels) with orientation `ori`
     /// (degrees, `360 - angle`) and scale `scl`, on `img` (an octave of height `h`).
@@ -71,39 +101,79 @@ fn describe_impl<A: Arith>(
     let half = (D / 2) as f32;
     let d = D as f32;
 
-    s.dx.clear();
-    s.dy.clear();
-    s.rbin.clear();
-    s.cbin.clear();
-    s.w.clear();
+    let side = (2 * radius + 1) as usize;
+    s.resize(side * side);
+    let mut k = 0;
     for i in -radius..=radius {
         let r = py + i;
         if r <= 0 || r >= rows - 1 {
             continue;
         }
         let fi = i as f32;
+        // Only j where both rotated coordinates can be inside (-2.5, 2.5) bins can pass;
+        // the exact test below decides, this only skips what cannot (with a 1 px margin).
+        let (mut j0, mut j1) = (-radius, radius);
+        for (slope, offset) in [(sin_t, fi * cos_t), (cos_t, -(fi * sin_t))] {
+            let lim = half + 0.5;
+            if slope.abs() > 1e-12 {
+                let a = (-lim - offset) / slope;
+                let b = (lim - offset) / slope;
+                let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+                j0 = j0.max(lo.floor() as i64 - 1);
+                j1 = j1.min(hi.ceil() as i64 + 1);
+            }
+        }
+        j0 = j0.max(1 - px);
+        j1 = j1.min(cols - 2 - px);
+        // Both rotated coordinates are monotonic in j (a product by a constant, then
+        // sums, each rounded monotonically), so the samples that pass form one run:
+        // trim the estimate to it exactly, then take every j in it without a test.
+        let rot = |j: i64| {
+            let fj = j as f32;
+            let c_rot = fj * cos_t - fi * sin_t;
+            let r_rot = fj * sin_t + fi * cos_t;
+            (c_rot, r_rot, r_rot + half - 0.5, c_rot + half - 0.5)
+        };
+        let pass = |j: i64| {
+            let (_, _, rbin, cbin) = rot(j);
+            rbin > -1.0 && rbin < d && cbin > -1.0 && cbin < d
+        };
+        while j0 <= j1 && !pass(j0) {
+            j0 += 1;
+        }
+        while j1 >= j0 && !pass(j1) {
+            j1 -= 1;
+        }
+        if j0 > j1 {
+            continue;
+        }
         let (row, up, down) = (
             img.row(r as usize),
             img.row(r as usize - 1),
             img.row(r as usize + 1),
         );
-        for j in -radius..=radius {
-            let fj = j as f32;
-            let c_rot = fj * cos_t - fi * sin_t;
-            let r_rot = fj * sin_t + fi * cos_t;
-            let rbin = r_rot + half - 0.5;
-            let cbin = c_rot + half - 0.5;
-            let c = px + j;
-            if rbin > -1.0 && rbin < d && cbin > -1.0 && cbin < d && c > 0 && c < cols - 1 {
-                let c = c as usize;
-                s.dx.push(row[c + 1] - row[c - 1]);
-                s.dy.push(up[c] - down[c]);
-                s.rbin.push(rbin);
-                s.cbin.push(cbin);
-                s.w.push((c_rot * c_rot + r_rot * r_rot) * exp_scale);
-            }
+        let n = (j1 - j0 + 1) as usize;
+        let c0 = (px + j0) as usize;
+        let (dx, dy) = (&mut s.dx[k..k + n], &mut s.dy[k..k + n]);
+        for t in 0..n {
+            let c = c0 + t;
+            dx[t] = row[c + 1] - row[c - 1];
+            dy[t] = up[c] - down[c];
         }
+        let (rb, cb, wt) = (
+            &mut s.rbin[k..k + n],
+            &mut s.cbin[k..k + n],
+            &mut s.w[k..k + n],
+        );
+        for t in 0..n {
+            let (c_rot, r_rot, rbin, cbin) = rot(j0 + t as i64);
+            rb[t] = rbin;
+            cb[t] = cbin;
+            wt[t] = (c_rot * c_rot + r_rot * r_rot) * exp_scale;
+        }
+        k += n;
     }
+    s.truncate(k);
     // Angles into `dx`, weighted magnitudes into `w`; fastAtan2 is fused from 16 values.
     if s.dx.len() >= 16 {
         weigh::<A, A>(s);

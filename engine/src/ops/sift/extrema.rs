@@ -37,19 +37,29 @@ pub(crate) fn scan_rows(
         return;
     }
     let nd = layers + 2;
-    // Column max / min of each DoG layer over rows y-1..=y+1.
+    // A ring of three rows per DoG layer (rows y-1, y, y+1 at slots (y+k) % 3), each
+    // computed once, and the column max / min of each layer over those rows.
+    let mut ring = vec![0f32; nd * 3 * w];
     let mut vmax = vec![0f32; nd * w];
     let mut vmin = vec![0f32; nd * w];
-    let mut dog = vec![0f32; 3 * w];
-    let mut centre = vec![0f32; w];
     let mut mask = vec![0u8; w];
-    for y in lo..hi {
+    let fill = |ring: &mut [f32], yy: usize| {
         for l in 0..nd {
-            for (k, d) in dog.chunks_exact_mut(w).enumerate() {
-                let yy = y + k - 1;
-                dog_row(stack.layers[l + 1].row(yy), stack.layers[l].row(yy), d);
-            }
-            let (a, rest) = dog.split_at(w);
+            let slot = (l * 3 + yy % 3) * w;
+            dog_row(
+                stack.layers[l + 1].row(yy),
+                stack.layers[l].row(yy),
+                &mut ring[slot..slot + w],
+            );
+        }
+    };
+    fill(&mut ring, lo - 1);
+    fill(&mut ring, lo);
+    for y in lo..hi {
+        fill(&mut ring, y + 1);
+        for l in 0..nd {
+            let rows = &ring[l * 3 * w..(l + 1) * 3 * w];
+            let (a, rest) = rows.split_at(w);
             let (b, c) = rest.split_at(w);
             col_extremes(
                 a,
@@ -60,13 +70,9 @@ pub(crate) fn scan_rows(
             );
         }
         for i in 1..=layers {
-            dog_row(
-                stack.layers[i + 1].row(y),
-                stack.layers[i].row(y),
-                &mut centre,
-            );
+            let slot = (i * 3 + y % 3) * w;
             extrema_mask(
-                &centre,
+                &ring[slot..slot + w],
                 &vmax[(i - 1) * w..(i + 2) * w],
                 &vmin[(i - 1) * w..(i + 2) * w],
                 threshold,

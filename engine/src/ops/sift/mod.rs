@@ -153,6 +153,8 @@ pub fn detect_and_compute(
         .sum();
     let mut done = 0.0;
     let mut base: Option<Band> = None;
+    // Layer buffers, reused from band to band and octave to octave.
+    let mut pool: Vec<Vec<f32>> = Vec::new();
     let (mut w, mut h) = (2 * gw, 2 * gh);
     for o in 0..octaves {
         ctx.cancel.check()?;
@@ -176,7 +178,7 @@ pub fn detect_and_compute(
             source,
             cfg: &cfg,
         };
-        oct.run(next.as_mut(), &mut found, ctx, &mut |rows| {
+        oct.run(next.as_mut(), &mut found, &mut pool, ctx, &mut |rows| {
             done += (rows * w) as f64;
             ctx.report((done / total) as f32);
         })?;
@@ -247,6 +249,15 @@ impl Config {
     }
 }
 
+/// Returns a band's layer buffers to the pool.
+fn recycle(stack: Stack, pool: &mut Vec<Vec<f32>>) {
+    for layer in stack.layers {
+        if let Cow::Owned(b) = layer {
+            pool.push(b.data);
+        }
+    }
+}
+
 /// Where an octave's layer 0 comes from.
 enum Source<'a> {
     /// Octave 0: the doubled grey image, blurred here.
@@ -286,13 +297,14 @@ impl Octave<'_> {
         &self,
         mut next: Option<&mut Band>,
         found: &mut Vec<Found>,
+        pool: &mut Vec<Vec<f32>>,
         ctx: &OpContext,
         progress: &mut dyn FnMut(usize),
     ) -> Result<(), OpError> {
         let mut pending = Vec::new();
         for (y0, y1) in self.bands() {
             ctx.cancel.check()?;
-            let stack = self.stack(y0, y1, ctx)?;
+            let stack = self.stack(y0, y1, pool, ctx)?;
             if let Some(next) = next.as_deref_mut() {
                 scale_space::decimate_into(&stack.layers[self.cfg.layers], y0, y1, next);
             }
@@ -301,14 +313,16 @@ impl Octave<'_> {
             let (kps, resume) = self.scan(&stack, lo, hi);
             found.extend(kps);
             pending.extend(resume);
+            recycle(stack, pool);
             progress(y1 - y0);
         }
         // Refinements that left their band: finish each in a band around where it went.
         let mut scratch = Scratch::default();
         while let Some(s) = pending.pop() {
             ctx.cancel.check()?;
-            let stack = self.stack(s.r, s.r + 1, ctx)?;
+            let stack = self.stack(s.r, s.r + 1, pool, ctx)?;
             self.candidate(&stack, s, found, &mut pending, &mut scratch);
+            recycle(stack, pool);
         }
         Ok(())
     }
@@ -337,7 +351,13 @@ impl Octave<'_> {
     }
 
     /// The Gaussian layers holding what the band of own rows `y0..y1` needs.
-    fn stack(&self, y0: usize, y1: usize, ctx: &OpContext) -> Result<Stack<'_>, OpError> {
+    fn stack(
+        &self,
+        y0: usize,
+        y1: usize,
+        pool: &mut Vec<Vec<f32>>,
+        ctx: &OpContext,
+    ) -> Result<Stack<'_>, OpError> {
         let cfg = self.cfg;
         let n = cfg.layers + 3;
         let h = self.h;
@@ -372,6 +392,7 @@ impl Octave<'_> {
                 &cfg.base_kernel,
                 need[0].0,
                 need[0].1,
+                pool.pop().unwrap_or_default(),
             )),
             Source::Base(b) => Cow::Borrowed(*b),
         });
@@ -383,6 +404,7 @@ impl Octave<'_> {
                 &cfg.kernels[i],
                 need[i].0,
                 need[i].1,
+                pool.pop().unwrap_or_default(),
             );
             layers.push(Cow::Owned(g));
         }
@@ -606,13 +628,13 @@ mod tests {
         let mut pending = Vec::new();
         let mut scratch = Scratch::default();
         for (y0, y1) in [(0, 50), (50, 117), (117, 200), (200, 240)] {
-            let stack = oct.stack(y0, y1, &ctx).unwrap();
+            let stack = oct.stack(y0, y1, &mut Vec::new(), &ctx).unwrap();
             let (k, r) = oct.scan(&stack, y0.max(IMG_BORDER), y1.min(240 - IMG_BORDER));
             banded.extend(k);
             pending.extend(r);
         }
         while let Some(s) = pending.pop() {
-            let stack = oct.stack(s.r, s.r + 1, &ctx).unwrap();
+            let stack = oct.stack(s.r, s.r + 1, &mut Vec::new(), &ctx).unwrap();
             oct.candidate(&stack, s, &mut banded, &mut pending, &mut scratch);
         }
         select::remove_duplicated_sorted(&mut banded);

@@ -47,9 +47,13 @@ fn histogram_impl<A: Arith>(
 ) -> f32 {
     let w = img.w as i64;
     let expf_scale = -1.0 / (2.0 * sigma * sigma);
-    s.dx.clear();
-    s.dy.clear();
-    s.w.clear();
+    let side = (2 * radius + 1).max(0) as usize;
+    for v in [&mut s.dx, &mut s.dy, &mut s.w] {
+        if v.len() < side * side {
+            v.resize(side * side, 0.0);
+        }
+    }
+    let mut k = 0;
     let (px, py, rad) = (x as i64, y as i64, radius as i64);
     for i in -rad..=rad {
         let yy = py + i;
@@ -66,13 +70,21 @@ fn histogram_impl<A: Arith>(
             img.row(yy as usize - 1),
             img.row(yy as usize + 1),
         );
-        for xx in x0 as usize..=x1 as usize {
+        let n = (x1 - x0 + 1) as usize;
+        let (x0, ii) = (x0 as usize, i * i);
+        let (dx, dy, wt) = (&mut s.dx[k..k + n], &mut s.dy[k..k + n], &mut s.w[k..k + n]);
+        for t in 0..n {
+            let xx = x0 + t;
             let j = xx as i64 - px;
-            s.dx.push(row[xx + 1] - row[xx - 1]);
-            s.dy.push(up[xx] - down[xx]);
-            s.w.push((i * i + j * j) as f32 * expf_scale);
+            dx[t] = row[xx + 1] - row[xx - 1];
+            dy[t] = up[xx] - down[xx];
+            wt[t] = (ii + j * j) as f32 * expf_scale;
         }
+        k += n;
     }
+    s.dx.truncate(k);
+    s.dy.truncate(k);
+    s.w.truncate(k);
     // Angles into `dx`, weighted magnitudes into `w`, in vectorisable passes.
     // OpenCV's fastAtan2 takes its SIMD (fused) path only for 16 or more values.
     if s.dx.len() >= 16 {

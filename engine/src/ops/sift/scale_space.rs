@@ -200,24 +200,25 @@ pub(crate) struct Doubled<'a> {
 }
 
 impl Doubled<'_> {
-    /// Source index and weight of the second sample for output coordinate `d`, as
-    /// `resize` computes them for a scale of exactly 2 (clamped at both ends).
+    /// Source index pair and weight of the second for output coordinate `d`, as `resize`
+    /// computes them for a scale of exactly 2: `d/2 - 1/4` split into floor and fraction,
+    /// clamped at both ends.
     #[inline]
     fn tap(d: usize, len: usize) -> (usize, usize, f32) {
-        let f = (d as f32 + 0.5) * 0.5 - 0.5;
-        let s = f.floor();
-        let mut a = f - s;
-        let mut s = s as isize;
-        if s < 0 {
-            a = 0.0;
-            s = 0;
+        let (s, a) = if d % 2 == 0 {
+            if d == 0 {
+                (0, 0.0)
+            } else {
+                (d / 2 - 1, 0.75)
+            }
+        } else {
+            (d / 2, 0.25)
+        };
+        if s >= len - 1 {
+            (len - 1, len - 1, 0.0)
+        } else {
+            (s, s + 1, a)
         }
-        if s as usize >= len - 1 {
-            a = 0.0;
-            s = len as isize - 1;
-        }
-        let s = s as usize;
-        (s, (s + 1).min(len - 1), a)
     }
 }
 
@@ -230,20 +231,34 @@ impl RowSource for Doubled<'_> {
         let (y0, y1, b) = Self::tap(y, self.h);
         let r0 = &self.grey[y0 * self.w..(y0 + 1) * self.w];
         let r1 = &self.grey[y1 * self.w..(y1 + 1) * self.w];
+        let v = |x: usize| r0[x] as f32 * (1.0 - b) + r1[x] as f32 * b;
         for (x, o) in out.iter_mut().enumerate() {
             let (x0, x1, a) = Self::tap(x, self.w);
-            let h0 = r0[x0] as f32 * (1.0 - a) + r0[x1] as f32 * a;
-            let h1 = r1[x0] as f32 * (1.0 - a) + r1[x1] as f32 * a;
-            *o = h0 * (1.0 - b) + h1 * b;
+            *o = v(x0) * (1.0 - a) + v(x1) * a;
         }
     }
 }
 
 /// Blurs rows `lo..hi` of an image of height `h` read from `src` (which must hold every
-/// row those need, reflected at the image's top and bottom).
-pub(crate) fn blur<S: RowSource>(src: &S, h: usize, k: &Kernel, lo: usize, hi: usize) -> Band {
+/// row those need, reflected at the image's top and bottom), into `buf`'s memory.
+pub(crate) fn blur<S: RowSource>(
+    src: &S,
+    h: usize,
+    k: &Kernel,
+    lo: usize,
+    hi: usize,
+    buf: Vec<f32>,
+) -> Band {
     let w = src.width();
-    let mut data = vec![0f32; (hi - lo) * w];
+    // Every value is overwritten below: only grow (and zero) when the buffer is short, so a
+    // reused buffer costs neither page faults nor a memset.
+    let mut data = buf;
+    let n = (hi - lo) * w;
+    if data.len() >= n {
+        data.truncate(n);
+    } else {
+        data.resize(n, 0.0);
+    }
     if w == 0 || hi <= lo {
         return Band { w, y0: lo, data };
     }
@@ -516,9 +531,9 @@ mod tests {
             data: img.clone(),
         };
         let k = gaussian_kernel(1.9466);
-        let whole = blur(&src, h, &k, 0, h);
+        let whole = blur(&src, h, &k, 0, h, Vec::new());
         for (lo, hi) in [(0, 10), (10, 30), (30, 37), (3, 4)] {
-            let part = blur(&src, h, &k, lo, hi);
+            let part = blur(&src, h, &k, lo, hi, vec![1.0; 7]);
             assert_eq!(part.data, whole.data[lo * w..hi * w]);
         }
         // Close to a plain reference (exact where no fused blocks are involved).
