@@ -270,50 +270,247 @@ fn tile_offset_row<const CN: usize>(
             }
         }
     }
-    let (lut, shift, cap) = (&weights.lut[..], weights.shift, weights.cap());
+    let lw = LutView {
+        lut: &weights.lut,
+        shift: weights.shift,
+        cap: weights.cap(),
+    };
+    let taps = 2 * t as usize + 1;
+    let Scratch {
+        acc,
+        wsum,
+        colsum,
+        hsum,
+    } = sc;
     for r in 0..rows {
         let y = r0 + r as isize;
         let at = r * tw;
-        for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
+        for (dxi, cs) in colsum[..sw * span].chunks_exact_mut(span).enumerate() {
             let dx = dxi as isize - s;
             if r > 0 {
                 // Slide the column sums down one row.
-                for c in 0..CN {
-                    let a_in = img.row(c, y + t, x0, span);
-                    let b_in = img.row(c, y + t + dy, x0 + dx, span);
-                    let a_out = img.row(c, y - t - 1, x0, span);
-                    let b_out = img.row(c, y - t - 1 + dy, x0 + dx, span);
-                    for ((((v, &p), &q), &p0), &q0) in
-                        cs.iter_mut().zip(a_in).zip(b_in).zip(a_out).zip(b_out)
-                    {
-                        let d_in = p as i32 - q as i32;
-                        let d_out = p0 as i32 - q0 as i32;
-                        *v = v.wrapping_add((d_in * d_in - d_out * d_out) as u32);
-                    }
-                }
+                let rows_at = |yy: isize, xx: isize| -> [&[u8]; CN] {
+                    std::array::from_fn(|c| img.row(c, yy, xx, span))
+                };
+                let a_in = rows_at(y + t, x0);
+                let b_in = rows_at(y + t + dy, x0 + dx);
+                let a_out = rows_at(y - t - 1, x0);
+                let b_out = rows_at(y - t - 1 + dy, x0 + dx);
+                slide(cs, a_in, b_in, a_out, b_out);
             }
-            // Box-sum across the template width.
-            let hs = &mut sc.hsum[..tw];
-            hs.copy_from_slice(&cs[..tw]);
-            for k in 1..span - tw + 1 {
-                for (h, &v) in hs.iter_mut().zip(&cs[k..k + tw]) {
-                    *h += v;
-                }
-            }
-            // Weights, and the weighted offset pixels.
-            let ws = &mut sc.wsum[at..at + tw];
-            for (h, wsum) in hs.iter_mut().zip(ws.iter_mut()) {
-                let w = lut[(*h >> shift).min(cap) as usize];
-                *h = w;
-                *wsum += w;
-            }
-            for c in 0..CN {
-                let nb = img.row(c, y + dy, c0 as isize + dx, tw);
-                for ((a, &w), &p) in sc.acc[c][at..at + tw].iter_mut().zip(hs.iter()).zip(nb) {
-                    *a += w * p as u32;
-                }
-            }
+            let nb: [&[u8]; CN] = std::array::from_fn(|c| img.row(c, y + dy, c0 as isize + dx, tw));
+            let mut accs = acc.iter_mut().map(|a| &mut a[at..at + tw]);
+            // CN iterations of an iterator over CN accumulators.
+            let accs: [&mut [u32]; CN] =
+                std::array::from_fn(|_| accs.next().expect("CN accumulators"));
+            accumulate(cs, taps, &lw, &mut wsum[at..at + tw], accs, nb, hsum);
         }
+    }
+}
+
+/// A weight table as the inner loops use it.
+struct LutView<'a> {
+    lut: &'a [u32],
+    shift: u32,
+    cap: u32,
+}
+
+/// `cs += sum over channels of (a_in - b_in)^2 - (a_out - b_out)^2`, elementwise.
+#[inline]
+fn slide<const CN: usize>(
+    cs: &mut [u32],
+    a_in: [&[u8]; CN],
+    b_in: [&[u8]; CN],
+    a_out: [&[u8]; CN],
+    b_out: [&[u8]; CN],
+) {
+    let n = cs.len();
+    let fits = |r: &[&[u8]; CN]| r.iter().all(|s| s.len() >= n);
+    assert!(fits(&a_in) && fits(&b_in) && fits(&a_out) && fits(&b_out));
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: AVX2 is present and every row holds at least `cs.len()` bytes.
+        unsafe { avx2::slide(cs, a_in, b_in, a_out, b_out) };
+        return;
+    }
+    slide_scalar(cs, a_in, b_in, a_out, b_out, 0);
+}
+
+/// The portable [`slide`] from element `from` on.
+fn slide_scalar<const CN: usize>(
+    cs: &mut [u32],
+    a_in: [&[u8]; CN],
+    b_in: [&[u8]; CN],
+    a_out: [&[u8]; CN],
+    b_out: [&[u8]; CN],
+    from: usize,
+) {
+    for c in 0..CN {
+        let n = cs.len();
+        for ((((v, &p), &q), &p0), &q0) in cs[from..]
+            .iter_mut()
+            .zip(&a_in[c][from..n])
+            .zip(&b_in[c][from..n])
+            .zip(&a_out[c][from..n])
+            .zip(&b_out[c][from..n])
+        {
+            let d_in = p as i32 - q as i32;
+            let d_out = p0 as i32 - q0 as i32;
+            *v = v.wrapping_add((d_in * d_in - d_out * d_out) as u32);
+        }
+    }
+}
+
+/// For each pixel of a tile row: box-sums `taps` column sums, looks the weight up, and
+/// adds it to `wsum` and weight times the offset pixel `nb` to `acc`.
+#[inline]
+fn accumulate<const CN: usize>(
+    cs: &[u32],
+    taps: usize,
+    lw: &LutView,
+    wsum: &mut [u32],
+    acc: [&mut [u32]; CN],
+    nb: [&[u8]; CN],
+    scratch: &mut [u32],
+) {
+    let tw = wsum.len();
+    assert!(cs.len() >= tw + taps - 1 && scratch.len() >= tw);
+    assert!(acc.iter().all(|a| a.len() == tw) && nb.iter().all(|p| p.len() == tw));
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: AVX2 is present; lengths are checked above and indices are clamped to
+        // the table's last entry.
+        let mut acc = acc;
+        let done = unsafe { avx2::accumulate(cs, taps, lw, wsum, &mut acc, nb) };
+        accumulate_scalar(cs, taps, lw, wsum, acc, nb, scratch, done);
+        return;
+    }
+    accumulate_scalar(cs, taps, lw, wsum, acc, nb, scratch, 0);
+}
+
+/// The portable [`accumulate`] from pixel `from` on.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_scalar<const CN: usize>(
+    cs: &[u32],
+    taps: usize,
+    lw: &LutView,
+    wsum: &mut [u32],
+    acc: [&mut [u32]; CN],
+    nb: [&[u8]; CN],
+    scratch: &mut [u32],
+    from: usize,
+) {
+    let tw = wsum.len();
+    let hs = &mut scratch[from..tw];
+    hs.copy_from_slice(&cs[from..tw]);
+    for k in 1..taps {
+        for (h, &v) in hs.iter_mut().zip(&cs[from + k..tw + k]) {
+            *h += v;
+        }
+    }
+    for (h, ws) in hs.iter_mut().zip(&mut wsum[from..]) {
+        let w = lw.lut[(*h >> lw.shift).min(lw.cap) as usize];
+        *h = w;
+        *ws += w;
+    }
+    for (a, p) in acc.into_iter().zip(nb) {
+        for ((a, &w), &p) in a[from..].iter_mut().zip(hs.iter()).zip(&p[from..]) {
+            *a += w * p as u32;
+        }
+    }
+}
+
+/// AVX2 versions of the inner loops, chosen at run time.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::LutView;
+
+    /// Whether this CPU has AVX2 (checked once).
+    pub(super) fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        #[cfg(test)]
+        if super::tests::PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+    }
+
+    /// Loads 8 bytes from `p + k` widened to 8 `i32`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load8(p: &[u8], k: usize) -> __m256i {
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.as_ptr().add(k) as *const __m128i))
+    }
+
+    /// [`super::slide`] over whole vectors, then the scalar tail.
+    ///
+    /// # Safety
+    /// AVX2 must be available and every row must hold at least `cs.len()` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn slide<const CN: usize>(
+        cs: &mut [u32],
+        a_in: [&[u8]; CN],
+        b_in: [&[u8]; CN],
+        a_out: [&[u8]; CN],
+        b_out: [&[u8]; CN],
+    ) {
+        let n = cs.len();
+        let mut k = 0;
+        while k + 8 <= n {
+            let p = cs.as_mut_ptr().add(k) as *mut __m256i;
+            let mut v = _mm256_loadu_si256(p);
+            for c in 0..CN {
+                let di = _mm256_sub_epi32(load8(a_in[c], k), load8(b_in[c], k));
+                let d0 = _mm256_sub_epi32(load8(a_out[c], k), load8(b_out[c], k));
+                let sq = _mm256_sub_epi32(_mm256_mullo_epi32(di, di), _mm256_mullo_epi32(d0, d0));
+                v = _mm256_add_epi32(v, sq);
+            }
+            _mm256_storeu_si256(p, v);
+            k += 8;
+        }
+        super::slide_scalar(cs, a_in, b_in, a_out, b_out, k);
+    }
+
+    /// [`super::accumulate`] over whole vectors; returns how many pixels it did.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `cs` must hold `wsum.len() + taps - 1` sums, `acc` and
+    /// `nb` `wsum.len()` entries each.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn accumulate<const CN: usize>(
+        cs: &[u32],
+        taps: usize,
+        lw: &LutView,
+        wsum: &mut [u32],
+        acc: &mut [&mut [u32]; CN],
+        nb: [&[u8]; CN],
+    ) -> usize {
+        let tw = wsum.len();
+        let count = _mm_cvtsi32_si128(lw.shift as i32);
+        let cap = _mm256_set1_epi32(lw.cap as i32);
+        let lut = lw.lut.as_ptr() as *const i32;
+        let csp = cs.as_ptr();
+        let mut x = 0;
+        while x + 8 <= tw {
+            let mut h = _mm256_loadu_si256(csp.add(x) as *const __m256i);
+            for k in 1..taps {
+                h = _mm256_add_epi32(h, _mm256_loadu_si256(csp.add(x + k) as *const __m256i));
+            }
+            let idx = _mm256_min_epu32(_mm256_srl_epi32(h, count), cap);
+            let w = _mm256_i32gather_epi32::<4>(lut, idx);
+            let wp = wsum.as_mut_ptr().add(x) as *mut __m256i;
+            _mm256_storeu_si256(wp, _mm256_add_epi32(_mm256_loadu_si256(wp), w));
+            for c in 0..CN {
+                let ap = acc[c].as_mut_ptr().add(x) as *mut __m256i;
+                let wp = _mm256_mullo_epi32(w, load8(nb[c], x));
+                _mm256_storeu_si256(ap, _mm256_add_epi32(_mm256_loadu_si256(ap), wp));
+            }
+            x += 8;
+        }
+        x
     }
 }
 
@@ -341,6 +538,11 @@ fn finish_tile<const CN: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Makes the SIMD dispatch take the portable loops (both give the same bytes, so
+    /// flipping it does not disturb tests running alongside).
+    pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
     /// OpenCV's algorithm written the slow, obvious way: per pixel, per offset, the full
     /// template sum on the padded image.
@@ -417,6 +619,8 @@ mod tests {
             .collect()
     }
 
+    /// Runs [`denoise`] with the SIMD loops (where the CPU has them) and the portable
+    /// ones, checks they agree, and returns the result.
     fn run<const CN: usize>(
         planes: [&[u8]; CN],
         w: usize,
@@ -427,7 +631,13 @@ mod tests {
     ) -> Vec<u8> {
         let win = Windows::new(t, s);
         let weights = Weights::new(hh, CN, t, s);
-        denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap()
+        let go = || denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap();
+        let fast = go();
+        PORTABLE_ONLY.store(true, Ordering::Relaxed);
+        let portable = go();
+        PORTABLE_ONLY.store(false, Ordering::Relaxed);
+        assert_eq!(fast, portable, "SIMD and portable loops disagree");
+        fast
     }
 
     #[test]
