@@ -195,10 +195,11 @@ struct Scratch<const CN: usize> {
     acc: [Vec<u32>; CN],
     /// Sums of the weights, `rows * tw`.
     wsum: Vec<u32>,
-    /// Template-high column sums of squared differences, one row of `tw + 2t` per `dx`.
+    /// Template-high column sums of squared differences, one row of up to
+    /// `tw + s + 2t` per `dx`.
     colsum: Vec<u32>,
-    /// Template-wide box sums of one column-sum row.
-    hsum: Vec<u32>,
+    /// The weights of one row for one offset (`tw + |dx|` of them).
+    weights: Vec<u32>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -219,14 +220,13 @@ fn denoise_band<const CN: usize>(
     let mut sc = Scratch::<CN> {
         acc: std::array::from_fn(|_| vec![0u32; rows * tile_cols]),
         wsum: vec![0; rows * tile_cols],
-        colsum: vec![0; sw * (tile_cols + 2 * t)],
-        hsum: vec![0; tile_cols],
+        colsum: vec![0; sw * (tile_cols + s + 2 * t)],
+        weights: vec![0; tile_cols + s],
     };
     for c0 in (0..width).step_by(TILE_COLS) {
         let tw = TILE_COLS.min(width - c0);
-        sc.acc.iter_mut().for_each(|a| a[..rows * tw].fill(0));
-        sc.wsum[..rows * tw].fill(0);
-        for dy in -(s as isize)..=(s as isize) {
+        add_centre(img, weights.lut[0], r0, rows, c0, tw, &mut sc);
+        for dy in 0..=s as isize {
             ctx.cancel.check()?;
             tile_offset_row(img, win, weights, r0, rows, c0, tw, dy, &mut sc);
         }
@@ -236,8 +236,35 @@ fn denoise_band<const CN: usize>(
     Ok(())
 }
 
-/// Accumulates, for one tile and one row offset `dy`, the contributions of every column
-/// offset `dx` to every pixel of the tile.
+/// Starts a tile's sums with the zero offset, whose distance is 0 and weight `w0`.
+fn add_centre<const CN: usize>(
+    img: &Padded<CN>,
+    w0: u32,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    tw: usize,
+    sc: &mut Scratch<CN>,
+) {
+    for r in 0..rows {
+        let at = r * tw;
+        sc.wsum[at..at + tw].fill(w0);
+        for c in 0..CN {
+            let px = img.row(c, (r0 + r) as isize, c0 as isize, tw);
+            for (a, &p) in sc.acc[c][at..at + tw].iter_mut().zip(px) {
+                *a = w0 * p as u32;
+            }
+        }
+    }
+}
+
+/// Accumulates, for one tile and one row offset `dy >= 0`, the offsets `(dy, dx)` of the
+/// upper half-plane and their mirrors `(-dy, -dx)`.
+///
+/// The distance between the patches at `p` and `p + d` is the one between `q = p + d`
+/// and `q - d`, so one weight serves pixel `p` (neighbour `p + d`) and pixel `q`
+/// (neighbour `p`). Weights are computed for every `p` of the tile and of the tile moved
+/// by `-d`, which halves the distance sums and table look-ups.
 #[allow(clippy::too_many_arguments)]
 fn tile_offset_row<const CN: usize>(
     img: &Padded<CN>,
@@ -251,18 +278,32 @@ fn tile_offset_row<const CN: usize>(
     sc: &mut Scratch<CN>,
 ) {
     let (t, s) = (win.t as isize, win.s as isize);
-    let sw = 2 * win.s + 1;
-    let span = tw + 2 * t as usize;
-    let x0 = c0 as isize - t;
-    let r0 = r0 as isize;
-    // Prime the column sums for the first row of the band.
-    for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
-        let dx = dxi as isize - s;
+    let taps = 2 * win.t + 1;
+    let dxs = if dy == 0 { 1..=s } else { -s..=s };
+    // Per dx: the first column `lo` whose weight is needed, and how many (`tw + |dx|`).
+    let geom = |dx: isize| (c0 as isize - dx.max(0), tw + dx.unsigned_abs());
+    let stride = tw + win.s + 2 * win.t;
+    let Scratch {
+        acc,
+        wsum,
+        colsum,
+        weights: wrow,
+    } = sc;
+    let lw = LutView {
+        lut: &weights.lut,
+        shift: weights.shift,
+        cap: weights.cap(),
+    };
+    let top = r0 as isize - dy;
+    // Prime the column sums for the first row, `top`.
+    for (dx, cs) in dxs.clone().zip(colsum.chunks_exact_mut(stride)) {
+        let (lo, len) = geom(dx);
+        let cs = &mut cs[..len + 2 * win.t];
         cs.fill(0);
-        for y in r0 - t..=r0 + t {
+        for y in top - t..=top + t {
             for c in 0..CN {
-                let a = img.row(c, y, x0, span);
-                let b = img.row(c, y + dy, x0 + dx, span);
+                let a = img.row(c, y, lo - t, cs.len());
+                let b = img.row(c, y + dy, lo - t + dx, cs.len());
                 for ((v, &p), &q) in cs.iter_mut().zip(a).zip(b) {
                     let d = p as i32 - q as i32;
                     *v += (d * d) as u32;
@@ -270,40 +311,41 @@ fn tile_offset_row<const CN: usize>(
             }
         }
     }
-    let lw = LutView {
-        lut: &weights.lut,
-        shift: weights.shift,
-        cap: weights.cap(),
-    };
-    let taps = 2 * t as usize + 1;
-    let Scratch {
-        acc,
-        wsum,
-        colsum,
-        hsum,
-    } = sc;
-    for r in 0..rows {
-        let y = r0 + r as isize;
-        let at = r * tw;
-        for (dxi, cs) in colsum[..sw * span].chunks_exact_mut(span).enumerate() {
-            let dx = dxi as isize - s;
-            if r > 0 {
+    let (r0, r1) = (r0 as isize, (r0 + rows) as isize);
+    for y in top..r1 {
+        for (dx, cs) in dxs.clone().zip(colsum.chunks_exact_mut(stride)) {
+            let (lo, len) = geom(dx);
+            let cs = &mut cs[..len + 2 * win.t];
+            if y > top {
                 // Slide the column sums down one row.
                 let rows_at = |yy: isize, xx: isize| -> [&[u8]; CN] {
-                    std::array::from_fn(|c| img.row(c, yy, xx, span))
+                    std::array::from_fn(|c| img.row(c, yy, xx, cs.len()))
                 };
-                let a_in = rows_at(y + t, x0);
-                let b_in = rows_at(y + t + dy, x0 + dx);
-                let a_out = rows_at(y - t - 1, x0);
-                let b_out = rows_at(y - t - 1 + dy, x0 + dx);
+                let a_in = rows_at(y + t, lo - t);
+                let b_in = rows_at(y + t + dy, lo - t + dx);
+                let a_out = rows_at(y - t - 1, lo - t);
+                let b_out = rows_at(y - t - 1 + dy, lo - t + dx);
                 slide(cs, a_in, b_in, a_out, b_out);
             }
-            let nb: [&[u8]; CN] = std::array::from_fn(|c| img.row(c, y + dy, c0 as isize + dx, tw));
-            let mut accs = acc.iter_mut().map(|a| &mut a[at..at + tw]);
-            // CN iterations of an iterator over CN accumulators.
-            let accs: [&mut [u32]; CN] =
-                std::array::from_fn(|_| accs.next().expect("CN accumulators"));
-            accumulate(cs, taps, &lw, &mut wsum[at..at + tw], accs, nb, hsum);
+            let w = &mut wrow[..len];
+            weights_row(cs, taps, &lw, w);
+            let mut add = |row: isize, wfrom: usize, nb_row: isize, nb_col: isize| {
+                let at = (row - r0) as usize * tw;
+                let nb: [&[u8]; CN] = std::array::from_fn(|c| img.row(c, nb_row, nb_col, tw));
+                let mut accs = acc.iter_mut().map(|a| &mut a[at..at + tw]);
+                // CN iterations over an iterator of CN accumulators.
+                let accs: [&mut [u32]; CN] =
+                    std::array::from_fn(|_| accs.next().expect("CN accumulators"));
+                accumulate(&w[wfrom..wfrom + tw], nb, accs, &mut wsum[at..at + tw]);
+            };
+            if y >= r0 {
+                // Pixels (y, c0..c1) with neighbours at +d.
+                add(y, dx.max(0) as usize, y + dy, c0 as isize + dx);
+            }
+            if y + dy < r1 {
+                // Pixels (y + dy, c0..c1) with neighbours at -d, i.e. in row y.
+                add(y + dy, (-dx).max(0) as usize, y, c0 as isize - dx);
+            }
         }
     }
 }
@@ -361,60 +403,70 @@ fn slide_scalar<const CN: usize>(
     }
 }
 
-/// For each pixel of a tile row: box-sums `taps` column sums, looks the weight up, and
-/// adds it to `wsum` and weight times the offset pixel `nb` to `acc`.
+/// `out[x]`: the weight of the box sum of `taps` column sums from `cs[x]`.
 #[inline]
-fn accumulate<const CN: usize>(
-    cs: &[u32],
-    taps: usize,
-    lw: &LutView,
-    wsum: &mut [u32],
-    acc: [&mut [u32]; CN],
-    nb: [&[u8]; CN],
-    scratch: &mut [u32],
-) {
-    let tw = wsum.len();
-    assert!(cs.len() >= tw + taps - 1 && scratch.len() >= tw);
-    assert!(acc.iter().all(|a| a.len() == tw) && nb.iter().all(|p| p.len() == tw));
+fn weights_row(cs: &[u32], taps: usize, lw: &LutView, out: &mut [u32]) {
+    assert!(cs.len() >= out.len() + taps - 1);
     #[cfg(target_arch = "x86_64")]
     if avx2::available() {
-        // SAFETY: AVX2 is present; lengths are checked above and indices are clamped to
-        // the table's last entry.
-        let mut acc = acc;
-        let done = unsafe { avx2::accumulate(cs, taps, lw, wsum, &mut acc, nb) };
-        accumulate_scalar(cs, taps, lw, wsum, acc, nb, scratch, done);
+        // SAFETY: AVX2 is present, `cs` is long enough (checked above) and indices are
+        // clamped to the table's last entry.
+        let done = unsafe { avx2::weights_row(cs, taps, lw, out) };
+        weights_row_scalar(cs, taps, lw, out, done);
         return;
     }
-    accumulate_scalar(cs, taps, lw, wsum, acc, nb, scratch, 0);
+    weights_row_scalar(cs, taps, lw, out, 0);
 }
 
-/// The portable [`accumulate`] from pixel `from` on.
-#[allow(clippy::too_many_arguments)]
-fn accumulate_scalar<const CN: usize>(
-    cs: &[u32],
-    taps: usize,
-    lw: &LutView,
-    wsum: &mut [u32],
-    acc: [&mut [u32]; CN],
-    nb: [&[u8]; CN],
-    scratch: &mut [u32],
-    from: usize,
-) {
-    let tw = wsum.len();
-    let hs = &mut scratch[from..tw];
-    hs.copy_from_slice(&cs[from..tw]);
+/// The portable [`weights_row`] from pixel `from` on.
+fn weights_row_scalar(cs: &[u32], taps: usize, lw: &LutView, out: &mut [u32], from: usize) {
+    let n = out.len();
+    let hs = &mut out[from..];
+    hs.copy_from_slice(&cs[from..n]);
     for k in 1..taps {
-        for (h, &v) in hs.iter_mut().zip(&cs[from + k..tw + k]) {
+        for (h, &v) in hs.iter_mut().zip(&cs[from + k..n + k]) {
             *h += v;
         }
     }
-    for (h, ws) in hs.iter_mut().zip(&mut wsum[from..]) {
-        let w = lw.lut[(*h >> lw.shift).min(lw.cap) as usize];
-        *h = w;
-        *ws += w;
+    for h in hs.iter_mut() {
+        *h = lw.lut[(*h >> lw.shift).min(lw.cap) as usize];
+    }
+}
+
+/// `wsum += w` and `acc[c] += w * nb[c]`, elementwise.
+#[inline]
+fn accumulate<const CN: usize>(
+    w: &[u32],
+    nb: [&[u8]; CN],
+    acc: [&mut [u32]; CN],
+    wsum: &mut [u32],
+) {
+    let n = w.len();
+    assert!(wsum.len() == n && acc.iter().all(|a| a.len() == n) && nb.iter().all(|p| p.len() == n));
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        let mut acc = acc;
+        // SAFETY: AVX2 is present and every slice holds `w.len()` entries (checked).
+        let done = unsafe { avx2::accumulate(w, nb, &mut acc, wsum) };
+        accumulate_scalar(w, nb, acc, wsum, done);
+        return;
+    }
+    accumulate_scalar(w, nb, acc, wsum, 0);
+}
+
+/// The portable [`accumulate`] from element `from` on.
+fn accumulate_scalar<const CN: usize>(
+    w: &[u32],
+    nb: [&[u8]; CN],
+    acc: [&mut [u32]; CN],
+    wsum: &mut [u32],
+    from: usize,
+) {
+    for (s, &w) in wsum[from..].iter_mut().zip(&w[from..]) {
+        *s += w;
     }
     for (a, p) in acc.into_iter().zip(nb) {
-        for ((a, &w), &p) in a[from..].iter_mut().zip(hs.iter()).zip(&p[from..]) {
+        for ((a, &w), &p) in a[from..].iter_mut().zip(&w[from..]).zip(&p[from..]) {
             *a += w * p as u32;
         }
     }
@@ -474,38 +526,56 @@ mod avx2 {
         super::slide_scalar(cs, a_in, b_in, a_out, b_out, k);
     }
 
-    /// [`super::accumulate`] over whole vectors; returns how many pixels it did.
+    /// [`super::weights_row`] over whole vectors; returns how many it did.
     ///
     /// # Safety
-    /// AVX2 must be available; `cs` must hold `wsum.len() + taps - 1` sums, `acc` and
-    /// `nb` `wsum.len()` entries each.
+    /// AVX2 must be available and `cs` must hold `out.len() + taps - 1` sums.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn accumulate<const CN: usize>(
+    pub(super) unsafe fn weights_row(
         cs: &[u32],
         taps: usize,
         lw: &LutView,
-        wsum: &mut [u32],
-        acc: &mut [&mut [u32]; CN],
-        nb: [&[u8]; CN],
+        out: &mut [u32],
     ) -> usize {
-        let tw = wsum.len();
+        let n = out.len();
         let count = _mm_cvtsi32_si128(lw.shift as i32);
         let cap = _mm256_set1_epi32(lw.cap as i32);
         let lut = lw.lut.as_ptr() as *const i32;
         let csp = cs.as_ptr();
         let mut x = 0;
-        while x + 8 <= tw {
+        while x + 8 <= n {
             let mut h = _mm256_loadu_si256(csp.add(x) as *const __m256i);
             for k in 1..taps {
                 h = _mm256_add_epi32(h, _mm256_loadu_si256(csp.add(x + k) as *const __m256i));
             }
             let idx = _mm256_min_epu32(_mm256_srl_epi32(h, count), cap);
             let w = _mm256_i32gather_epi32::<4>(lut, idx);
-            let wp = wsum.as_mut_ptr().add(x) as *mut __m256i;
-            _mm256_storeu_si256(wp, _mm256_add_epi32(_mm256_loadu_si256(wp), w));
+            _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, w);
+            x += 8;
+        }
+        x
+    }
+
+    /// [`super::accumulate`] over whole vectors; returns how many it did.
+    ///
+    /// # Safety
+    /// AVX2 must be available and every slice must hold `w.len()` entries.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn accumulate<const CN: usize>(
+        w: &[u32],
+        nb: [&[u8]; CN],
+        acc: &mut [&mut [u32]; CN],
+        wsum: &mut [u32],
+    ) -> usize {
+        let n = w.len();
+        let mut x = 0;
+        while x + 8 <= n {
+            let wv = _mm256_loadu_si256(w.as_ptr().add(x) as *const __m256i);
+            let sp = wsum.as_mut_ptr().add(x) as *mut __m256i;
+            _mm256_storeu_si256(sp, _mm256_add_epi32(_mm256_loadu_si256(sp), wv));
             for c in 0..CN {
                 let ap = acc[c].as_mut_ptr().add(x) as *mut __m256i;
-                let wp = _mm256_mullo_epi32(w, load8(nb[c], x));
+                let wp = _mm256_mullo_epi32(wv, load8(nb[c], x));
                 _mm256_storeu_si256(ap, _mm256_add_epi32(_mm256_loadu_si256(ap), wp));
             }
             x += 8;
