@@ -21,7 +21,7 @@ use crate::ops::{OpContext, OpError};
 
 /// Output rows per rayon task: each task re-primes its column sums, so taller is cheaper,
 /// but it must leave enough tasks to balance the threads.
-const BAND_ROWS: usize = 32;
+const BAND_ROWS: usize = 64;
 /// Columns per tile: keeps a tile's column sums and accumulators in L1/L2.
 const TILE_COLS: usize = 256;
 
@@ -541,6 +541,7 @@ mod avx2 {
         let count = _mm_cvtsi32_si128(lw.shift as i32);
         let cap = _mm256_set1_epi32(lw.cap as i32);
         let lut = lw.lut.as_ptr() as *const i32;
+        let zero_tail = lw.lut[lw.cap as usize] == 0;
         let csp = cs.as_ptr();
         let mut x = 0;
         while x + 8 <= n {
@@ -549,7 +550,14 @@ mod avx2 {
                 h = _mm256_add_epi32(h, _mm256_loadu_si256(csp.add(x + k) as *const __m256i));
             }
             let idx = _mm256_min_epu32(_mm256_srl_epi32(h, count), cap);
-            let w = _mm256_i32gather_epi32::<4>(lut, idx);
+            // Where all eight patches are too far apart the weights are the table's
+            // final zero: skip the (slow) gather.
+            let far = _mm256_movemask_epi8(_mm256_cmpeq_epi32(idx, cap)) == -1;
+            let w = if far && zero_tail {
+                _mm256_setzero_si256()
+            } else {
+                _mm256_i32gather_epi32::<4>(lut, idx)
+            };
             _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, w);
             x += 8;
         }
