@@ -21,7 +21,7 @@ use crate::ops::{OpContext, OpError};
 
 /// Output rows per rayon task: each task re-primes its column sums, so taller is cheaper,
 /// but it must leave enough tasks to balance the threads.
-const BAND_ROWS: usize = 32;
+const BAND_ROWS: usize = 64;
 /// Columns per tile: keeps a tile's column sums and accumulators in L1/L2.
 const TILE_COLS: usize = 256;
 
@@ -195,10 +195,11 @@ struct Scratch<const CN: usize> {
     acc: [Vec<u32>; CN],
     /// Sums of the weights, `rows * tw`.
     wsum: Vec<u32>,
-    /// Template-high column sums of squared differences, one row of `tw + 2t` per `dx`.
+    /// Template-high column sums of squared differences, one row of up to
+    /// `tw + s + 2t` per `dx`.
     colsum: Vec<u32>,
-    /// Template-wide box sums of one column-sum row.
-    hsum: Vec<u32>,
+    /// The weights of one row for one offset (`tw + |dx|` of them).
+    weights: Vec<u32>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -219,14 +220,13 @@ fn denoise_band<const CN: usize>(
     let mut sc = Scratch::<CN> {
         acc: std::array::from_fn(|_| vec![0u32; rows * tile_cols]),
         wsum: vec![0; rows * tile_cols],
-        colsum: vec![0; sw * (tile_cols + 2 * t)],
-        hsum: vec![0; tile_cols],
+        colsum: vec![0; sw * (tile_cols + s + 2 * t)],
+        weights: vec![0; tile_cols + s],
     };
     for c0 in (0..width).step_by(TILE_COLS) {
         let tw = TILE_COLS.min(width - c0);
-        sc.acc.iter_mut().for_each(|a| a[..rows * tw].fill(0));
-        sc.wsum[..rows * tw].fill(0);
-        for dy in -(s as isize)..=(s as isize) {
+        add_centre(img, weights.lut[0], r0, rows, c0, tw, &mut sc);
+        for dy in 0..=s as isize {
             ctx.cancel.check()?;
             tile_offset_row(img, win, weights, r0, rows, c0, tw, dy, &mut sc);
         }
@@ -236,8 +236,35 @@ fn denoise_band<const CN: usize>(
     Ok(())
 }
 
-/// Accumulates, for one tile and one row offset `dy`, the contributions of every column
-/// offset `dx` to every pixel of the tile.
+/// Starts a tile's sums with the zero offset, whose distance is 0 and weight `w0`.
+fn add_centre<const CN: usize>(
+    img: &Padded<CN>,
+    w0: u32,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    tw: usize,
+    sc: &mut Scratch<CN>,
+) {
+    for r in 0..rows {
+        let at = r * tw;
+        sc.wsum[at..at + tw].fill(w0);
+        for c in 0..CN {
+            let px = img.row(c, (r0 + r) as isize, c0 as isize, tw);
+            for (a, &p) in sc.acc[c][at..at + tw].iter_mut().zip(px) {
+                *a = w0 * p as u32;
+            }
+        }
+    }
+}
+
+/// Accumulates, for one tile and one row offset `dy >= 0`, the offsets `(dy, dx)` of the
+/// upper half-plane and their mirrors `(-dy, -dx)`.
+///
+/// The distance between the patches at `p` and `p + d` is the one between `q = p + d`
+/// and `q - d`, so one weight serves pixel `p` (neighbour `p + d`) and pixel `q`
+/// (neighbour `p`). Weights are computed for every `p` of the tile and of the tile moved
+/// by `-d`, which halves the distance sums and table look-ups.
 #[allow(clippy::too_many_arguments)]
 fn tile_offset_row<const CN: usize>(
     img: &Padded<CN>,
@@ -251,18 +278,32 @@ fn tile_offset_row<const CN: usize>(
     sc: &mut Scratch<CN>,
 ) {
     let (t, s) = (win.t as isize, win.s as isize);
-    let sw = 2 * win.s + 1;
-    let span = tw + 2 * t as usize;
-    let x0 = c0 as isize - t;
-    let r0 = r0 as isize;
-    // Prime the column sums for the first row of the band.
-    for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
-        let dx = dxi as isize - s;
+    let taps = 2 * win.t + 1;
+    let dxs = if dy == 0 { 1..=s } else { -s..=s };
+    // Per dx: the first column `lo` whose weight is needed, and how many (`tw + |dx|`).
+    let geom = |dx: isize| (c0 as isize - dx.max(0), tw + dx.unsigned_abs());
+    let stride = tw + win.s + 2 * win.t;
+    let Scratch {
+        acc,
+        wsum,
+        colsum,
+        weights: wrow,
+    } = sc;
+    let lw = LutView {
+        lut: &weights.lut,
+        shift: weights.shift,
+        cap: weights.cap(),
+    };
+    let top = r0 as isize - dy;
+    // Prime the column sums for the first row, `top`.
+    for (dx, cs) in dxs.clone().zip(colsum.chunks_exact_mut(stride)) {
+        let (lo, len) = geom(dx);
+        let cs = &mut cs[..len + 2 * win.t];
         cs.fill(0);
-        for y in r0 - t..=r0 + t {
+        for y in top - t..=top + t {
             for c in 0..CN {
-                let a = img.row(c, y, x0, span);
-                let b = img.row(c, y + dy, x0 + dx, span);
+                let a = img.row(c, y, lo - t, cs.len());
+                let b = img.row(c, y + dy, lo - t + dx, cs.len());
                 for ((v, &p), &q) in cs.iter_mut().zip(a).zip(b) {
                     let d = p as i32 - q as i32;
                     *v += (d * d) as u32;
@@ -270,50 +311,284 @@ fn tile_offset_row<const CN: usize>(
             }
         }
     }
-    let (lut, shift, cap) = (&weights.lut[..], weights.shift, weights.cap());
-    for r in 0..rows {
-        let y = r0 + r as isize;
-        let at = r * tw;
-        for (dxi, cs) in sc.colsum[..sw * span].chunks_exact_mut(span).enumerate() {
-            let dx = dxi as isize - s;
-            if r > 0 {
+    let (r0, r1) = (r0 as isize, (r0 + rows) as isize);
+    for y in top..r1 {
+        for (dx, cs) in dxs.clone().zip(colsum.chunks_exact_mut(stride)) {
+            let (lo, len) = geom(dx);
+            let cs = &mut cs[..len + 2 * win.t];
+            if y > top {
                 // Slide the column sums down one row.
-                for c in 0..CN {
-                    let a_in = img.row(c, y + t, x0, span);
-                    let b_in = img.row(c, y + t + dy, x0 + dx, span);
-                    let a_out = img.row(c, y - t - 1, x0, span);
-                    let b_out = img.row(c, y - t - 1 + dy, x0 + dx, span);
-                    for ((((v, &p), &q), &p0), &q0) in
-                        cs.iter_mut().zip(a_in).zip(b_in).zip(a_out).zip(b_out)
-                    {
-                        let d_in = p as i32 - q as i32;
-                        let d_out = p0 as i32 - q0 as i32;
-                        *v = v.wrapping_add((d_in * d_in - d_out * d_out) as u32);
-                    }
-                }
+                let rows_at = |yy: isize, xx: isize| -> [&[u8]; CN] {
+                    std::array::from_fn(|c| img.row(c, yy, xx, cs.len()))
+                };
+                let a_in = rows_at(y + t, lo - t);
+                let b_in = rows_at(y + t + dy, lo - t + dx);
+                let a_out = rows_at(y - t - 1, lo - t);
+                let b_out = rows_at(y - t - 1 + dy, lo - t + dx);
+                slide(cs, a_in, b_in, a_out, b_out);
             }
-            // Box-sum across the template width.
-            let hs = &mut sc.hsum[..tw];
-            hs.copy_from_slice(&cs[..tw]);
-            for k in 1..span - tw + 1 {
-                for (h, &v) in hs.iter_mut().zip(&cs[k..k + tw]) {
-                    *h += v;
-                }
+            let w = &mut wrow[..len];
+            weights_row(cs, taps, &lw, w);
+            let mut add = |row: isize, wfrom: usize, nb_row: isize, nb_col: isize| {
+                let at = (row - r0) as usize * tw;
+                let nb: [&[u8]; CN] = std::array::from_fn(|c| img.row(c, nb_row, nb_col, tw));
+                let mut accs = acc.iter_mut().map(|a| &mut a[at..at + tw]);
+                // CN iterations over an iterator of CN accumulators.
+                let accs: [&mut [u32]; CN] =
+                    std::array::from_fn(|_| accs.next().expect("CN accumulators"));
+                accumulate(&w[wfrom..wfrom + tw], nb, accs, &mut wsum[at..at + tw]);
+            };
+            if y >= r0 {
+                // Pixels (y, c0..c1) with neighbours at +d.
+                add(y, dx.max(0) as usize, y + dy, c0 as isize + dx);
             }
-            // Weights, and the weighted offset pixels.
-            let ws = &mut sc.wsum[at..at + tw];
-            for (h, wsum) in hs.iter_mut().zip(ws.iter_mut()) {
-                let w = lut[(*h >> shift).min(cap) as usize];
-                *h = w;
-                *wsum += w;
-            }
-            for c in 0..CN {
-                let nb = img.row(c, y + dy, c0 as isize + dx, tw);
-                for ((a, &w), &p) in sc.acc[c][at..at + tw].iter_mut().zip(hs.iter()).zip(nb) {
-                    *a += w * p as u32;
-                }
+            if y + dy < r1 {
+                // Pixels (y + dy, c0..c1) with neighbours at -d, i.e. in row y.
+                add(y + dy, (-dx).max(0) as usize, y, c0 as isize - dx);
             }
         }
+    }
+}
+
+/// A weight table as the inner loops use it.
+struct LutView<'a> {
+    lut: &'a [u32],
+    shift: u32,
+    cap: u32,
+}
+
+/// `cs += sum over channels of (a_in - b_in)^2 - (a_out - b_out)^2`, elementwise.
+#[inline]
+fn slide<const CN: usize>(
+    cs: &mut [u32],
+    a_in: [&[u8]; CN],
+    b_in: [&[u8]; CN],
+    a_out: [&[u8]; CN],
+    b_out: [&[u8]; CN],
+) {
+    let n = cs.len();
+    let fits = |r: &[&[u8]; CN]| r.iter().all(|s| s.len() >= n);
+    assert!(fits(&a_in) && fits(&b_in) && fits(&a_out) && fits(&b_out));
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: AVX2 is present and every row holds at least `cs.len()` bytes.
+        unsafe { avx2::slide(cs, a_in, b_in, a_out, b_out) };
+        return;
+    }
+    slide_scalar(cs, a_in, b_in, a_out, b_out, 0);
+}
+
+/// The portable [`slide`] from element `from` on.
+fn slide_scalar<const CN: usize>(
+    cs: &mut [u32],
+    a_in: [&[u8]; CN],
+    b_in: [&[u8]; CN],
+    a_out: [&[u8]; CN],
+    b_out: [&[u8]; CN],
+    from: usize,
+) {
+    for c in 0..CN {
+        let n = cs.len();
+        for ((((v, &p), &q), &p0), &q0) in cs[from..]
+            .iter_mut()
+            .zip(&a_in[c][from..n])
+            .zip(&b_in[c][from..n])
+            .zip(&a_out[c][from..n])
+            .zip(&b_out[c][from..n])
+        {
+            let d_in = p as i32 - q as i32;
+            let d_out = p0 as i32 - q0 as i32;
+            *v = v.wrapping_add((d_in * d_in - d_out * d_out) as u32);
+        }
+    }
+}
+
+/// `out[x]`: the weight of the box sum of `taps` column sums from `cs[x]`.
+#[inline]
+fn weights_row(cs: &[u32], taps: usize, lw: &LutView, out: &mut [u32]) {
+    assert!(cs.len() >= out.len() + taps - 1);
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: AVX2 is present, `cs` is long enough (checked above) and indices are
+        // clamped to the table's last entry.
+        let done = unsafe { avx2::weights_row(cs, taps, lw, out) };
+        weights_row_scalar(cs, taps, lw, out, done);
+        return;
+    }
+    weights_row_scalar(cs, taps, lw, out, 0);
+}
+
+/// The portable [`weights_row`] from pixel `from` on.
+fn weights_row_scalar(cs: &[u32], taps: usize, lw: &LutView, out: &mut [u32], from: usize) {
+    let n = out.len();
+    let hs = &mut out[from..];
+    hs.copy_from_slice(&cs[from..n]);
+    for k in 1..taps {
+        for (h, &v) in hs.iter_mut().zip(&cs[from + k..n + k]) {
+            *h += v;
+        }
+    }
+    for h in hs.iter_mut() {
+        *h = lw.lut[(*h >> lw.shift).min(lw.cap) as usize];
+    }
+}
+
+/// `wsum += w` and `acc[c] += w * nb[c]`, elementwise.
+#[inline]
+fn accumulate<const CN: usize>(
+    w: &[u32],
+    nb: [&[u8]; CN],
+    acc: [&mut [u32]; CN],
+    wsum: &mut [u32],
+) {
+    let n = w.len();
+    assert!(wsum.len() == n && acc.iter().all(|a| a.len() == n) && nb.iter().all(|p| p.len() == n));
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        let mut acc = acc;
+        // SAFETY: AVX2 is present and every slice holds `w.len()` entries (checked).
+        let done = unsafe { avx2::accumulate(w, nb, &mut acc, wsum) };
+        accumulate_scalar(w, nb, acc, wsum, done);
+        return;
+    }
+    accumulate_scalar(w, nb, acc, wsum, 0);
+}
+
+/// The portable [`accumulate`] from element `from` on.
+fn accumulate_scalar<const CN: usize>(
+    w: &[u32],
+    nb: [&[u8]; CN],
+    acc: [&mut [u32]; CN],
+    wsum: &mut [u32],
+    from: usize,
+) {
+    for (s, &w) in wsum[from..].iter_mut().zip(&w[from..]) {
+        *s += w;
+    }
+    for (a, p) in acc.into_iter().zip(nb) {
+        for ((a, &w), &p) in a[from..].iter_mut().zip(&w[from..]).zip(&p[from..]) {
+            *a += w * p as u32;
+        }
+    }
+}
+
+/// AVX2 versions of the inner loops, chosen at run time.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::LutView;
+
+    /// Whether this CPU has AVX2 (checked once).
+    pub(super) fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        #[cfg(test)]
+        if super::tests::PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+    }
+
+    /// Loads 8 bytes from `p + k` widened to 8 `i32`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load8(p: &[u8], k: usize) -> __m256i {
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.as_ptr().add(k) as *const __m128i))
+    }
+
+    /// [`super::slide`] over whole vectors, then the scalar tail.
+    ///
+    /// # Safety
+    /// AVX2 must be available and every row must hold at least `cs.len()` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn slide<const CN: usize>(
+        cs: &mut [u32],
+        a_in: [&[u8]; CN],
+        b_in: [&[u8]; CN],
+        a_out: [&[u8]; CN],
+        b_out: [&[u8]; CN],
+    ) {
+        let n = cs.len();
+        let mut k = 0;
+        while k + 8 <= n {
+            let p = cs.as_mut_ptr().add(k) as *mut __m256i;
+            let mut v = _mm256_loadu_si256(p);
+            for c in 0..CN {
+                let di = _mm256_sub_epi32(load8(a_in[c], k), load8(b_in[c], k));
+                let d0 = _mm256_sub_epi32(load8(a_out[c], k), load8(b_out[c], k));
+                let sq = _mm256_sub_epi32(_mm256_mullo_epi32(di, di), _mm256_mullo_epi32(d0, d0));
+                v = _mm256_add_epi32(v, sq);
+            }
+            _mm256_storeu_si256(p, v);
+            k += 8;
+        }
+        super::slide_scalar(cs, a_in, b_in, a_out, b_out, k);
+    }
+
+    /// [`super::weights_row`] over whole vectors; returns how many it did.
+    ///
+    /// # Safety
+    /// AVX2 must be available and `cs` must hold `out.len() + taps - 1` sums.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn weights_row(
+        cs: &[u32],
+        taps: usize,
+        lw: &LutView,
+        out: &mut [u32],
+    ) -> usize {
+        let n = out.len();
+        let count = _mm_cvtsi32_si128(lw.shift as i32);
+        let cap = _mm256_set1_epi32(lw.cap as i32);
+        let lut = lw.lut.as_ptr() as *const i32;
+        let zero_tail = lw.lut[lw.cap as usize] == 0;
+        let csp = cs.as_ptr();
+        let mut x = 0;
+        while x + 8 <= n {
+            let mut h = _mm256_loadu_si256(csp.add(x) as *const __m256i);
+            for k in 1..taps {
+                h = _mm256_add_epi32(h, _mm256_loadu_si256(csp.add(x + k) as *const __m256i));
+            }
+            let idx = _mm256_min_epu32(_mm256_srl_epi32(h, count), cap);
+            // Where all eight patches are too far apart the weights are the table's
+            // final zero: skip the (slow) gather.
+            let far = _mm256_movemask_epi8(_mm256_cmpeq_epi32(idx, cap)) == -1;
+            let w = if far && zero_tail {
+                _mm256_setzero_si256()
+            } else {
+                _mm256_i32gather_epi32::<4>(lut, idx)
+            };
+            _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, w);
+            x += 8;
+        }
+        x
+    }
+
+    /// [`super::accumulate`] over whole vectors; returns how many it did.
+    ///
+    /// # Safety
+    /// AVX2 must be available and every slice must hold `w.len()` entries.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn accumulate<const CN: usize>(
+        w: &[u32],
+        nb: [&[u8]; CN],
+        acc: &mut [&mut [u32]; CN],
+        wsum: &mut [u32],
+    ) -> usize {
+        let n = w.len();
+        let mut x = 0;
+        while x + 8 <= n {
+            let wv = _mm256_loadu_si256(w.as_ptr().add(x) as *const __m256i);
+            let sp = wsum.as_mut_ptr().add(x) as *mut __m256i;
+            _mm256_storeu_si256(sp, _mm256_add_epi32(_mm256_loadu_si256(sp), wv));
+            for c in 0..CN {
+                let ap = acc[c].as_mut_ptr().add(x) as *mut __m256i;
+                let wp = _mm256_mullo_epi32(wv, load8(nb[c], x));
+                _mm256_storeu_si256(ap, _mm256_add_epi32(_mm256_loadu_si256(ap), wp));
+            }
+            x += 8;
+        }
+        x
     }
 }
 
@@ -341,6 +616,11 @@ fn finish_tile<const CN: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Makes the SIMD dispatch take the portable loops (both give the same bytes, so
+    /// flipping it does not disturb tests running alongside).
+    pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
     /// OpenCV's algorithm written the slow, obvious way: per pixel, per offset, the full
     /// template sum on the padded image.
@@ -417,6 +697,8 @@ mod tests {
             .collect()
     }
 
+    /// Runs [`denoise`] with the SIMD loops (where the CPU has them) and the portable
+    /// ones, checks they agree, and returns the result.
     fn run<const CN: usize>(
         planes: [&[u8]; CN],
         w: usize,
@@ -427,7 +709,13 @@ mod tests {
     ) -> Vec<u8> {
         let win = Windows::new(t, s);
         let weights = Weights::new(hh, CN, t, s);
-        denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap()
+        let go = || denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap();
+        let fast = go();
+        PORTABLE_ONLY.store(true, Ordering::Relaxed);
+        let portable = go();
+        PORTABLE_ONLY.store(false, Ordering::Relaxed);
+        assert_eq!(fast, portable, "SIMD and portable loops disagree");
+        fast
     }
 
     #[test]
