@@ -94,6 +94,8 @@ fn histogram_impl<A: Arith>(
     }
     let mut temp = [0f32; BINS + 4];
     let nd360 = BINS as f32 / 360.0;
+    // Runs of votes into one bin accumulate in a register, in OpenCV's order.
+    let (mut cur, mut acc) = (usize::MAX, 0f32);
     for (&ori, &wm) in s.dx.iter().zip(&s.w) {
         let mut bin = cv_round(nd360 * ori);
         if bin >= BINS as i32 {
@@ -102,7 +104,18 @@ fn histogram_impl<A: Arith>(
         if bin < 0 {
             bin += BINS as i32;
         }
-        temp[2 + bin as usize] += wm;
+        let b = 2 + bin as usize;
+        if b != cur {
+            if cur != usize::MAX {
+                temp[cur] = acc;
+            }
+            acc = temp[b];
+            cur = b;
+        }
+        acc += wm;
+    }
+    if cur != usize::MAX {
+        temp[cur] = acc;
     }
     smooth::<A>(&mut temp, hist)
 }
