@@ -743,4 +743,32 @@ mod tests {
             reset_orientation(b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0".to_vec());
         assert_eq!(&be[18..20], &[0, 1]);
     }
+
+    #[test]
+    fn exif_orientation_is_applied_and_reset() {
+        // Orientation 6: the stored image must be turned 90 degrees clockwise to view.
+        let exif = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0".to_vec();
+        let meta = Metadata {
+            exif: Some(exif),
+            icc: None,
+        };
+        let img = GrayImage::from_fn(16, 8, |x, _| image::Luma([if x < 8 { 0 } else { 255 }]));
+        let bytes = encode(
+            &Frame::new(Pixels::Gray(img)),
+            Format::Png,
+            &meta,
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let d = decode(&bytes, &Limits::default()).unwrap();
+        let Pixels::Gray(g) = d.frame.pixels else {
+            panic!("grey expected")
+        };
+        assert_eq!(g.dimensions(), (8, 16));
+        // The left half (dark) ends up on top after a clockwise turn.
+        assert_eq!(g.get_pixel(3, 2).0, [0]);
+        assert_eq!(g.get_pixel(3, 13).0, [255]);
+        let exif = d.meta.exif.unwrap();
+        assert_eq!(&exif[18..20], &[1, 0], "the written tag says normal");
+    }
 }

@@ -537,3 +537,43 @@ fn ctrl_c_cancels_cleanly() {
         codec::decode(&std::fs::read(&f).unwrap(), &Default::default()).unwrap();
     }
 }
+
+#[test]
+fn features_json_lands_beside_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("board.png");
+    // A white square on black: Harris finds its four corners.
+    let img = RgbImage::from_fn(64, 64, |x, y| {
+        let inside = (16..48).contains(&x) && (16..48).contains(&y);
+        image::Rgb(if inside { [255; 3] } else { [0; 3] })
+    });
+    write_image(&input, &Frame::new(Pixels::Rgb(img)), Format::Png);
+    let out = dir.path().join("out");
+    let res = prism()
+        .args(["process", "--op", "corner-detection", "--features", "--out"])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(out.join("board.features.json")).unwrap()).unwrap();
+    let kps = v["keypoints"].as_array().unwrap();
+    assert!(!kps.is_empty());
+    for k in kps {
+        for f in ["x", "y", "size", "angle", "response", "octave"] {
+            assert!(k[f].is_number(), "{f} missing in {k}");
+        }
+        let (x, y) = (k["x"].as_f64().unwrap(), k["y"].as_f64().unwrap());
+        let near = |v: f64| (v - 16.0).abs() < 4.0 || (v - 47.0).abs() < 4.0;
+        assert!(
+            near(x) && near(y),
+            "corner at ({x}, {y}) is not near the square's corners"
+        );
+    }
+}
