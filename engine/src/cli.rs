@@ -291,7 +291,7 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         // A second handler cannot be installed (tests call this twice); the first one stays.
         let _ = ctrlc::set_handler(move || cancel.cancel());
     }
-    let (done, failed) = if args.json {
+    let (_done, failed) = if args.json {
         let mut out = std::io::stdout().lock();
         run_batch(&batch, &workers, &cfg, &cancel, &mut |e| {
             if let Ok(line) = serde_json::to_string(e) {
@@ -302,7 +302,6 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     } else {
         run_with_progress_bar(&batch, &workers, &cfg, &cancel)
     };
-    let _ = done;
     if let Some(rt) = &runtime {
         // Tell each node we are done, so it frees the connection now rather than after
         // its idle timeout.
