@@ -318,12 +318,12 @@ pub(crate) fn refine(
     ];
     // GCC contracts these scalar expressions into FMAs in OpenCV's AVX2 build.
     let fma = fused();
-    let (t, contrast) = if fma {
+    let contrast = if fma {
         let t = grad[2].mul_add(xi, grad[1].mul_add(xr, grad[0] * xc));
-        (t, v.mul_add(IMG_SCALE, t * 0.5))
+        v.mul_add(IMG_SCALE, t * 0.5)
     } else {
         let t = 0.0 + grad[0] * xc + grad[1] * xr + grad[2] * xi;
-        (t, v * IMG_SCALE + t * 0.5)
+        v * IMG_SCALE + t * 0.5
     };
     if contrast.abs() * (lim.layers as f32) < lim.contrast {
         return Refined::Rejected;
