@@ -9,7 +9,7 @@
 //! on the quadratic fit (Cramer's rule in `f32`, as `Matx33f::solve(DECOMP_LU)` does)
 //! and rejected for low contrast or an edge-like Hessian.
 
-use super::math::{cv_round, fma_dispatch, Arith};
+use super::math::{cv_round, fma_dispatch, fused, Arith};
 use super::scale_space::Stack;
 
 /// Pixels this close to the border are never keypoints (`SIFT_IMG_BORDER`).
@@ -316,8 +316,15 @@ pub(crate) fn refine(
         (d(cur, r + 1, c) - d(cur, r - 1, c)) * DERIV,
         (d(next, r, c) - d(prev, r, c)) * DERIV,
     ];
-    let t = 0.0 + grad[0] * xc + grad[1] * xr + grad[2] * xi;
-    let contrast = v * IMG_SCALE + t * 0.5;
+    // GCC contracts these scalar expressions into FMAs in OpenCV's AVX2 build.
+    let fma = fused();
+    let contrast = if fma {
+        let t = grad[2].mul_add(xi, grad[1].mul_add(xr, grad[0] * xc));
+        v.mul_add(IMG_SCALE, t * 0.5)
+    } else {
+        let t = 0.0 + grad[0] * xc + grad[1] * xr + grad[2] * xi;
+        v * IMG_SCALE + t * 0.5
+    };
     if contrast.abs() * (lim.layers as f32) < lim.contrast {
         return Refined::Rejected;
     }
@@ -328,7 +335,11 @@ pub(crate) fn refine(
         + d(cur, r - 1, c - 1))
         * CROSS;
     let tr = dxx + dyy;
-    let det = dxx * dyy - dxy * dxy;
+    let det = if fma {
+        dxx.mul_add(dyy, -(dxy * dxy))
+    } else {
+        dxx * dyy - dxy * dxy
+    };
     let e = lim.edge;
     if det <= 0.0 || tr * tr * e >= (e + 1.0) * (e + 1.0) * det {
         return Refined::Rejected;
