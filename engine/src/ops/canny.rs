@@ -124,6 +124,13 @@ const EDGE: u8 = 2;
 /// OpenCV's `(int)(tan(22.5°) * 2^15 + 0.5)`.
 const TG22: i32 = 13573;
 
+/// The magnitudes of the rows above and below one row, and that row's gradients.
+struct Window<'a> {
+    prev: &'a [i32],
+    cur: &'a Gradients,
+    next: &'a [i32],
+}
+
 /// One image row's gradients and magnitude (padded by one zero on each side).
 struct Gradients {
     dx: Vec<i16>,
@@ -154,7 +161,7 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     // value is written by `suppress_band`, so it starts as cheap zeroed memory.
     let stride = w + 2;
     let mut map = vec![0u8; stride * h];
-    let rows_per_band = band_rows(h);
+    let rows_per_band = band_rows(h, stride);
     let bands = h.div_ceil(rows_per_band) as f32;
     let done = AtomicUsize::new(0);
 
@@ -194,11 +201,12 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     Ok(out)
 }
 
-/// Rows per parallel band: a few bands per thread, each tall enough that the two extra
-/// gradient rows it computes stay cheap.
-fn band_rows(h: usize) -> usize {
+/// Rows per parallel band: a few bands per thread, and few enough rows that a band's map
+/// stays in the L2 cache until its flood has run (the flood reads it in no fixed order).
+fn band_rows(h: usize, stride: usize) -> usize {
+    const MAP_BYTES: usize = 256 << 10;
     let threads = rayon::current_num_threads().max(1);
-    h.div_ceil(threads * 4).max(32)
+    h.div_ceil(threads * 4).min(MAP_BYTES / stride).max(16)
 }
 
 /// Fills `band` (image rows `y0..`, each `w + 2` wide with a [`NOT`] column on each side)
@@ -226,22 +234,20 @@ fn suppress_band(
     fill(y0 as isize - 1, &mut prev);
     fill(y0 as isize, &mut cur);
     let mut seeds = Vec::new();
+    let mut flags = vec![0u8; w];
     for (i, row) in band.chunks_mut(w + 2).enumerate() {
         let y = (y0 + i) as isize;
         fill(y + 1, &mut next);
         row[0] = NOT;
         row[w + 1] = NOT;
         let inner = &mut row[1..w + 1];
-        suppress_row(&prev.mag, &cur, &next.mag, low, high, inner);
-        // Seeds: the edge pixels, found a vector compare at a time.
-        const CHUNK: usize = 64;
-        for (c, chunk) in inner.chunks(CHUNK).enumerate() {
-            if chunk.iter().fold(false, |a, &v| a | (v == EDGE)) {
-                let base = i * (w + 2) + 1 + c * CHUNK;
-                let hits = chunk.iter().enumerate().filter(|&(_, &v)| v == EDGE);
-                seeds.extend(hits.map(|(k, _)| (base + k) as u32));
-            }
-        }
+        let base = (i * (w + 2) + 1) as u32;
+        let window = Window {
+            prev: &prev.mag,
+            cur: &cur,
+            next: &next.mag,
+        };
+        suppress_row(&window, (low, high), &mut flags, inner, base, &mut seeds);
         std::mem::swap(&mut prev, &mut cur);
         std::mem::swap(&mut cur, &mut next);
     }
@@ -254,71 +260,176 @@ avx2_fma! {
         let it = mag.iter_mut().zip(dx.iter().zip(dy));
         if l2 {
             for (m, (&x, &y)) in it {
-                *m = x as i32 * x as i32 + y as i32 * y as i32;
+                let (x, y) = (x as i32, y as i32);
+                // At most 2 * 32768^2 = 2^31: wrapping is exact (and vectorises).
+                *m = x.wrapping_mul(x).wrapping_add(y.wrapping_mul(y));
             }
         } else {
             for (m, (&x, &y)) in it {
-                *m = (x as i32).abs() + (y as i32).abs();
+                *m = (x as i32).abs().wrapping_add((y as i32).abs());
             }
         }
     }
 }
 
 avx2_fma! {
-    /// Non-maximum suppression of one row, without branches so it vectorises;
-    /// `prev`, `cur.mag` and `next` are padded by one zero on each side.
+    /// Non-maximum suppression of one row (magnitudes padded by one zero on each side),
+    /// `flags` being scratch space. Pushes `base + column` of each [`EDGE`] onto `seeds`.
     ///
-    /// OpenCV's test: with `x = |dx|`, `y = |dy| << 15`, the gradient is horizontal when
-    /// `y < x·tg22`, vertical when `y > x·tg22 + (x << 16)`, else diagonal; a peak is
-    /// `m > before && m >= after` along a straight direction, `m > both` along a diagonal.
-    fn suppress_row(prev: &[i32], cur: &Gradients, next: &[i32], low: i32, high: i32, out: &mut [u8]) {
+    /// Works in blocks of 32 columns: a block without any magnitude above `low` (most of
+    /// a photo) is [`NOT`] throughout and skipped after a few word compares.
+    fn suppress_row(
+        rows: &Window,
+        thresholds: (i32, i32),
+        flags: &mut [u8],
+        out: &mut [u8],
+        base: u32,
+        seeds: &mut Vec<u32>,
+    ) {
+        let (low, high) = thresholds;
         let w = out.len();
-        let (prev, mag, next) = (&prev[..w + 2], &cur.mag[..w + 2], &next[..w + 2]);
-        let (dx, dy) = (&cur.dx[..w], &cur.dy[..w]);
-        for j in 0..w {
-            let m = mag[j + 1];
-            let (xs, ys) = (dx[j] as i32, dy[j] as i32);
-            let x = xs.abs();
-            let y = ys.abs() << 15;
-            let tg22x = x * TG22;
-            let horizontal = y < tg22x;
-            let vertical = y > tg22x + (x << 16);
-            // Same signs: the diagonal runs top-left to bottom-right.
-            let same = (xs ^ ys) >= 0;
-            let diag_before = if same { prev[j] } else { prev[j + 2] };
-            let diag_after = if same { next[j + 2] } else { next[j] };
-            let before = if horizontal { mag[j] } else if vertical { prev[j + 1] } else { diag_before };
-            let after = if horizontal { mag[j + 2] } else if vertical { next[j + 1] } else { diag_after };
-            let peak = (m > before) & ((m > after) | ((horizontal | vertical) & (m == after)));
-            out[j] = if peak & (m > low) {
-                if m > high { EDGE } else { MAYBE }
-            } else {
-                NOT
-            };
+        // Per column, bit 0: above `low`; bit 1: above `high` (a plain vectorised pass).
+        for (f, &m) in flags[..w].iter_mut().zip(&rows.cur.mag[1..w + 1]) {
+            *f = u8::from(m > low) | (u8::from(m > high) << 1);
         }
+        let full = w / BLOCK * BLOCK;
+        let (blocks, rest) = out.split_at_mut(full);
+        for (b, out) in blocks.chunks_exact_mut(BLOCK).enumerate() {
+            let out: &mut [u8; BLOCK] = out.try_into().expect("chunks are BLOCK long");
+            let j0 = b * BLOCK;
+            let any = or_words(&flags[j0..j0 + BLOCK]);
+            if any & BYTE_BIT0 == 0 {
+                *out = [NOT; BLOCK];
+                continue;
+            }
+            suppress_span(rows, thresholds, j0, out);
+            if any & BYTE_BIT1 != 0 {
+                push_edges(out, base + j0 as u32, seeds);
+            }
+        }
+        suppress_span(rows, thresholds, full, rest);
+        push_edges(rest, base + full as u32, seeds);
+    }
+}
+
+/// Columns per suppression block.
+const BLOCK: usize = 32;
+/// Bit 0 (resp. 1) of every byte of a `u64`.
+const BYTE_BIT0: u64 = 0x0101_0101_0101_0101;
+const BYTE_BIT1: u64 = BYTE_BIT0 << 1;
+
+/// The bytes of `v` OR-ed together as `u64` words (any bit set in any byte).
+#[inline(always)]
+fn or_words(v: &[u8]) -> u64 {
+    v.chunks(8).fold(0, |acc, c| {
+        let mut word = [0u8; 8];
+        word[..c.len()].copy_from_slice(c);
+        acc | u64::from_le_bytes(word)
+    })
+}
+
+/// Pushes `base + index` of every [`EDGE`] in `out`, eight map bytes at a time: [`EDGE`]
+/// is the only value with bit 1 set.
+#[inline(always)]
+fn push_edges(out: &[u8], base: u32, seeds: &mut Vec<u32>) {
+    for (c, chunk) in out.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let mut edges = u64::from_le_bytes(word) & BYTE_BIT1;
+        while edges != 0 {
+            seeds.push(base + (c * 8) as u32 + edges.trailing_zeros() / 8);
+            edges &= edges - 1;
+        }
+    }
+}
+
+/// The suppression map for columns `j0..j0 + out.len()`, without branches so it
+/// vectorises.
+///
+/// OpenCV's test: with `x = |dx|`, `y = |dy| << 15`, the gradient is horizontal when
+/// `y < x·tg22`, vertical when `y > x·tg22 + (x << 16)`, else diagonal; a peak is
+/// `m > before && m >= after` along a straight direction, `m > both` along a diagonal.
+#[inline(always)]
+fn suppress_span(rows: &Window, (low, high): (i32, i32), j0: usize, out: &mut [u8]) {
+    let n = out.len();
+    // Padded rows: column j is at j + 1, its left neighbour at j, its right one at j + 2.
+    let cur = rows.cur;
+    let (prev, mag, next) = (
+        &rows.prev[j0..j0 + n + 2],
+        &cur.mag[j0..j0 + n + 2],
+        &rows.next[j0..j0 + n + 2],
+    );
+    let (dx, dy) = (&cur.dx[j0..j0 + n], &cur.dy[j0..j0 + n]);
+    for j in 0..n {
+        let m = mag[j + 1];
+        let (xs, ys) = (dx[j] as i32, dy[j] as i32);
+        // |d| <= 24480 for every aperture, so these stay below 2^31 (wrapping only
+        // spares the overflow checks that would stop vectorisation).
+        let x = xs.abs();
+        let y = ys.abs() << 15;
+        let tg22x = x.wrapping_mul(TG22);
+        let horizontal = y < tg22x;
+        let vertical = y > tg22x.wrapping_add(x << 16);
+        // Every comparison is made and the right one picked afterwards: selecting
+        // among loads would turn into gathers.
+        let along_row = (m > mag[j]) & (m >= mag[j + 2]);
+        let along_column = (m > prev[j + 1]) & (m >= next[j + 1]);
+        // Same signs: the diagonal runs top-left to bottom-right.
+        let falling = (m > prev[j]) & (m > next[j + 2]);
+        let rising = (m > prev[j + 2]) & (m > next[j]);
+        let same = (xs ^ ys) >= 0;
+        let diagonal = if same { falling } else { rising };
+        let peak = if horizontal {
+            along_row
+        } else if vertical {
+            along_column
+        } else {
+            diagonal
+        };
+        out[j] = if peak & (m > low) {
+            if m > high {
+                EDGE
+            } else {
+                MAYBE
+            }
+        } else {
+            NOT
+        };
     }
 }
 
 /// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`: whole
 /// rows `stride` wide whose first and last columns are [`NOT`], so only rows need bounds.
 /// The flood never leaves `map`.
-fn flood(map: &mut [u8], stride: usize, mut stack: Vec<u32>) {
+fn flood(map: &mut [u8], stride: usize, seeds: Vec<u32>) {
     let len = map.len();
-    while let Some(i) = stack.pop() {
-        let i = i as usize;
-        let mut visit = |n: usize| {
-            if map[n] == MAYBE {
-                map[n] = EDGE;
-                stack.push(n as u32);
-            }
-        };
-        visit(i - 1);
-        visit(i + 1);
-        if i >= stride {
-            (i - stride - 1..=i - stride + 1).for_each(&mut visit);
+    // Branch-free pushes: every neighbour is written at `top`, which only advances when the
+    // neighbour was a candidate (mispredicted branches would dominate otherwise).
+    let mut top = seeds.len();
+    let mut stack = seeds;
+    while top > 0 {
+        top -= 1;
+        let i = stack[top] as usize;
+        if stack.len() < top + 8 {
+            stack.resize(2 * stack.len() + 8, 0);
         }
-        if i + stride < len {
-            (i + stride - 1..=i + stride + 1).for_each(&mut visit);
+        let above = if i >= stride { i - stride } else { i };
+        let below = if i + stride < len { i + stride } else { i };
+        // Where there is no row above or below, `i`'s own row is visited again (harmless).
+        for n in [
+            above - 1,
+            above,
+            above + 1,
+            i - 1,
+            i + 1,
+            below - 1,
+            below,
+            below + 1,
+        ] {
+            let candidate = map[n] == MAYBE;
+            map[n] = if candidate { EDGE } else { map[n] };
+            stack[top] = n as u32;
+            top += usize::from(candidate);
         }
     }
 }

@@ -137,30 +137,36 @@ impl<'a> IntSobel<'a> {
     }
 }
 
-/// Aperture 3 in `i16` (sums stay within +-2040): vertical `[1 2 1]` and `[-1 0 1]`, then
-/// horizontal `[-1 0 1]` and `[1 2 1]`.
-#[inline(always)]
-fn sobel3_row(
-    a: &[u8],
-    b: &[u8],
-    c: &[u8],
-    smooth: &mut [i16],
-    deriv: &mut [i16],
-    dx: &mut [i16],
-    dy: &mut [i16],
-) {
-    let w = b.len();
-    for (j, ((&a, &b), &c)) in a.iter().zip(b).zip(c).enumerate() {
-        let (a, b, c) = (a as i16, b as i16, c as i16);
-        smooth[j + 1] = a + 2 * b + c;
-        deriv[j + 1] = c - a;
-    }
-    replicate_ends(smooth, 1);
-    replicate_ends(deriv, 1);
-    let (sm, de) = (&smooth[..w + 2], &deriv[..w + 2]);
-    for (j, (gx, gy)) in dx[..w].iter_mut().zip(dy[..w].iter_mut()).enumerate() {
-        *gx = sm[j + 2] - sm[j];
-        *gy = de[j] + 2 * de[j + 1] + de[j + 2];
+avx2_fma! {
+    /// Aperture 3 in `i16` (sums stay within +-2040): vertical `[1 2 1]` and `[-1 0 1]`, then
+    /// horizontal `[-1 0 1]` and `[1 2 1]`.
+    fn sobel3_row(
+        a: &[u8],
+        b: &[u8],
+        c: &[u8],
+        smooth: &mut [i16],
+        deriv: &mut [i16],
+        dx: &mut [i16],
+        dy: &mut [i16],
+    ) {
+        // Sums stay within +-2040, so wrapping `i16` arithmetic is exact; it only spares the
+        // overflow checks of debug builds, which would stop vectorisation.
+        let w = b.len();
+        let inner = smooth[1..w + 1].iter_mut().zip(deriv[1..w + 1].iter_mut());
+        for ((s, d), ((&a, &b), &c)) in inner.zip(a.iter().zip(b).zip(c)) {
+            let (a, b, c) = (a as i16, b as i16, c as i16);
+            *s = a.wrapping_add(b.wrapping_mul(2)).wrapping_add(c);
+            *d = c.wrapping_sub(a);
+        }
+        replicate_ends(smooth, 1);
+        replicate_ends(deriv, 1);
+        let (dx, dy) = (&mut dx[..w], &mut dy[..w]);
+        let (s0, s2) = (&smooth[..w], &smooth[2..w + 2]);
+        let (d0, d1, d2) = (&deriv[..w], &deriv[1..w + 1], &deriv[2..w + 2]);
+        for j in 0..w {
+            dx[j] = s2[j].wrapping_sub(s0[j]);
+            dy[j] = d0[j].wrapping_add(d1[j].wrapping_mul(2)).wrapping_add(d2[j]);
+        }
     }
 }
 
