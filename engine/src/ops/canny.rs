@@ -233,7 +233,7 @@ fn suppress_band(
     let (mut prev, mut cur, mut next) = (Gradients::new(w), Gradients::new(w), Gradients::new(w));
     fill(y0 as isize - 1, &mut prev);
     fill(y0 as isize, &mut cur);
-    let mut seeds = Vec::new();
+    let mut seeds = Stack::default();
     let mut flags = vec![0u8; w];
     for (i, row) in band.chunks_mut(w + 2).enumerate() {
         let y = (y0 + i) as isize;
@@ -251,7 +251,7 @@ fn suppress_band(
         std::mem::swap(&mut prev, &mut cur);
         std::mem::swap(&mut cur, &mut next);
     }
-    seeds
+    seeds.into_vec()
 }
 
 avx2_fma! {
@@ -284,7 +284,7 @@ avx2_fma! {
         flags: &mut [u8],
         out: &mut [u8],
         base: u32,
-        seeds: &mut Vec<u32>,
+        seeds: &mut Stack,
     ) {
         let (low, high) = thresholds;
         let w = out.len();
@@ -331,14 +331,64 @@ fn or_words(v: &[u8]) -> u64 {
 /// Pushes `base + index` of every [`EDGE`] in `out`, eight map bytes at a time: [`EDGE`]
 /// is the only value with bit 1 set.
 #[inline(always)]
-fn push_edges(out: &[u8], base: u32, seeds: &mut Vec<u32>) {
+fn push_edges(out: &[u8], base: u32, seeds: &mut Stack) {
     for (c, chunk) in out.chunks(8).enumerate() {
         let mut word = [0u8; 8];
         word[..chunk.len()].copy_from_slice(chunk);
-        let mut edges = u64::from_le_bytes(word) & BYTE_BIT1;
-        while edges != 0 {
-            seeds.push(base + (c * 8) as u32 + edges.trailing_zeros() / 8);
-            edges &= edges - 1;
+        seeds.push_marked(u64::from_le_bytes(word) & BYTE_BIT1, base + (c * 8) as u32);
+    }
+}
+
+/// A stack of pixel indices pushed without branches (a mispredicted branch per push
+/// would cost more than the push): values are written past the top, which only moves
+/// over the ones kept.
+#[derive(Default)]
+struct Stack {
+    buf: Vec<u32>,
+    len: usize,
+}
+
+impl Stack {
+    /// Makes room for `n` more values.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        if self.buf.len() < self.len + n {
+            self.buf.resize(2 * self.buf.len() + n, 0);
+        }
+    }
+
+    /// Pushes `v` when `keep`.
+    #[inline(always)]
+    fn push_if(&mut self, v: u32, keep: bool) {
+        self.buf[self.len] = v;
+        self.len += usize::from(keep);
+    }
+
+    /// Pushes `base + k` for each byte `k` of `marks` that is not zero.
+    #[inline(always)]
+    fn push_marked(&mut self, marks: u64, base: u32) {
+        self.reserve(8);
+        for k in 0..8 {
+            self.push_if(base + k, (marks >> (8 * k)) & 0xff != 0);
+        }
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.buf[self.len])
+    }
+
+    fn into_vec(mut self) -> Vec<u32> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
+
+impl From<Vec<u32>> for Stack {
+    fn from(buf: Vec<u32>) -> Self {
+        Self {
+            len: buf.len(),
+            buf,
         }
     }
 }
@@ -403,16 +453,10 @@ fn suppress_span(rows: &Window, (low, high): (i32, i32), j0: usize, out: &mut [u
 /// The flood never leaves `map`.
 fn flood(map: &mut [u8], stride: usize, seeds: Vec<u32>) {
     let len = map.len();
-    // Branch-free pushes: every neighbour is written at `top`, which only advances when the
-    // neighbour was a candidate (mispredicted branches would dominate otherwise).
-    let mut top = seeds.len();
-    let mut stack = seeds;
-    while top > 0 {
-        top -= 1;
-        let i = stack[top] as usize;
-        if stack.len() < top + 8 {
-            stack.resize(2 * stack.len() + 8, 0);
-        }
+    let mut stack = Stack::from(seeds);
+    while let Some(i) = stack.pop() {
+        let i = i as usize;
+        stack.reserve(8);
         let above = if i >= stride { i - stride } else { i };
         let below = if i + stride < len { i + stride } else { i };
         // Where there is no row above or below, `i`'s own row is visited again (harmless).
@@ -428,8 +472,7 @@ fn flood(map: &mut [u8], stride: usize, seeds: Vec<u32>) {
         ] {
             let candidate = map[n] == MAYBE;
             map[n] = if candidate { EDGE } else { map[n] };
-            stack[top] = n as u32;
-            top += usize::from(candidate);
+            stack.push_if(n as u32, candidate);
         }
     }
 }

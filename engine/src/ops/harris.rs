@@ -356,26 +356,46 @@ pub fn corner_mask(r: &Response, threshold: f64) -> GrayImage {
         .reduce(|| f32::NEG_INFINITY, f32::max);
     // NumPy: `threshold * r.max()` with a Python float and an f32 scalar is an f32 product.
     let limit = threshold as f32 * max;
-    mask.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
-        let rows = y.saturating_sub(1)..(y + 2).min(h);
-        dilated_row_above(data, w, rows, limit, out);
-    });
+    const ROWS: usize = 32;
+    mask.par_chunks_mut(w * ROWS)
+        .enumerate()
+        .for_each(|(b, band)| {
+            let mut column_max = vec![0f32; w + 2];
+            for (i, out) in band.chunks_mut(w).enumerate() {
+                let y = b * ROWS + i;
+                let src = |y: usize| &data[y * w..(y + 1) * w];
+                let (up, down) = (src(y.saturating_sub(1)), src((y + 1).min(h - 1)));
+                dilated_row_above(up, src(y), down, limit, &mut column_max, out);
+            }
+        });
     mask
 }
 
 avx2_fma! {
-    /// One row of the 3×3 dilation (border pixels ignored, as with OpenCV's default
-    /// `-inf` border) compared with `limit`: 255 where above.
-    fn dilated_row_above(data: &[f32], w: usize, rows: std::ops::Range<usize>, limit: f32, out: &mut [u8]) {
-        let mut col = vec![f32::NEG_INFINITY; w + 2];
-        for y in rows {
-            for (c, &v) in col[1..w + 1].iter_mut().zip(&data[y * w..(y + 1) * w]) {
-                *c = c.max(v);
-            }
+    /// One row of the 3×3 dilation compared with `limit`, 255 where above. Pixels outside
+    /// the image are ignored (OpenCV's default `-inf` border): at the top and bottom `up`
+    /// or `down` is the row itself, and `column_max` (scratch, `w + 2`) is padded with
+    /// `-inf`.
+    fn dilated_row_above(
+        up: &[f32],
+        row: &[f32],
+        down: &[f32],
+        limit: f32,
+        column_max: &mut [f32],
+        out: &mut [u8],
+    ) {
+        let w = row.len();
+        let (up, down, out) = (&up[..w], &down[..w], &mut out[..w]);
+        column_max[0] = f32::NEG_INFINITY;
+        column_max[w + 1] = f32::NEG_INFINITY;
+        let inner = &mut column_max[1..w + 1];
+        for x in 0..w {
+            inner[x] = up[x].max(row[x]).max(down[x]);
         }
-        for (x, o) in out.iter_mut().enumerate() {
-            let m = col[x].max(col[x + 1]).max(col[x + 2]);
-            *o = if m > limit { 255 } else { 0 };
+        let (left, centre, right) = (&column_max[..w], &column_max[1..w + 1], &column_max[2..w + 2]);
+        for x in 0..w {
+            let m = left[x].max(centre[x]).max(right[x]);
+            out[x] = if m > limit { 255 } else { 0 };
         }
     }
 }
