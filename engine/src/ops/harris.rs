@@ -37,8 +37,14 @@ use super::sobel::{Border, FloatSobel};
 use super::{Features, KeyPoint, OpContext, OpError, OpOutput};
 use crate::frame::Pixels;
 
-/// A Harris response image (`f32` per pixel, as `cornerHarris` returns it).
-pub type Response = ImageBuffer<Luma<f32>, Vec<f32>>;
+/// A Harris response (`f32` per pixel, as `cornerHarris` returns it) and its maximum.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// The response of every pixel.
+    pub image: ImageBuffer<Luma<f32>, Vec<f32>>,
+    /// The largest response (`-inf` for an empty image).
+    pub max: f32,
+}
 
 /// Parameters of `corner-detection`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,7 +131,7 @@ pub fn detect_corners(
             y: y as f32,
             size: 2.0 * p.radius as f32,
             angle: -1.0,
-            response: r.get_pixel(x, y)[0],
+            response: r.image.get_pixel(x, y)[0],
             octave: 0,
         })
         .collect();
@@ -149,30 +155,33 @@ pub fn corner_harris(
 ) -> Result<Response, OpError> {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     let mut out = vec![0f32; w * h];
-    if w == 0 || h == 0 {
-        return Ok(Response::new(gray.width(), gray.height()));
-    }
-    let strip = strip_width(w);
-    let mut strips: Vec<Vec<&mut [f32]>> = (0..w.div_ceil(strip))
-        .map(|_| Vec::with_capacity(h))
-        .collect();
-    for row in out.chunks_mut(w) {
-        for (s, seg) in row.chunks_mut(strip).enumerate() {
-            strips[s].push(seg);
+    let mut max = f32::NEG_INFINITY;
+    if w > 0 && h > 0 {
+        let strip = strip_width(w);
+        let mut strips: Vec<Vec<&mut [f32]>> = (0..w.div_ceil(strip))
+            .map(|_| Vec::with_capacity(h))
+            .collect();
+        for row in out.chunks_mut(w) {
+            for (s, seg) in row.chunks_mut(strip).enumerate() {
+                strips[s].push(seg);
+            }
         }
+        let job = Strip {
+            gray,
+            block,
+            ksize,
+            k,
+            flat_len: w * h,
+        };
+        max = strips
+            .into_par_iter()
+            .enumerate()
+            .map(|(s, rows)| job.run(s * strip, rows, ctx))
+            .try_reduce(|| f32::NEG_INFINITY, |a, b| Ok(max2(a, b)))?;
     }
-    let job = Strip {
-        gray,
-        block,
-        ksize,
-        k,
-        flat_len: w * h,
-    };
-    strips
-        .into_par_iter()
-        .enumerate()
-        .try_for_each(|(s, rows)| job.run(s * strip, rows, ctx))?;
-    Ok(Response::from_raw(gray.width(), gray.height(), out).expect("buffer sized from dimensions"))
+    let image = ImageBuffer::from_raw(gray.width(), gray.height(), out)
+        .expect("buffer sized from dimensions");
+    Ok(Response { image, max })
 }
 
 /// Columns per strip: a few strips per thread, a multiple of 8.
@@ -192,8 +201,9 @@ struct Strip<'a> {
 }
 
 impl Strip<'_> {
-    /// The response of columns `x0..x0 + rows[0].len()` for every row, top to bottom.
-    fn run(&self, x0: usize, mut rows: Vec<&mut [f32]>, ctx: &OpContext) -> Result<(), OpError> {
+    /// The response of columns `x0..x0 + rows[0].len()` for every row, top to bottom;
+    /// returns its maximum.
+    fn run(&self, x0: usize, mut rows: Vec<&mut [f32]>, ctx: &OpContext) -> Result<f32, OpError> {
         let (w, h) = (self.gray.width() as usize, self.gray.height() as usize);
         let (n, block) = (rows[0].len(), self.block);
         let anchor = block / 2;
@@ -221,6 +231,7 @@ impl Strip<'_> {
         let mut ring: Vec<[Vec<f64>; 3]> = (0..block).map(|_| planes(n, 0f64)).collect();
         let mut sum = planes(n, 0f64);
         let mut abc = planes(n, 0f32);
+        let mut max = f32::NEG_INFINITY;
 
         for p in 0..h + block - 1 {
             if p % 64 == 0 {
@@ -254,9 +265,11 @@ impl Strip<'_> {
                 let (new, old) = (&ring[p % block][ch], &ring[y % block][ch]);
                 column_step(&mut sum[ch], new, old, &mut abc[ch]);
             }
-            self.response_row(y * w + x0, &abc, rows[y].as_mut());
+            let out = &mut *rows[y];
+            self.response_row(y * w + x0, &abc, out);
+            max = max2(max, max_of(out));
         }
-        Ok(())
+        Ok(max)
     }
 
     /// `calcHarris` on the box sums of one row segment starting at flat index `flat`.
@@ -360,18 +373,14 @@ avx2_fma! {
 
 /// `dilate(r, 3×3) > threshold * max(r)` as a 0/255 mask.
 pub fn corner_mask(r: &Response, threshold: f64) -> GrayImage {
-    let (w, h) = (r.width() as usize, r.height() as usize);
-    let mut mask = GrayImage::new(r.width(), r.height());
+    let (w, h) = (r.image.width() as usize, r.image.height() as usize);
+    let mut mask = GrayImage::new(r.image.width(), r.image.height());
     if w == 0 || h == 0 {
         return mask;
     }
-    let data = r.as_raw();
-    let max = data
-        .par_chunks(1 << 16)
-        .map(max_of)
-        .reduce(|| f32::NEG_INFINITY, max2);
+    let data = r.image.as_raw();
     // NumPy: `threshold * r.max()` with a Python float and an f32 scalar is an f32 product.
-    let limit = threshold as f32 * max;
+    let limit = threshold as f32 * r.max;
     const ROWS: usize = 32;
     mask.par_chunks_mut(w * ROWS)
         .enumerate()
