@@ -116,10 +116,11 @@ fn int_thresholds(p: &CannyParams) -> (i32, i32) {
     (low.floor() as i32, high.floor() as i32)
 }
 
-// Map values, as OpenCV's: may be an edge, cannot be, is an edge.
-const MAYBE: u8 = 0;
-const NOT: u8 = 1;
-const EDGE: u8 = 2;
+// Map values. The map is the output image itself: NOT and EDGE are already the output's
+// 0 and 255, and the MAYBE pixels no edge reached become 0 at the end.
+const NOT: u8 = 0;
+const MAYBE: u8 = 1;
+const EDGE: u8 = 255;
 
 /// OpenCV's `(int)(tan(22.5°) * 2^15 + 0.5)`.
 const TG22: i32 = 13573;
@@ -151,28 +152,26 @@ impl Gradients {
 /// OpenCV's `Canny` on a grey image: 255 on edges, 0 elsewhere.
 pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayImage, OpError> {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
+    // Suppression writes every byte, floods turn candidates into edges in place, and the
+    // last pass clears the candidates left: no separate map, no copy.
     let mut out = GrayImage::new(gray.width(), gray.height());
     if w == 0 || h == 0 {
         return Ok(out);
     }
     let (low, high) = int_thresholds(p);
     let aperture = p.aperture as usize;
-    // The map has a NOT column on each side, so floods need no column checks. Every
-    // value is written by `suppress_band`, so it starts as cheap zeroed memory.
-    let stride = w + 2;
-    let mut map = vec![0u8; stride * h];
-    let rows_per_band = band_rows(h, stride);
+    let rows_per_band = band_rows(h, w);
     let bands = h.div_ceil(rows_per_band) as f32;
     let done = AtomicUsize::new(0);
 
     // Gradients, suppression and hysteresis inside each band, in parallel.
-    map.par_chunks_mut(rows_per_band * stride)
+    out.par_chunks_mut(rows_per_band * w)
         .enumerate()
         .try_for_each(|(b, band)| {
             ctx.cancel.check()?;
             let y0 = b * rows_per_band;
             let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), y0, band);
-            flood(band, stride, seeds);
+            flood(band, w, seeds);
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             ctx.report(0.9 * n as f32 / bands);
             Ok::<(), OpError>(())
@@ -180,38 +179,53 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     ctx.cancel.check()?;
 
     // Edges that cross band borders: flood again from the edge pixels on border rows.
-    let mut seeds = Vec::new();
+    let mut seeds = Stack::default();
     for y0 in (rows_per_band..h).step_by(rows_per_band) {
-        let rows = (y0 - 1) * stride..(y0 + 1) * stride;
-        seeds.extend(rows.filter(|&i| map[i] == EDGE).map(|i| i as u32));
-    }
-    flood(&mut map, stride, seeds);
-
-    const ROWS: usize = 64;
-    out.par_chunks_mut(w * ROWS)
-        .zip(map.par_chunks(stride * ROWS))
-        .for_each(|(out, map)| {
-            for (o, m) in out.chunks_mut(w).zip(map.chunks(stride)) {
-                for (o, &m) in o.iter_mut().zip(&m[1..w + 1]) {
-                    *o = if m == EDGE { 255 } else { 0 };
-                }
+        for y in [y0 - 1, y0] {
+            for (x, &v) in out.as_raw()[y * w..(y + 1) * w].iter().enumerate() {
+                seeds.reserve(1);
+                seeds.push_if(pack(x, y), v == EDGE);
             }
-        });
+        }
+    }
+    flood(&mut out, w, seeds);
+
+    out.par_chunks_mut(1 << 16).for_each(clear_candidates);
     ctx.report(1.0);
     Ok(out)
 }
 
 /// Rows per parallel band: a few bands per thread, and few enough rows that a band's map
 /// stays in the L2 cache until its flood has run (the flood reads it in no fixed order).
-fn band_rows(h: usize, stride: usize) -> usize {
+fn band_rows(h: usize, w: usize) -> usize {
     const MAP_BYTES: usize = 256 << 10;
     let threads = rayon::current_num_threads().max(1);
-    h.div_ceil(threads * 4).min(MAP_BYTES / stride).max(16)
+    h.div_ceil(threads * 4).min(MAP_BYTES / w).max(16)
 }
 
-/// Fills `band` (image rows `y0..`, each `w + 2` wide with a [`NOT`] column on each side)
-/// with the suppression map: [`EDGE`] where the magnitude peaks above `high`, [`MAYBE`]
-/// where it peaks above `low`, [`NOT`] elsewhere. Returns the band indices of the edges.
+/// A pixel's column and row (within its band or the image) as one stack entry.
+#[inline(always)]
+fn pack(x: usize, y: usize) -> u64 {
+    x as u64 | (y as u64) << 32
+}
+
+avx2_fma! {
+    /// Turns the [`MAYBE`] pixels no edge reached into 0, rewriting only the 64-byte
+    /// stretches that hold any (most hold none).
+    fn clear_candidates(map: &mut [u8]) {
+        for chunk in map.chunks_mut(64) {
+            if chunk.iter().fold(false, |any, &v| any | (v == MAYBE)) {
+                for v in chunk {
+                    *v = if *v == MAYBE { NOT } else { *v };
+                }
+            }
+        }
+    }
+}
+
+/// Fills `band` (image rows `y0..`, `w` wide) with the suppression map: [`EDGE`] where
+/// the magnitude peaks above `high`, [`MAYBE`] where it peaks above `low`, [`NOT`]
+/// elsewhere. Returns the edges, as band coordinates.
 fn suppress_band(
     gray: &GrayImage,
     aperture: usize,
@@ -219,7 +233,7 @@ fn suppress_band(
     (low, high): (i32, i32),
     y0: usize,
     band: &mut [u8],
-) -> Vec<u32> {
+) -> Stack {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     let mut sobel = IntSobel::new(gray, aperture);
     let mut fill = |y: isize, g: &mut Gradients| {
@@ -235,23 +249,26 @@ fn suppress_band(
     fill(y0 as isize, &mut cur);
     let mut seeds = Stack::default();
     let mut flags = vec![0u8; w];
-    for (i, row) in band.chunks_mut(w + 2).enumerate() {
+    for (i, row) in band.chunks_mut(w).enumerate() {
         let y = (y0 + i) as isize;
         fill(y + 1, &mut next);
-        row[0] = NOT;
-        row[w + 1] = NOT;
-        let inner = &mut row[1..w + 1];
-        let base = (i * (w + 2) + 1) as u32;
         let window = Window {
             prev: &prev.mag,
             cur: &cur,
             next: &next.mag,
         };
-        suppress_row(&window, (low, high), &mut flags, inner, base, &mut seeds);
+        suppress_row(
+            &window,
+            (low, high),
+            &mut flags,
+            row,
+            pack(0, i),
+            &mut seeds,
+        );
         std::mem::swap(&mut prev, &mut cur);
         std::mem::swap(&mut cur, &mut next);
     }
-    seeds.into_vec()
+    seeds
 }
 
 avx2_fma! {
@@ -274,7 +291,8 @@ avx2_fma! {
 
 avx2_fma! {
     /// Non-maximum suppression of one row (magnitudes padded by one zero on each side),
-    /// `flags` being scratch space. Pushes `base + column` of each [`EDGE`] onto `seeds`.
+    /// `flags` being scratch space. Pushes `base + pack(column, 0)` of each [`EDGE`] onto
+    /// `seeds`.
     ///
     /// Works in blocks of 32 columns: a block without any magnitude above `low` (most of
     /// a photo) is [`NOT`] throughout and skipped after a few word compares.
@@ -283,7 +301,7 @@ avx2_fma! {
         thresholds: (i32, i32),
         flags: &mut [u8],
         out: &mut [u8],
-        base: u32,
+        base: u64,
         seeds: &mut Stack,
     ) {
         let (low, high) = thresholds;
@@ -304,19 +322,20 @@ avx2_fma! {
             }
             suppress_span(rows, thresholds, j0, out);
             if any & BYTE_BIT1 != 0 {
-                push_edges(out, base + j0 as u32, seeds);
+                push_edges(out, base + j0 as u64, seeds);
             }
         }
         suppress_span(rows, thresholds, full, rest);
-        push_edges(rest, base + full as u32, seeds);
+        push_edges(rest, base + full as u64, seeds);
     }
 }
 
 /// Columns per suppression block.
 const BLOCK: usize = 32;
-/// Bit 0 (resp. 1) of every byte of a `u64`.
+/// Bit 0 (resp. 1, 7) of every byte of a `u64`.
 const BYTE_BIT0: u64 = 0x0101_0101_0101_0101;
 const BYTE_BIT1: u64 = BYTE_BIT0 << 1;
+const BYTE_BIT7: u64 = BYTE_BIT0 << 7;
 
 /// The bytes of `v` OR-ed together as `u64` words (any bit set in any byte).
 #[inline(always)]
@@ -328,23 +347,23 @@ fn or_words(v: &[u8]) -> u64 {
     })
 }
 
-/// Pushes `base + index` of every [`EDGE`] in `out`, eight map bytes at a time: [`EDGE`]
-/// is the only value with bit 1 set.
+/// Pushes `base + k` for the column `k` of every [`EDGE`] in `out`, eight map bytes at a
+/// time: [`EDGE`] is the only value with bit 7 set.
 #[inline(always)]
-fn push_edges(out: &[u8], base: u32, seeds: &mut Stack) {
+fn push_edges(out: &[u8], base: u64, seeds: &mut Stack) {
     for (c, chunk) in out.chunks(8).enumerate() {
         let mut word = [0u8; 8];
         word[..chunk.len()].copy_from_slice(chunk);
-        seeds.push_marked(u64::from_le_bytes(word) & BYTE_BIT1, base + (c * 8) as u32);
+        seeds.push_marked(u64::from_le_bytes(word) & BYTE_BIT7, base + (c * 8) as u64);
     }
 }
 
-/// A stack of pixel indices pushed without branches (a mispredicted branch per push
-/// would cost more than the push): values are written past the top, which only moves
-/// over the ones kept.
+/// A stack of packed pixel coordinates pushed without branches (a mispredicted branch
+/// per push would cost more than the push): values are written past the top, which only
+/// moves over the ones kept.
 #[derive(Default)]
 struct Stack {
-    buf: Vec<u32>,
+    buf: Vec<u64>,
     len: usize,
 }
 
@@ -359,37 +378,23 @@ impl Stack {
 
     /// Pushes `v` when `keep`.
     #[inline(always)]
-    fn push_if(&mut self, v: u32, keep: bool) {
+    fn push_if(&mut self, v: u64, keep: bool) {
         self.buf[self.len] = v;
         self.len += usize::from(keep);
     }
 
     /// Pushes `base + k` for each byte `k` of `marks` that is not zero.
     #[inline(always)]
-    fn push_marked(&mut self, marks: u64, base: u32) {
+    fn push_marked(&mut self, marks: u64, base: u64) {
         self.reserve(8);
         for k in 0..8 {
             self.push_if(base + k, (marks >> (8 * k)) & 0xff != 0);
         }
     }
 
-    fn pop(&mut self) -> Option<u32> {
+    fn pop(&mut self) -> Option<u64> {
         self.len = self.len.checked_sub(1)?;
         Some(self.buf[self.len])
-    }
-
-    fn into_vec(mut self) -> Vec<u32> {
-        self.buf.truncate(self.len);
-        self.buf
-    }
-}
-
-impl From<Vec<u32>> for Stack {
-    fn from(buf: Vec<u32>) -> Self {
-        Self {
-            len: buf.len(),
-            buf,
-        }
     }
 }
 
@@ -448,40 +453,34 @@ fn suppress_span(rows: &Window, (low, high): (i32, i32), j0: usize, out: &mut [u
     }
 }
 
-/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`: whole
-/// rows `stride` wide whose first and last columns are [`NOT`], so only rows need bounds.
-/// The flood never leaves `map`.
-fn flood(map: &mut [u8], stride: usize, seeds: Vec<u32>) {
-    let len = map.len();
-    let mut stack = Stack::from(seeds);
-    while let Some(i) = stack.pop() {
-        let i = i as usize;
-        let above = if i >= stride { i - stride } else { i };
-        let below = if i + stride < len { i + stride } else { i };
-        // Most popped pixels have no candidate around them: test the three rows of three
-        // bytes at once. Map bytes are at most 2, so adding 0x7f to each cannot carry and
-        // leaves the top bit clear exactly where the byte is 0 (MAYBE).
-        let three =
-            |a: usize| u32::from(map[a - 1]) | u32::from(map[a]) << 8 | u32::from(map[a + 1]) << 16;
-        let maybe = |v: u32| !(v + 0x007f_7f7f) & 0x0080_8080;
-        if maybe(three(above)) | maybe(three(i)) | maybe(three(below)) == 0 {
+/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` (packed coordinates)
+/// within `map`, whole rows `w` wide. The flood never leaves `map`.
+fn flood(map: &mut [u8], w: usize, mut stack: Stack) {
+    let rows = map.len() / w;
+    while let Some(v) = stack.pop() {
+        let (x, y) = ((v & 0xffff_ffff) as usize, (v >> 32) as usize);
+        // Neighbours with coordinates clamped to the map: at an edge a pixel is visited
+        // twice or is the centre itself, which is harmless (it is no longer MAYBE).
+        let xs = [x.saturating_sub(1), x, (x + 1).min(w - 1)];
+        let ys = [y.saturating_sub(1), y, (y + 1).min(rows - 1)];
+        // Most popped pixels have no candidate around them: one test for the 3×3 block.
+        let mut any = false;
+        for &ny in &ys {
+            for &nx in &xs {
+                any |= map[ny * w + nx] == MAYBE;
+            }
+        }
+        if !any {
             continue;
         }
-        stack.reserve(8);
-        // Where there is no row above or below, `i`'s own row is visited again (harmless).
-        for n in [
-            above - 1,
-            above,
-            above + 1,
-            i - 1,
-            i + 1,
-            below - 1,
-            below,
-            below + 1,
-        ] {
-            let candidate = map[n] == MAYBE;
-            map[n] = if candidate { EDGE } else { map[n] };
-            stack.push_if(n as u32, candidate);
+        stack.reserve(9);
+        for &ny in &ys {
+            for &nx in &xs {
+                let n = ny * w + nx;
+                let candidate = map[n] == MAYBE;
+                map[n] = if candidate { EDGE } else { map[n] };
+                stack.push_if(pack(nx, ny), candidate);
+            }
         }
     }
 }
