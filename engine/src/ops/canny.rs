@@ -11,6 +11,13 @@
 //!    `low` joins. OpenCV floods slices in parallel and then the pixels on slice borders;
 //!    the result is the set of components either way, so bands here do the same.
 //!
+//! How it runs: row bands on rayon, each computing its gradients a row at a time (two
+//! halo rows), suppressing in blocks of 32 columns (blocks with no magnitude above `low`
+//! are skipped; the rest is branch-free so it vectorises), and flooding while its part of
+//! the map is still in cache. The map is the output image itself (0 not an edge, 1
+//! candidate, 255 edge), so the last pass only clears candidates no edge reached. Stacks
+//! push without branches: mispredictions, not arithmetic, were the cost.
+//!
 //! Written here because imageproc's Canny differs from OpenCV's (float gradients,
 //! different direction bins and tie rules), and to run it in row bands on rayon.
 
@@ -392,6 +399,7 @@ impl Stack {
         }
     }
 
+    /// Takes the top value off.
     fn pop(&mut self) -> Option<u64> {
         self.len = self.len.checked_sub(1)?;
         Some(self.buf[self.len])

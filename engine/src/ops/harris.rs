@@ -20,6 +20,11 @@
 //!   one flat line: its AVX loop (8 at a time, `k·((a+c)·(a+c))` in `f32`), then its
 //!   4-wide loop (`(k·(a+c))·(a+c)`), then its scalar tail (in `f64`, `k` as a double).
 //!
+//! This model was fitted to `cv2.cornerHarris` and `cv2.Sobel` (OpenCV 5.0.0 wheel, IPP on
+//! or off alike) on random images of many widths and heights, apertures 1 to 7 and blocks
+//! 1 to 31, and matches every value. Prism computes the same on any CPU (its FMAs are
+//! exact `mul_add`s); OpenCV itself rounds differently on CPUs without AVX2 and FMA.
+//!
 //! Dilation by a 3×3 square never changes the maximum, so the threshold is
 //! `f32(threshold) * max(r)` in `f32`, as NumPy computes `0.1 * r.max()` for an `f32` array.
 //! Circles are OpenCV's filled `Circle` (thickness -1, `LINE_8`): the midpoint-circle spans.
