@@ -142,8 +142,11 @@ fn harris_response_is_bit_exact() {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        assert_eq!(expected.len(), r.as_raw().len(), "{stem}: size");
+        assert_eq!(expected.len(), r.image.as_raw().len(), "{stem}: size");
+        let max = expected.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(r.max, max, "{stem}: maximum");
         let diffs: Vec<(usize, f32, f32)> = r
+            .image
             .as_raw()
             .iter()
             .zip(&expected)

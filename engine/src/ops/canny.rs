@@ -11,6 +11,13 @@
 //!    `low` joins. OpenCV floods slices in parallel and then the pixels on slice borders;
 //!    the result is the set of components either way, so bands here do the same.
 //!
+//! How it runs: row bands on rayon, each computing its gradients a row at a time (two
+//! halo rows), suppressing in blocks of 32 columns (blocks with no magnitude above `low`
+//! are skipped; the rest is branch-free so it vectorises), and flooding while its part of
+//! the map is still in cache. The map is the output image itself (0 not an edge, 1
+//! candidate, 255 edge), so the last pass only clears candidates no edge reached. Stacks
+//! push without branches: mispredictions, not arithmetic, were the cost.
+//!
 //! Written here because imageproc's Canny differs from OpenCV's (float gradients,
 //! different direction bins and tie rules), and to run it in row bands on rayon.
 
@@ -116,13 +123,21 @@ fn int_thresholds(p: &CannyParams) -> (i32, i32) {
     (low.floor() as i32, high.floor() as i32)
 }
 
-// Map values, as OpenCV's: may be an edge, cannot be, is an edge.
-const MAYBE: u8 = 0;
-const NOT: u8 = 1;
-const EDGE: u8 = 2;
+// Map values. The map is the output image itself: NOT and EDGE are already the output's
+// 0 and 255, and the MAYBE pixels no edge reached become 0 at the end.
+const NOT: u8 = 0;
+const MAYBE: u8 = 1;
+const EDGE: u8 = 255;
 
 /// OpenCV's `(int)(tan(22.5°) * 2^15 + 0.5)`.
 const TG22: i32 = 13573;
+
+/// The magnitudes of the rows above and below one row, and that row's gradients.
+struct Window<'a> {
+    prev: &'a [i32],
+    cur: &'a Gradients,
+    next: &'a [i32],
+}
 
 /// One image row's gradients and magnitude (padded by one zero on each side).
 struct Gradients {
@@ -144,28 +159,26 @@ impl Gradients {
 /// OpenCV's `Canny` on a grey image: 255 on edges, 0 elsewhere.
 pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayImage, OpError> {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
+    // Suppression writes every byte, floods turn candidates into edges in place, and the
+    // last pass clears the candidates left: no separate map, no copy.
     let mut out = GrayImage::new(gray.width(), gray.height());
     if w == 0 || h == 0 {
         return Ok(out);
     }
     let (low, high) = int_thresholds(p);
     let aperture = p.aperture as usize;
-    // The map has a NOT column on each side, so floods need no column checks. Every
-    // value is written by `suppress_band`, so it starts as cheap zeroed memory.
-    let stride = w + 2;
-    let mut map = vec![0u8; stride * h];
-    let rows_per_band = band_rows(h);
+    let rows_per_band = band_rows(h, w);
     let bands = h.div_ceil(rows_per_band) as f32;
     let done = AtomicUsize::new(0);
 
     // Gradients, suppression and hysteresis inside each band, in parallel.
-    map.par_chunks_mut(rows_per_band * stride)
+    out.par_chunks_mut(rows_per_band * w)
         .enumerate()
         .try_for_each(|(b, band)| {
             ctx.cancel.check()?;
             let y0 = b * rows_per_band;
             let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), y0, band);
-            flood(band, stride, seeds);
+            flood(band, w, seeds);
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             ctx.report(0.9 * n as f32 / bands);
             Ok::<(), OpError>(())
@@ -173,37 +186,53 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     ctx.cancel.check()?;
 
     // Edges that cross band borders: flood again from the edge pixels on border rows.
-    let mut seeds = Vec::new();
+    let mut seeds = Stack::default();
     for y0 in (rows_per_band..h).step_by(rows_per_band) {
-        let rows = (y0 - 1) * stride..(y0 + 1) * stride;
-        seeds.extend(rows.filter(|&i| map[i] == EDGE).map(|i| i as u32));
-    }
-    flood(&mut map, stride, seeds);
-
-    const ROWS: usize = 64;
-    out.par_chunks_mut(w * ROWS)
-        .zip(map.par_chunks(stride * ROWS))
-        .for_each(|(out, map)| {
-            for (o, m) in out.chunks_mut(w).zip(map.chunks(stride)) {
-                for (o, &m) in o.iter_mut().zip(&m[1..w + 1]) {
-                    *o = if m == EDGE { 255 } else { 0 };
-                }
+        for y in [y0 - 1, y0] {
+            for (x, &v) in out.as_raw()[y * w..(y + 1) * w].iter().enumerate() {
+                seeds.reserve(1);
+                seeds.push_if(pack(x, y), v == EDGE);
             }
-        });
+        }
+    }
+    flood(&mut out, w, seeds);
+
+    out.par_chunks_mut(1 << 16).for_each(clear_candidates);
     ctx.report(1.0);
     Ok(out)
 }
 
-/// Rows per parallel band: a few bands per thread, each tall enough that the two extra
-/// gradient rows it computes stay cheap.
-fn band_rows(h: usize) -> usize {
+/// Rows per parallel band: a few bands per thread, and few enough rows that a band's map
+/// stays in the L2 cache until its flood has run (the flood reads it in no fixed order).
+fn band_rows(h: usize, w: usize) -> usize {
+    const MAP_BYTES: usize = 256 << 10;
     let threads = rayon::current_num_threads().max(1);
-    h.div_ceil(threads * 4).max(32)
+    h.div_ceil(threads * 4).min(MAP_BYTES / w).max(16)
 }
 
-/// Fills `band` (image rows `y0..`, each `w + 2` wide with a [`NOT`] column on each side)
-/// with the suppression map: [`EDGE`] where the magnitude peaks above `high`, [`MAYBE`]
-/// where it peaks above `low`, [`NOT`] elsewhere. Returns the band indices of the edges.
+/// A pixel's column and row (within its band or the image) as one stack entry.
+#[inline(always)]
+fn pack(x: usize, y: usize) -> u64 {
+    x as u64 | (y as u64) << 32
+}
+
+avx2_fma! {
+    /// Turns the [`MAYBE`] pixels no edge reached into 0, rewriting only the 64-byte
+    /// stretches that hold any (most hold none).
+    fn clear_candidates(map: &mut [u8]) {
+        for chunk in map.chunks_mut(64) {
+            if chunk.iter().fold(false, |any, &v| any | (v == MAYBE)) {
+                for v in chunk {
+                    *v = if *v == MAYBE { NOT } else { *v };
+                }
+            }
+        }
+    }
+}
+
+/// Fills `band` (image rows `y0..`, `w` wide) with the suppression map: [`EDGE`] where
+/// the magnitude peaks above `high`, [`MAYBE`] where it peaks above `low`, [`NOT`]
+/// elsewhere. Returns the edges, as band coordinates.
 fn suppress_band(
     gray: &GrayImage,
     aperture: usize,
@@ -211,7 +240,7 @@ fn suppress_band(
     (low, high): (i32, i32),
     y0: usize,
     band: &mut [u8],
-) -> Vec<u32> {
+) -> Stack {
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     let mut sobel = IntSobel::new(gray, aperture);
     let mut fill = |y: isize, g: &mut Gradients| {
@@ -225,23 +254,24 @@ fn suppress_band(
     let (mut prev, mut cur, mut next) = (Gradients::new(w), Gradients::new(w), Gradients::new(w));
     fill(y0 as isize - 1, &mut prev);
     fill(y0 as isize, &mut cur);
-    let mut seeds = Vec::new();
-    for (i, row) in band.chunks_mut(w + 2).enumerate() {
+    let mut seeds = Stack::default();
+    let mut flags = vec![0u8; w];
+    for (i, row) in band.chunks_mut(w).enumerate() {
         let y = (y0 + i) as isize;
         fill(y + 1, &mut next);
-        row[0] = NOT;
-        row[w + 1] = NOT;
-        let inner = &mut row[1..w + 1];
-        suppress_row(&prev.mag, &cur, &next.mag, low, high, inner);
-        // Seeds: the edge pixels, found a vector compare at a time.
-        const CHUNK: usize = 64;
-        for (c, chunk) in inner.chunks(CHUNK).enumerate() {
-            if chunk.iter().fold(false, |a, &v| a | (v == EDGE)) {
-                let base = i * (w + 2) + 1 + c * CHUNK;
-                let hits = chunk.iter().enumerate().filter(|&(_, &v)| v == EDGE);
-                seeds.extend(hits.map(|(k, _)| (base + k) as u32));
-            }
-        }
+        let window = Window {
+            prev: &prev.mag,
+            cur: &cur,
+            next: &next.mag,
+        };
+        suppress_row(
+            &window,
+            (low, high),
+            &mut flags,
+            row,
+            pack(0, i),
+            &mut seeds,
+        );
         std::mem::swap(&mut prev, &mut cur);
         std::mem::swap(&mut cur, &mut next);
     }
@@ -254,71 +284,211 @@ avx2_fma! {
         let it = mag.iter_mut().zip(dx.iter().zip(dy));
         if l2 {
             for (m, (&x, &y)) in it {
-                *m = x as i32 * x as i32 + y as i32 * y as i32;
+                let (x, y) = (x as i32, y as i32);
+                // At most 2 * 32768^2 = 2^31: wrapping is exact (and vectorises).
+                *m = x.wrapping_mul(x).wrapping_add(y.wrapping_mul(y));
             }
         } else {
             for (m, (&x, &y)) in it {
-                *m = (x as i32).abs() + (y as i32).abs();
+                *m = (x as i32).abs().wrapping_add((y as i32).abs());
             }
         }
     }
 }
 
 avx2_fma! {
-    /// Non-maximum suppression of one row, without branches so it vectorises;
-    /// `prev`, `cur.mag` and `next` are padded by one zero on each side.
+    /// Non-maximum suppression of one row (magnitudes padded by one zero on each side),
+    /// `flags` being scratch space. Pushes `base + pack(column, 0)` of each [`EDGE`] onto
+    /// `seeds`.
     ///
-    /// OpenCV's test: with `x = |dx|`, `y = |dy| << 15`, the gradient is horizontal when
-    /// `y < x·tg22`, vertical when `y > x·tg22 + (x << 16)`, else diagonal; a peak is
-    /// `m > before && m >= after` along a straight direction, `m > both` along a diagonal.
-    fn suppress_row(prev: &[i32], cur: &Gradients, next: &[i32], low: i32, high: i32, out: &mut [u8]) {
+    /// Works in blocks of 32 columns: a block without any magnitude above `low` (most of
+    /// a photo) is [`NOT`] throughout and skipped after a few word compares.
+    fn suppress_row(
+        rows: &Window,
+        thresholds: (i32, i32),
+        flags: &mut [u8],
+        out: &mut [u8],
+        base: u64,
+        seeds: &mut Stack,
+    ) {
+        let (low, high) = thresholds;
         let w = out.len();
-        let (prev, mag, next) = (&prev[..w + 2], &cur.mag[..w + 2], &next[..w + 2]);
-        let (dx, dy) = (&cur.dx[..w], &cur.dy[..w]);
-        for j in 0..w {
-            let m = mag[j + 1];
-            let (xs, ys) = (dx[j] as i32, dy[j] as i32);
-            let x = xs.abs();
-            let y = ys.abs() << 15;
-            let tg22x = x * TG22;
-            let horizontal = y < tg22x;
-            let vertical = y > tg22x + (x << 16);
-            // Same signs: the diagonal runs top-left to bottom-right.
-            let same = (xs ^ ys) >= 0;
-            let diag_before = if same { prev[j] } else { prev[j + 2] };
-            let diag_after = if same { next[j + 2] } else { next[j] };
-            let before = if horizontal { mag[j] } else if vertical { prev[j + 1] } else { diag_before };
-            let after = if horizontal { mag[j + 2] } else if vertical { next[j + 1] } else { diag_after };
-            let peak = (m > before) & ((m > after) | ((horizontal | vertical) & (m == after)));
-            out[j] = if peak & (m > low) {
-                if m > high { EDGE } else { MAYBE }
-            } else {
-                NOT
-            };
+        // Per column, bit 0: above `low`; bit 1: above `high` (a plain vectorised pass).
+        for (f, &m) in flags[..w].iter_mut().zip(&rows.cur.mag[1..w + 1]) {
+            *f = u8::from(m > low) | (u8::from(m > high) << 1);
         }
+        let full = w / BLOCK * BLOCK;
+        let (blocks, rest) = out.split_at_mut(full);
+        for (b, out) in blocks.chunks_exact_mut(BLOCK).enumerate() {
+            let out: &mut [u8; BLOCK] = out.try_into().expect("chunks are BLOCK long");
+            let j0 = b * BLOCK;
+            let any = or_words(&flags[j0..j0 + BLOCK]);
+            if any & BYTE_BIT0 == 0 {
+                *out = [NOT; BLOCK];
+                continue;
+            }
+            suppress_span(rows, thresholds, j0, out);
+            if any & BYTE_BIT1 != 0 {
+                push_edges(out, base + j0 as u64, seeds);
+            }
+        }
+        suppress_span(rows, thresholds, full, rest);
+        push_edges(rest, base + full as u64, seeds);
     }
 }
 
-/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` within `map`: whole
-/// rows `stride` wide whose first and last columns are [`NOT`], so only rows need bounds.
-/// The flood never leaves `map`.
-fn flood(map: &mut [u8], stride: usize, mut stack: Vec<u32>) {
-    let len = map.len();
-    while let Some(i) = stack.pop() {
-        let i = i as usize;
-        let mut visit = |n: usize| {
-            if map[n] == MAYBE {
-                map[n] = EDGE;
-                stack.push(n as u32);
-            }
-        };
-        visit(i - 1);
-        visit(i + 1);
-        if i >= stride {
-            (i - stride - 1..=i - stride + 1).for_each(&mut visit);
+/// Columns per suppression block.
+const BLOCK: usize = 32;
+/// Bit 0 (resp. 1, 7) of every byte of a `u64`.
+const BYTE_BIT0: u64 = 0x0101_0101_0101_0101;
+const BYTE_BIT1: u64 = BYTE_BIT0 << 1;
+const BYTE_BIT7: u64 = BYTE_BIT0 << 7;
+
+/// The bytes of `v` OR-ed together as `u64` words (any bit set in any byte).
+#[inline(always)]
+fn or_words(v: &[u8]) -> u64 {
+    v.chunks(8).fold(0, |acc, c| {
+        let mut word = [0u8; 8];
+        word[..c.len()].copy_from_slice(c);
+        acc | u64::from_le_bytes(word)
+    })
+}
+
+/// Pushes `base + k` for the column `k` of every [`EDGE`] in `out`, eight map bytes at a
+/// time: [`EDGE`] is the only value with bit 7 set.
+#[inline(always)]
+fn push_edges(out: &[u8], base: u64, seeds: &mut Stack) {
+    for (c, chunk) in out.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        seeds.push_marked(u64::from_le_bytes(word) & BYTE_BIT7, base + (c * 8) as u64);
+    }
+}
+
+/// A stack of packed pixel coordinates pushed without branches (a mispredicted branch
+/// per push would cost more than the push): values are written past the top, which only
+/// moves over the ones kept.
+#[derive(Default)]
+struct Stack {
+    buf: Vec<u64>,
+    len: usize,
+}
+
+impl Stack {
+    /// Makes room for `n` more values.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        if self.buf.len() < self.len + n {
+            self.buf.resize(2 * self.buf.len() + n, 0);
         }
-        if i + stride < len {
-            (i + stride - 1..=i + stride + 1).for_each(&mut visit);
+    }
+
+    /// Pushes `v` when `keep`.
+    #[inline(always)]
+    fn push_if(&mut self, v: u64, keep: bool) {
+        self.buf[self.len] = v;
+        self.len += usize::from(keep);
+    }
+
+    /// Pushes `base + k` for each byte `k` of `marks` that is not zero.
+    #[inline(always)]
+    fn push_marked(&mut self, marks: u64, base: u64) {
+        self.reserve(8);
+        for k in 0..8 {
+            self.push_if(base + k, (marks >> (8 * k)) & 0xff != 0);
+        }
+    }
+
+    /// Takes the top value off.
+    fn pop(&mut self) -> Option<u64> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.buf[self.len])
+    }
+}
+
+/// The suppression map for columns `j0..j0 + out.len()`, without branches so it
+/// vectorises.
+///
+/// OpenCV's test: with `x = |dx|`, `y = |dy| << 15`, the gradient is horizontal when
+/// `y < x·tg22`, vertical when `y > x·tg22 + (x << 16)`, else diagonal; a peak is
+/// `m > before && m >= after` along a straight direction, `m > both` along a diagonal.
+#[inline(always)]
+fn suppress_span(rows: &Window, (low, high): (i32, i32), j0: usize, out: &mut [u8]) {
+    let n = out.len();
+    // Padded rows: column j is at j + 1, its left neighbour at j, its right one at j + 2.
+    let cur = rows.cur;
+    let (prev, mag, next) = (
+        &rows.prev[j0..j0 + n + 2],
+        &cur.mag[j0..j0 + n + 2],
+        &rows.next[j0..j0 + n + 2],
+    );
+    let (dx, dy) = (&cur.dx[j0..j0 + n], &cur.dy[j0..j0 + n]);
+    for j in 0..n {
+        let m = mag[j + 1];
+        let (xs, ys) = (dx[j] as i32, dy[j] as i32);
+        // |d| <= 24480 for every aperture, so these stay below 2^31 (wrapping only
+        // spares the overflow checks that would stop vectorisation).
+        let x = xs.abs();
+        let y = ys.abs() << 15;
+        let tg22x = x.wrapping_mul(TG22);
+        let horizontal = y < tg22x;
+        let vertical = y > tg22x.wrapping_add(x << 16);
+        // Every comparison is made and the right one picked afterwards: selecting
+        // among loads would turn into gathers.
+        let along_row = (m > mag[j]) & (m >= mag[j + 2]);
+        let along_column = (m > prev[j + 1]) & (m >= next[j + 1]);
+        // Same signs: the diagonal runs top-left to bottom-right.
+        let falling = (m > prev[j]) & (m > next[j + 2]);
+        let rising = (m > prev[j + 2]) & (m > next[j]);
+        let same = (xs ^ ys) >= 0;
+        let diagonal = if same { falling } else { rising };
+        let peak = if horizontal {
+            along_row
+        } else if vertical {
+            along_column
+        } else {
+            diagonal
+        };
+        out[j] = if peak & (m > low) {
+            if m > high {
+                EDGE
+            } else {
+                MAYBE
+            }
+        } else {
+            NOT
+        };
+    }
+}
+
+/// Marks as [`EDGE`] every [`MAYBE`] pixel 8-connected to `seeds` (packed coordinates)
+/// within `map`, whole rows `w` wide. The flood never leaves `map`.
+fn flood(map: &mut [u8], w: usize, mut stack: Stack) {
+    let rows = map.len() / w;
+    while let Some(v) = stack.pop() {
+        let (x, y) = ((v & 0xffff_ffff) as usize, (v >> 32) as usize);
+        // Neighbours with coordinates clamped to the map: at an edge a pixel is visited
+        // twice or is the centre itself, which is harmless (it is no longer MAYBE).
+        let xs = [x.saturating_sub(1), x, (x + 1).min(w - 1)];
+        let ys = [y.saturating_sub(1), y, (y + 1).min(rows - 1)];
+        // Most popped pixels have no candidate around them: one test for the 3×3 block.
+        let mut any = false;
+        for &ny in &ys {
+            for &nx in &xs {
+                any |= map[ny * w + nx] == MAYBE;
+            }
+        }
+        if !any {
+            continue;
+        }
+        stack.reserve(9);
+        for &ny in &ys {
+            for &nx in &xs {
+                let n = ny * w + nx;
+                let candidate = map[n] == MAYBE;
+                map[n] = if candidate { EDGE } else { map[n] };
+                stack.push_if(pack(nx, ny), candidate);
+            }
         }
     }
 }

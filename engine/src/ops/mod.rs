@@ -210,10 +210,10 @@ macro_rules! op_table {
 op_table! {
     EdgeDetection => "edge-detection", canny::CannyParams, "grey",
         "Canny edges on the grey image (OpenCV's Canny)";
-    CornerDetection => "corner-detection", harris::HarrisParams, "colour",
-        "Harris corners (cornerHarris, dilate, threshold) drawn as filled red circles";
     ColorManipulation => "color-manipulation", color::ColorParams, "colour",
         "Invert (bitwise_not), grayscale, sepia or hue/saturation shift";
+    CornerDetection => "corner-detection", harris::HarrisParams, "colour",
+        "Harris corners (cornerHarris, dilate, threshold) drawn as filled red circles";
     HistogramEqualization => "histogram-equalization", equalize::EqualizeParams, "grey",
         "equalizeHist on the grey image";
     Erosion => "erosion", morph::MorphParams, "colour",

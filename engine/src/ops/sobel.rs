@@ -137,30 +137,36 @@ impl<'a> IntSobel<'a> {
     }
 }
 
-/// Aperture 3 in `i16` (sums stay within +-2040): vertical `[1 2 1]` and `[-1 0 1]`, then
-/// horizontal `[-1 0 1]` and `[1 2 1]`.
-#[inline(always)]
-fn sobel3_row(
-    a: &[u8],
-    b: &[u8],
-    c: &[u8],
-    smooth: &mut [i16],
-    deriv: &mut [i16],
-    dx: &mut [i16],
-    dy: &mut [i16],
-) {
-    let w = b.len();
-    for (j, ((&a, &b), &c)) in a.iter().zip(b).zip(c).enumerate() {
-        let (a, b, c) = (a as i16, b as i16, c as i16);
-        smooth[j + 1] = a + 2 * b + c;
-        deriv[j + 1] = c - a;
-    }
-    replicate_ends(smooth, 1);
-    replicate_ends(deriv, 1);
-    let (sm, de) = (&smooth[..w + 2], &deriv[..w + 2]);
-    for (j, (gx, gy)) in dx[..w].iter_mut().zip(dy[..w].iter_mut()).enumerate() {
-        *gx = sm[j + 2] - sm[j];
-        *gy = de[j] + 2 * de[j + 1] + de[j + 2];
+avx2_fma! {
+    /// Aperture 3 in `i16` (sums stay within +-2040): vertical `[1 2 1]` and `[-1 0 1]`, then
+    /// horizontal `[-1 0 1]` and `[1 2 1]`.
+    fn sobel3_row(
+        a: &[u8],
+        b: &[u8],
+        c: &[u8],
+        smooth: &mut [i16],
+        deriv: &mut [i16],
+        dx: &mut [i16],
+        dy: &mut [i16],
+    ) {
+        // Sums stay within +-2040, so wrapping `i16` arithmetic is exact; it only spares the
+        // overflow checks of debug builds, which would stop vectorisation.
+        let w = b.len();
+        let inner = smooth[1..w + 1].iter_mut().zip(deriv[1..w + 1].iter_mut());
+        for ((s, d), ((&a, &b), &c)) in inner.zip(a.iter().zip(b).zip(c)) {
+            let (a, b, c) = (a as i16, b as i16, c as i16);
+            *s = a.wrapping_add(b.wrapping_mul(2)).wrapping_add(c);
+            *d = c.wrapping_sub(a);
+        }
+        replicate_ends(smooth, 1);
+        replicate_ends(deriv, 1);
+        let (dx, dy) = (&mut dx[..w], &mut dy[..w]);
+        let (s0, s2) = (&smooth[..w], &smooth[2..w + 2]);
+        let (d0, d1, d2) = (&deriv[..w], &deriv[1..w + 1], &deriv[2..w + 2]);
+        for j in 0..w {
+            dx[j] = s2[j].wrapping_sub(s0[j]);
+            dy[j] = d0[j].wrapping_add(d1[j].wrapping_mul(2)).wrapping_add(d2[j]);
+        }
     }
 }
 
@@ -308,9 +314,7 @@ impl<'a> FloatSobel<'a> {
         let last = (self.hi + r).min(self.w);
         let offset = (first as isize - start) as usize;
         let inner = offset..offset + (last - first);
-        for (p, &v) in self.padded[inner.clone()].iter_mut().zip(&src[first..last]) {
-            *p = v as f32;
-        }
+        widen(&src[first..last], &mut self.padded[inner.clone()]);
         for t in (0..offset).chain(inner.end..self.padded.len()) {
             self.padded[t] = src[Border::Reflect101.index(start + t as isize, self.w)] as f32;
         }
@@ -330,21 +334,27 @@ avx2_fma! {
         let n = out.len();
         let start = pad - kernel.len() / 2;
         let (head, tail) = out.split_at_mut(fused);
+        let (hn, tn) = (head.len(), tail.len());
+        // Each loop runs over slices cut to its own length, so it vectorises.
+        let tap = |t: usize| {
+            let s = &src[start + t..start + t + n];
+            (&s[..hn], &s[fused..fused + tn])
+        };
         head.fill(0.0);
-        for (t, &k) in kernel.iter().enumerate() {
-            let s = &src[start + t..start + t + fused];
-            for (o, &x) in head.iter_mut().zip(s) {
-                *o = x.mul_add(k, *o);
-            }
+        let (x_h, x_t) = tap(0);
+        for i in 0..hn {
+            head[i] = x_h[i].mul_add(kernel[0], head[i]);
         }
-        let s = &src[start + fused..start + n];
-        for (o, &x) in tail.iter_mut().zip(s) {
-            *o = kernel[0] * x;
+        for i in 0..tn {
+            tail[i] = kernel[0] * x_t[i];
         }
         for (t, &k) in kernel.iter().enumerate().skip(1) {
-            let s = &src[start + t + fused..start + t + n];
-            for (o, &x) in tail.iter_mut().zip(s) {
-                *o += k * x;
+            let (x_h, x_t) = tap(t);
+            for i in 0..hn {
+                head[i] = x_h[i].mul_add(k, head[i]);
+            }
+            for i in 0..tn {
+                tail[i] += k * x_t[i];
             }
         }
     }
@@ -356,37 +366,35 @@ avx2_fma! {
     fn symmetric_column(rows: &[&[f32]], kernel: &[f32], vector: usize, out: &mut [f32]) {
         let m = kernel.len() / 2;
         let c = &kernel[m..];
-        let centre = rows[m];
+        let (head, tail) = out.split_at_mut(vector);
+        // Each loop runs over slices cut to its own length, so it vectorises.
+        let (hn, tn) = (head.len(), tail.len());
+        let at = |row| halves(row, hn, tn);
+        let (centre_h, centre_t) = at(rows[m]);
         if kernel.len() == 3 {
             // SymmColumnSmallFilter: fma(S0 + S2, k1, fma(S1, k0, 0)); GCC fuses its tail too.
-            let (up, down) = (rows[0], rows[2]);
-            let (head, tail) = out.split_at_mut(vector);
-            for (i, o) in head.iter_mut().enumerate() {
-                *o = (up[i] + down[i]).mul_add(c[1], centre[i].mul_add(c[0], 0.0));
+            let ((up_h, up_t), (down_h, down_t)) = (at(rows[0]), at(rows[2]));
+            for i in 0..hn {
+                head[i] = (up_h[i] + down_h[i]).mul_add(c[1], centre_h[i].mul_add(c[0], 0.0));
             }
-            for (i, o) in tail.iter_mut().enumerate() {
-                let i = i + vector;
-                *o = (up[i] + down[i]).mul_add(c[1], centre[i] * c[0]) + 0.0;
+            for i in 0..tn {
+                tail[i] = (up_t[i] + down_t[i]).mul_add(c[1], centre_t[i] * c[0]) + 0.0;
             }
             return;
         }
-        let (head, tail) = out.split_at_mut(vector);
-        for (o, &s) in head.iter_mut().zip(centre) {
-            *o = s.mul_add(c[0], 0.0);
+        for i in 0..hn {
+            head[i] = centre_h[i].mul_add(c[0], 0.0);
+        }
+        for i in 0..tn {
+            tail[i] = c[0] * centre_t[i] + 0.0;
         }
         for (k, &ck) in c.iter().enumerate().skip(1) {
-            let (up, down) = (rows[m - k], rows[m + k]);
-            for (i, o) in head.iter_mut().enumerate() {
-                *o = (down[i] + up[i]).mul_add(ck, *o);
+            let ((up_h, up_t), (down_h, down_t)) = (at(rows[m - k]), at(rows[m + k]));
+            for i in 0..hn {
+                head[i] = (down_h[i] + up_h[i]).mul_add(ck, head[i]);
             }
-        }
-        for (o, &s) in tail.iter_mut().zip(&centre[vector..]) {
-            *o = c[0] * s + 0.0;
-        }
-        for (k, &ck) in c.iter().enumerate().skip(1) {
-            let (up, down) = (&rows[m - k][vector..], &rows[m + k][vector..]);
-            for (i, o) in tail.iter_mut().enumerate() {
-                *o += ck * (down[i] + up[i]);
+            for i in 0..tn {
+                tail[i] += ck * (down_t[i] + up_t[i]);
             }
         }
     }
@@ -398,35 +406,45 @@ avx2_fma! {
     fn antisymmetric_column(rows: &[&[f32]], kernel: &[f32], vector: usize, out: &mut [f32]) {
         let m = kernel.len() / 2;
         let c = &kernel[m..];
+        let n = out.len();
         if kernel.len() == 3 {
             // SymmColumnSmallFilter's [-1 0 1] case: S2 - S0 + delta, vector and tail alike.
-            let (up, down) = (rows[0], rows[2]);
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = (down[i] - up[i]) + 0.0;
+            let (up, down) = (&rows[0][..n], &rows[2][..n]);
+            for i in 0..n {
+                out[i] = (down[i] - up[i]) + 0.0;
             }
             return;
         }
         let (head, tail) = out.split_at_mut(vector);
-        {
-            let (up, down) = (rows[m - 1], rows[m + 1]);
-            for (i, o) in head.iter_mut().enumerate() {
-                *o = (down[i] - up[i]).mul_add(c[1], 0.0);
-            }
-        }
-        for (k, &ck) in c.iter().enumerate().skip(2) {
-            let (up, down) = (rows[m - k], rows[m + k]);
-            for (i, o) in head.iter_mut().enumerate() {
-                *o = (down[i] - up[i]).mul_add(ck, *o);
-            }
-        }
+        let (hn, tn) = (head.len(), tail.len());
+        let at = |row| halves(row, hn, tn);
         tail.fill(0.0);
         for (k, &ck) in c.iter().enumerate().skip(1) {
-            let (up, down) = (&rows[m - k][vector..], &rows[m + k][vector..]);
-            for (i, o) in tail.iter_mut().enumerate() {
-                *o += ck * (down[i] - up[i]);
+            let ((up_h, up_t), (down_h, down_t)) = (at(rows[m - k]), at(rows[m + k]));
+            for i in 0..hn {
+                let acc = if k == 1 { 0.0 } else { head[i] };
+                head[i] = (down_h[i] - up_h[i]).mul_add(ck, acc);
+            }
+            for i in 0..tn {
+                tail[i] += ck * (down_t[i] - up_t[i]);
             }
         }
     }
+}
+
+avx2_fma! {
+    /// `u8` to `f32`.
+    fn widen(src: &[u8], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o = v as f32;
+        }
+    }
+}
+
+/// A row's first `head` values and the `tail` after them.
+#[inline(always)]
+fn halves(row: &[f32], head: usize, tail: usize) -> (&[f32], &[f32]) {
+    (&row[..head], &row[head..head + tail])
 }
 
 use super::dispatch::avx2_fma;
