@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds Prism in release mode and starts it. Until the desktop
-# app lands this is the `prism` CLI: with no arguments it lists the ops, otherwise it
-# passes its arguments on (e.g. `scripts/run.sh process --op sift --out out photos/`).
+# Installs what is missing, builds the Prism desktop app (release) and starts it.
+# The command-line tool is `cargo run -p prism-engine --release -- ARGS` (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-cargo build --release --locked -p prism-engine
-if [ $# -eq 0 ]; then
-  exec target/release/prism ops
+if [ $# -gt 0 ]; then
+  echo "scripts/run.sh takes no arguments; for the CLI use: cargo run -p prism-engine --release -- $*" >&2
+  exit 2
 fi
-exec target/release/prism "$@"
+PRISM_WITH_APP=1 scripts/setup.sh
+cargo build --release --locked -p prism-app
+if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "run: no display to open a window on; start it from a desktop session (or: xvfb-run target/release/prism-app)" >&2
+  exit 1
+fi
+exec target/release/prism-app

@@ -7,7 +7,8 @@ set -euo pipefail
 APT_PACKAGES=(cmake nasm pkg-config build-essential)
 if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   # The Tauri app and its end-to-end tests (webview, virtual display, WebDriver).
-  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver)
+  # imagemagick gives `import` for scripts/screenshots.sh.
+  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver imagemagick)
 fi
 
 missing=()
@@ -27,3 +28,12 @@ for comp in rustfmt clippy; do
     rustup component add "$comp" || echo "setup: could not add $comp (offline?)" >&2
   fi
 done
+
+# tauri-driver bridges WebDriver to WebKitWebDriver for the app's end-to-end tests.
+TAURI_DRIVER_VERSION=2.1.0
+if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
+  if ! cargo install --list 2>/dev/null | grep -q "^tauri-driver v$TAURI_DRIVER_VERSION:"; then
+    echo "setup: installing tauri-driver $TAURI_DRIVER_VERSION"
+    cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked
+  fi
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Writes PNG screenshots of the app's main states into docs/screenshots/, by running the
+# end-to-end test (real webview under Xvfb) with screenshots turned on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PRISM_WITH_APP=1 scripts/setup.sh
+mkdir -p docs/screenshots
+PRISM_SCREENSHOTS="$PWD/docs/screenshots" cargo test --locked -p prism-app --test e2e -- --nocapture
+ls -1 docs/screenshots

@@ -1,0 +1,251 @@
+//! The commands the UI invokes: parse the arguments, call [`Core`], map errors.
+//!
+//! Synchronous commands run on the main thread, so only quick ones are synchronous; the
+//! ones that touch the disk (walking folders, copying results) are async and do the
+//! work on a blocking thread, never on the async runtime itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prism_engine::ops::OpInfo;
+use prism_engine::Op;
+use serde_json::Value;
+use tauri::ipc::Channel;
+use tauri::State;
+
+use crate::core::{Core, SaveAllReport, SettingsPatch, Snapshot};
+use crate::error::AppError;
+use crate::jobs::{EventSink, JobEvent, JobStarted, Target};
+use crate::library::{AddReport, ImageId, ImageView};
+use crate::remote::{ConnEvent, ConnSink, NodeView};
+use crate::settings::Settings;
+
+/// Parses and validates an op the UI built from the catalogue.
+pub fn parse_op(v: Value) -> Result<Op, AppError> {
+    let op: Op = serde_json::from_value(v)
+        .map_err(|e| AppError::BadRequest(format!("invalid operation: {e}")))?;
+    op.validate()?;
+    Ok(op)
+}
+
+/// Parses which images a batch takes: `"all"`, `"failed"` or `{"ids": [..]}`.
+pub fn parse_target(v: Value) -> Result<Target, AppError> {
+    match &v {
+        Value::String(s) if s == "all" => Ok(Target::All),
+        Value::String(s) if s == "failed" => Ok(Target::Failed),
+        Value::Object(m) if m.len() == 1 && m.contains_key("ids") => {
+            serde_json::from_value::<Vec<ImageId>>(m["ids"].clone())
+                .map(Target::Ids)
+                .map_err(|e| AppError::BadRequest(format!("invalid image ids: {e}")))
+        }
+        _ => Err(AppError::BadRequest(format!(
+            "invalid target {v} (\"all\", \"failed\" or {{\"ids\": [...]}})"
+        ))),
+    }
+}
+
+/// Runs blocking work off the main thread and the async runtime's workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::Io(format!("background task failed: {e}")))?
+}
+
+/// Every op with its params (types, ranges, defaults): the UI builds its forms from it.
+#[tauri::command]
+pub fn catalogue() -> Vec<OpInfo> {
+    Op::catalogue()
+}
+
+/// The whole state, to draw the UI from scratch.
+#[tauri::command]
+pub fn snapshot(core: State<'_, Arc<Core>>) -> Snapshot {
+    core.snapshot()
+}
+
+/// Adds files and folders (recursively): what the dialog and drag-and-drop both call.
+#[tauri::command]
+pub async fn add_paths(
+    core: State<'_, Arc<Core>>,
+    paths: Vec<PathBuf>,
+) -> Result<AddReport, AppError> {
+    let core = core.inner().clone();
+    blocking(move || Ok(core.add_paths(&paths))).await
+}
+
+/// Removes images from the library.
+#[tauri::command]
+pub fn remove_images(core: State<'_, Arc<Core>>, ids: Vec<ImageId>) -> Result<(), AppError> {
+    core.remove_images(&ids)
+}
+
+/// Sets the sidebar op.
+#[tauri::command]
+pub fn set_global_op(core: State<'_, Arc<Core>>, op: Value) -> Result<Settings, AppError> {
+    core.set_global_op(parse_op(op)?)
+}
+
+/// Sets (`op`) or clears (`null`) one image's own op.
+#[tauri::command]
+pub fn set_override(
+    core: State<'_, Arc<Core>>,
+    id: ImageId,
+    op: Option<Value>,
+) -> Result<ImageView, AppError> {
+    let op = op.map(parse_op).transpose()?;
+    core.set_override(id, op)
+}
+
+/// Changes output format, threads, engine mode or retries.
+#[tauri::command]
+pub fn update_settings(core: State<'_, Arc<Core>>, patch: Value) -> Result<Settings, AppError> {
+    let patch: SettingsPatch = serde_json::from_value(patch)
+        .map_err(|e| AppError::BadRequest(format!("invalid settings: {e}")))?;
+    core.update_settings(patch)
+}
+
+/// Starts a batch; its events arrive on `on_event`, for this job only.
+#[tauri::command]
+pub fn process(
+    core: State<'_, Arc<Core>>,
+    target: Value,
+    on_event: Channel<JobEvent>,
+) -> Result<JobStarted, AppError> {
+    let target = parse_target(target)?;
+    // A closed channel (window reloaded) must not stop the batch: its state stays in Core.
+    let sink: EventSink = Arc::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    core.process(target, sink)
+}
+
+/// Stops a running batch; false when it already ended.
+#[tauri::command]
+pub fn cancel(core: State<'_, Arc<Core>>, job: u64) -> bool {
+    core.cancel(job)
+}
+
+/// The name the save dialog proposes for an image's result.
+#[tauri::command]
+pub fn suggested_name(core: State<'_, Arc<Core>>, id: ImageId) -> Result<String, AppError> {
+    core.suggested_name(id)
+}
+
+/// Saves one result where the save dialog said; returns the path written.
+#[tauri::command]
+pub async fn save_one(
+    core: State<'_, Arc<Core>>,
+    id: ImageId,
+    dest: PathBuf,
+) -> Result<String, AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.save_one(id, &dest).map(|p| p.display().to_string())).await
+}
+
+/// Saves every result into `dir/Processed Images/`.
+#[tauri::command]
+pub async fn save_all(
+    core: State<'_, Arc<Core>>,
+    dir: PathBuf,
+) -> Result<SaveAllReport, AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.save_all(&dir)).await
+}
+
+/// Adds a remote node by `host:port`.
+#[tauri::command]
+pub fn add_node(core: State<'_, Arc<Core>>, address: String) -> Result<Vec<NodeView>, AppError> {
+    core.add_node(&address)
+}
+
+/// Removes a node with its pin and token.
+#[tauri::command]
+pub fn remove_node(
+    core: State<'_, Arc<Core>>,
+    address: String,
+) -> Result<Vec<NodeView>, AppError> {
+    core.remove_node(&address)
+}
+
+/// Stores a node's token in the private token file.
+#[tauri::command]
+pub fn set_token(
+    core: State<'_, Arc<Core>>,
+    address: String,
+    token: String,
+) -> Result<Vec<NodeView>, AppError> {
+    core.set_token(&address, &token)
+}
+
+/// Pins the fingerprint the user compared and trusted.
+#[tauri::command]
+pub fn trust_node(
+    core: State<'_, Arc<Core>>,
+    address: String,
+    fingerprint: String,
+) -> Result<Vec<NodeView>, AppError> {
+    core.trust_node(&address, &fingerprint)
+}
+
+/// Connects every node; each attempt and status change arrives on `on_event`.
+#[tauri::command]
+pub fn connect_nodes(
+    core: State<'_, Arc<Core>>,
+    on_event: Channel<ConnEvent>,
+) -> Result<(), AppError> {
+    let sink: ConnSink = Arc::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    core.connect_nodes(sink)
+}
+
+/// Closes every node connection; returns how many were open.
+#[tauri::command]
+pub async fn close_connections(core: State<'_, Arc<Core>>) -> Result<usize, AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.close_connections()).await
+}
+
+/// Every node with its status.
+#[tauri::command]
+pub fn nodes(core: State<'_, Arc<Core>>) -> Vec<NodeView> {
+    core.node_views()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ops_are_parsed_and_validated() {
+        let op = parse_op(json!({"op": "color-manipulation", "params": {"mode": "sepia"}}));
+        assert_eq!(op.unwrap().id(), "color-manipulation");
+        let e = parse_op(json!({"op": "color-manipulation", "params": {"mode": "neon"}}))
+            .unwrap_err();
+        assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "usage");
+        assert!(parse_op(json!({"op": "teleport"})).is_err());
+        assert!(parse_op(json!("edge-detection")).is_err());
+    }
+
+    #[test]
+    fn targets_are_parsed() {
+        assert_eq!(parse_target(json!("all")).unwrap(), Target::All);
+        assert_eq!(parse_target(json!("failed")).unwrap(), Target::Failed);
+        assert_eq!(
+            parse_target(json!({"ids": [3, 1]})).unwrap(),
+            Target::Ids(vec![3, 1])
+        );
+        for bad in [json!("some"), json!({"ids": "x"}), json!({"ids": [1], "x": 1}), json!(3)] {
+            assert!(parse_target(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn catalogue_lists_every_engine_op() {
+        let ids: Vec<_> = catalogue().iter().map(|o| o.id).collect();
+        assert_eq!(ids, prism_engine::ops::OP_IDS);
+    }
+}

@@ -1,0 +1,424 @@
+//! The app's state and everything the commands do, with no Tauri types in it, so it is
+//! tested without a window: the library, the settings, the work folder where batches
+//! write, the running batch and the preview cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prism_engine::exec::{LocalWorker, Worker};
+use prism_engine::remote::tls::Fingerprint;
+use prism_engine::Op;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::jobs::JobHandle;
+use crate::library::{AddReport, ImageId, ImageView, Library};
+use crate::preview::{render, PixelRequest, PreviewCache};
+use crate::save;
+use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
+use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore};
+
+/// Everything the UI needs to draw itself from scratch (start-up, reload).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Every image, in order.
+    pub images: Vec<ImageView>,
+    /// The settings.
+    pub settings: Settings,
+    /// The running batch's id, if one runs.
+    pub job: Option<u64>,
+    /// Something to tell the user once (settings that could not be read).
+    pub warning: Option<String>,
+    /// The folder Save all writes into, inside the chosen one.
+    pub save_all_folder: &'static str,
+    /// Remote nodes with their status.
+    pub nodes: Vec<NodeView>,
+}
+
+/// Settings the UI may change besides the ops (each field optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Output format name.
+    pub output_format: Option<String>,
+    /// Local threads, 0 = all cores.
+    pub threads: Option<usize>,
+    /// Local or remote.
+    pub engine: Option<EngineMode>,
+    /// Connection retries.
+    pub retry: Option<RetryConfig>,
+    /// In remote mode, also use this computer's cores.
+    pub use_local_too: Option<bool>,
+}
+
+/// What Save all wrote.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveAllReport {
+    /// The "Processed Images" folder.
+    pub folder: String,
+    /// Every file written, in library order.
+    pub files: Vec<String>,
+}
+
+/// The app's state; commands are thin wrappers over its methods.
+pub struct Core {
+    pub(crate) library: Mutex<Library>,
+    pub(crate) settings: Mutex<Settings>,
+    store: SettingsStore,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) job: Mutex<Option<JobHandle>>,
+    pub(crate) next_job: AtomicU64,
+    local: Mutex<Option<(usize, Arc<LocalWorker>)>>,
+    previews: PreviewCache,
+    warning: Mutex<Option<String>>,
+    pub(crate) remote: Arc<Remote>,
+}
+
+/// Locks a mutex, going on after a panic elsewhere: every critical section leaves the
+/// data consistent, so a poisoned lock holds nothing half-written.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    /// Loads settings from `config_dir` and starts with an empty `work_dir` (results of
+    /// an earlier run are the app's private copies, not the user's files).
+    pub fn new(config_dir: &Path, work_dir: &Path) -> Result<Arc<Core>, AppError> {
+        let store = SettingsStore::new(config_dir);
+        let (settings, warning) = store.load();
+        if work_dir.exists() {
+            std::fs::remove_dir_all(work_dir).map_err(|e| {
+                AppError::Io(format!("cannot clear {}: {e}", work_dir.display()))
+            })?;
+        }
+        std::fs::create_dir_all(work_dir)
+            .map_err(|e| AppError::Io(format!("cannot create {}: {e}", work_dir.display())))?;
+        Ok(Arc::new(Core {
+            library: Mutex::new(Library::new()),
+            settings: Mutex::new(settings),
+            store,
+            work_dir: work_dir.to_path_buf(),
+            job: Mutex::new(None),
+            next_job: AtomicU64::new(1),
+            local: Mutex::new(None),
+            previews: PreviewCache::default(),
+            warning: Mutex::new(warning),
+            remote: Arc::new(Remote::default()),
+        }))
+    }
+
+    /// Stops a running batch and removes the work folder (the app is exiting; results
+    /// not saved by the user were only previews of what Save would write).
+    pub fn shutdown(&self) {
+        if let Some(h) = lock(&self.job).as_ref() {
+            h.cancel.cancel();
+        }
+        self.remote.close_all();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+
+    /// The whole state; the start-up warning is given once.
+    pub fn snapshot(&self) -> Snapshot {
+        // One lock at a time: a guard living to the end of a struct expression would
+        // still be held when `node_views` takes the settings lock again.
+        let images = lock(&self.library).views();
+        let settings = lock(&self.settings).clone();
+        let job = lock(&self.job).as_ref().map(|j| j.id);
+        let warning = lock(&self.warning).take();
+        Snapshot {
+            images,
+            settings,
+            job,
+            warning,
+            save_all_folder: save::SAVE_ALL_FOLDER,
+            nodes: self.node_views(),
+        }
+    }
+
+    /// Adds files and folders (recursively).
+    pub fn add_paths(&self, paths: &[PathBuf]) -> AddReport {
+        let (files, skipped) = crate::library::expand(paths);
+        lock(&self.library).insert(files, skipped)
+    }
+
+    /// Removes images; refused while a batch runs.
+    pub fn remove_images(&self, ids: &[ImageId]) -> Result<(), AppError> {
+        let job = lock(&self.job);
+        if job.is_some() {
+            return Err(AppError::Busy);
+        }
+        lock(&self.library).remove(ids);
+        for &id in ids {
+            self.previews.forget(id);
+        }
+        Ok(())
+    }
+
+    /// Sets the sidebar op and saves it.
+    pub fn set_global_op(&self, op: Op) -> Result<Settings, AppError> {
+        op.validate()?;
+        let mut s = lock(&self.settings);
+        let mut next = s.clone();
+        next.global_op = op;
+        self.store.save(&next)?;
+        *s = next.clone();
+        Ok(next)
+    }
+
+    /// Sets or clears one image's own op.
+    pub fn set_override(&self, id: ImageId, op: Option<Op>) -> Result<ImageView, AppError> {
+        if let Some(op) = &op {
+            op.validate()?;
+        }
+        let mut lib = lock(&self.library);
+        if !lib.set_override(id, op) {
+            return Err(AppError::UnknownImage(id));
+        }
+        lib.view(id).ok_or(AppError::UnknownImage(id))
+    }
+
+    /// Changes and saves settings.
+    pub fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, AppError> {
+        let mut s = lock(&self.settings);
+        let mut next = s.clone();
+        if let Some(f) = patch.output_format {
+            next.output_format = f;
+        }
+        if let Some(t) = patch.threads {
+            next.threads = t;
+        }
+        if let Some(e) = patch.engine {
+            next.engine = e;
+        }
+        if let Some(r) = patch.retry {
+            next.retry = r;
+        }
+        if let Some(l) = patch.use_local_too {
+            next.use_local_too = l;
+        }
+        next.validate()?;
+        self.store.save(&next)?;
+        *s = next.clone();
+        Ok(next)
+    }
+
+    /// This machine's worker with the configured threads (rebuilt when they change).
+    pub(crate) fn local_worker(&self) -> Result<Arc<LocalWorker>, AppError> {
+        let threads = lock(&self.settings).threads;
+        let mut local = lock(&self.local);
+        if let Some((t, w)) = local.as_ref() {
+            if *t == threads {
+                return Ok(w.clone());
+            }
+        }
+        let w = Arc::new(LocalWorker::new(threads)?);
+        *local = Some((threads, w.clone()));
+        Ok(w)
+    }
+
+    /// The encoded preview a `prism://` URL asks for, rendering it on a miss.
+    /// Runs on the preview threads, never the UI thread.
+    pub fn pixels(&self, req: PixelRequest) -> Result<Arc<Vec<u8>>, AppError> {
+        if let Some(b) = self.previews.get(req) {
+            return Ok(b);
+        }
+        let path = {
+            let lib = lock(&self.library);
+            match req {
+                PixelRequest::Thumb(id) | PixelRequest::Source(id) => {
+                    lib.get(id).ok_or(AppError::UnknownImage(id))?.source.clone()
+                }
+                PixelRequest::Result(id, rev) | PixelRequest::ResultThumb(id, rev) => {
+                    let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
+                    match &e.result {
+                        Some(r) if r.rev == rev => r.output.clone(),
+                        _ => return Err(AppError::NoResult(format!("{} (rev {rev})", e.name))),
+                    }
+                }
+            }
+        };
+        let bytes = Arc::new(render(&path, req.max_edge())?);
+        self.previews.put(req, bytes.clone());
+        Ok(bytes)
+    }
+
+    /// The name Save proposes for an image's result.
+    pub fn suggested_name(&self, id: ImageId) -> Result<String, AppError> {
+        let lib = lock(&self.library);
+        let v = lib.view(id).ok_or(AppError::UnknownImage(id))?;
+        v.result
+            .map(|r| r.suggested_name)
+            .ok_or(AppError::NoResult(v.name))
+    }
+
+    /// Saves one result where the save dialog said.
+    pub fn save_one(&self, id: ImageId, dest: &Path) -> Result<PathBuf, AppError> {
+        let (output, format) = {
+            let lib = lock(&self.library);
+            let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
+            let r = e
+                .result
+                .as_ref()
+                .ok_or_else(|| AppError::NoResult(e.name.clone()))?;
+            (r.output.clone(), r.format)
+        };
+        save::save_one(&output, dest, format)
+    }
+
+    /// Saves every result into `dir/Processed Images/`, never overwriting.
+    pub fn save_all(&self, dir: &Path) -> Result<SaveAllReport, AppError> {
+        let items: Vec<(PathBuf, String)> = {
+            let lib = lock(&self.library);
+            lib.views()
+                .into_iter()
+                .filter_map(|v| {
+                    let r = v.result?;
+                    let e = lib.get(v.id)?;
+                    Some((e.result.as_ref()?.output.clone(), r.suggested_name))
+                })
+                .collect()
+        };
+        if items.is_empty() {
+            return Err(AppError::Nothing("no processed images to save".into()));
+        }
+        let (folder, files) = save::save_all(&items, dir)?;
+        Ok(SaveAllReport {
+            folder: folder.display().to_string(),
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+        })
+    }
+
+    /// The workers a batch runs on: this machine, or the connected nodes (and this
+    /// machine too when asked).
+    pub(crate) fn batch_workers(&self) -> Result<Vec<Arc<dyn Worker>>, AppError> {
+        let (engine, with_local) = {
+            let s = lock(&self.settings);
+            (s.engine, s.use_local_too)
+        };
+        if engine == EngineMode::Local {
+            return Ok(vec![self.local_worker()?]);
+        }
+        let mut workers: Vec<Arc<dyn Worker>> = self
+            .remote
+            .workers()
+            .into_iter()
+            .map(|w| w as Arc<dyn Worker>)
+            .collect();
+        if with_local {
+            workers.push(self.local_worker()?);
+        }
+        if workers.is_empty() {
+            return Err(AppError::Remote {
+                message: "no remote node is connected".into(),
+                hint: "Connect a node in the Engine panel, or switch the engine to Local.",
+            });
+        }
+        Ok(workers)
+    }
+
+    pub(crate) fn tokens(&self) -> Result<std::collections::BTreeMap<String, String>, AppError> {
+        self.store.load_tokens()
+    }
+
+    /// Every configured node with its status.
+    pub fn node_views(&self) -> Vec<NodeView> {
+        let nodes = lock(&self.settings).nodes.clone();
+        let tokens = self.tokens().unwrap_or_default();
+        self.remote.views(&nodes, &tokens)
+    }
+
+    fn change_settings(&self, f: impl FnOnce(&mut Settings)) -> Result<(), AppError> {
+        let mut s = lock(&self.settings);
+        let mut next = s.clone();
+        f(&mut next);
+        next.validate()?;
+        self.store.save(&next)?;
+        *s = next;
+        Ok(())
+    }
+
+    /// Adds a node by address (not connected, not trusted yet).
+    pub fn add_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
+        let address = parse_address(address)?;
+        if lock(&self.settings).nodes.iter().any(|n| n.address == address) {
+            return Err(AppError::BadRequest(format!("{address} is already in the list")));
+        }
+        self.change_settings(|s| {
+            s.nodes.push(NodeConfig {
+                address,
+                fingerprint: None,
+            })
+        })?;
+        Ok(self.node_views())
+    }
+
+    /// Removes a node, its pin and its token, closing its connection.
+    pub fn remove_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
+        if lock(&self.job).is_some() && self.remote.is_connected(address) {
+            return Err(AppError::Busy);
+        }
+        self.change_settings(|s| s.nodes.retain(|n| n.address != address))?;
+        let mut tokens = self.tokens()?;
+        if tokens.remove(address).is_some() {
+            self.store.save_tokens(&tokens)?;
+        }
+        self.remote.forget(address);
+        Ok(self.node_views())
+    }
+
+    /// Stores a node's token (in the private token file).
+    pub fn set_token(&self, address: &str, token: &str) -> Result<Vec<NodeView>, AppError> {
+        let token = parse_token(token)?;
+        self.known_node(address)?;
+        let mut tokens = self.tokens()?;
+        tokens.insert(address.to_string(), token);
+        self.store.save_tokens(&tokens)?;
+        Ok(self.node_views())
+    }
+
+    /// Pins the fingerprint the user checked and trusted.
+    pub fn trust_node(&self, address: &str, fingerprint: &str) -> Result<Vec<NodeView>, AppError> {
+        let fp: Fingerprint = fingerprint
+            .parse()
+            .map_err(|e| AppError::BadRequest(format!("{e}")))?;
+        self.known_node(address)?;
+        self.change_settings(|s| {
+            for n in s.nodes.iter_mut().filter(|n| n.address == address) {
+                n.fingerprint = Some(fp.to_string());
+            }
+        })?;
+        Ok(self.node_views())
+    }
+
+    fn known_node(&self, address: &str) -> Result<(), AppError> {
+        if lock(&self.settings).nodes.iter().any(|n| n.address == address) {
+            Ok(())
+        } else {
+            Err(AppError::BadRequest(format!("{address} is not in the node list")))
+        }
+    }
+
+    /// Connects every configured node (with visible retries); events go to `sink`.
+    pub fn connect_nodes(&self, sink: ConnSink) -> Result<(), AppError> {
+        let (nodes, retry) = {
+            let s = lock(&self.settings);
+            (s.nodes.clone(), s.retry)
+        };
+        if nodes.is_empty() {
+            return Err(AppError::Nothing("no remote nodes yet".into()));
+        }
+        let tokens = self.tokens()?;
+        self.remote.connect_all(nodes, tokens, retry, sink)
+    }
+
+    /// Closes every node connection; refused while a batch uses them.
+    pub fn close_connections(&self) -> Result<usize, AppError> {
+        if lock(&self.job).is_some() && !self.remote.workers().is_empty() {
+            return Err(AppError::Busy);
+        }
+        Ok(self.remote.close_all())
+    }
+}

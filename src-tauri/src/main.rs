@@ -1,0 +1,1 @@
+fn main() { prism_app::run() }

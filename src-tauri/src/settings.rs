@@ -1,0 +1,368 @@
+//! Settings kept in the app's config folder: `settings.json` for choices, and
+//! `tokens.json` for node tokens, readable only by the user (mode 0600; no keyring crate
+//! works on a headless Linux session, so a private file is the honest option there).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prism_engine::job::OutputFormat;
+use prism_engine::ops::OP_IDS;
+use prism_engine::Op;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// Where batches run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineMode {
+    /// This machine's cores.
+    #[default]
+    Local,
+    /// The configured remote nodes.
+    Remote,
+}
+
+/// A remote node the user added.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeConfig {
+    /// `host:port`.
+    pub address: String,
+    /// The SHA-256 certificate fingerprint the user trusted (pinned), once trusted.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+/// How connecting to a node retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RetryConfig {
+    /// Tries before giving up (the original app used a fixed number too).
+    pub attempts: u32,
+    /// Pause between tries.
+    pub delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            delay_ms: 2000,
+        }
+    }
+}
+
+/// Everything the app remembers between runs, except tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Settings {
+    /// The sidebar's op: what images without their own op go through.
+    pub global_op: Op,
+    /// `same`, `png`, `jpeg`, `webp`, `tiff` or `bmp`.
+    pub output_format: String,
+    /// Threads for local processing; 0 = one per core.
+    pub threads: usize,
+    /// Local or remote.
+    pub engine: EngineMode,
+    /// Remote nodes, in the order added.
+    pub nodes: Vec<NodeConfig>,
+    /// In remote mode, also use this computer's cores.
+    pub use_local_too: bool,
+    /// Connection retries.
+    pub retry: RetryConfig,
+}
+
+/// The op a fresh install starts with: the original app's first operation when this build
+/// has it.
+pub fn default_op() -> Op {
+    let id = if OP_IDS.contains(&"edge-detection") {
+        "edge-detection"
+    } else {
+        OP_IDS[0]
+    };
+    Op::default_for(id).expect("every catalogue op has valid defaults")
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            global_op: default_op(),
+            output_format: "same".into(),
+            threads: 0,
+            engine: EngineMode::Local,
+            nodes: Vec::new(),
+            use_local_too: false,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// The most local threads accepted (more than any desktop has).
+pub const MAX_THREADS: usize = 1024;
+
+impl Settings {
+    /// The output format policy.
+    pub fn output_format(&self) -> OutputFormat {
+        OutputFormat::from_name(&self.output_format).unwrap_or(OutputFormat::Same)
+    }
+
+    /// Checks values that came from the UI or from disk.
+    pub fn validate(&self) -> Result<(), AppError> {
+        self.global_op.validate()?;
+        if OutputFormat::from_name(&self.output_format).is_none() {
+            return Err(AppError::BadRequest(format!(
+                "unknown output format {:?} (same, png, jpeg, webp, tiff, bmp)",
+                self.output_format
+            )));
+        }
+        if self.threads > MAX_THREADS {
+            return Err(AppError::BadRequest(format!(
+                "threads must be 0 (all cores) to {MAX_THREADS}"
+            )));
+        }
+        if self.retry.attempts == 0 || self.retry.attempts > 100 {
+            return Err(AppError::BadRequest(
+                "connection attempts must be 1 to 100".into(),
+            ));
+        }
+        if self.retry.delay_ms > 60_000 {
+            return Err(AppError::BadRequest(
+                "the delay between attempts must be at most 60 s".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The config folder and the two files in it.
+#[derive(Clone, Debug)]
+pub struct SettingsStore {
+    dir: PathBuf,
+}
+
+impl SettingsStore {
+    /// A store in `dir` (created on first save).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The config folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn settings_path(&self) -> PathBuf {
+        self.dir.join("settings.json")
+    }
+
+    fn tokens_path(&self) -> PathBuf {
+        self.dir.join("tokens.json")
+    }
+
+    /// Loads settings; a missing file gives defaults, a broken or stale one gives
+    /// defaults for what cannot be read plus a warning to show.
+    pub fn load(&self) -> (Settings, Option<String>) {
+        let path = self.settings_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return (Settings::default(), None)
+            }
+            Err(e) => {
+                return (
+                    Settings::default(),
+                    Some(format!("cannot read {}: {e}; using defaults", path.display())),
+                )
+            }
+        };
+        let warn = |what: &str| Some(format!("{}: {what}; using defaults", path.display()));
+        let mut value: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return (Settings::default(), warn(&e.to_string())),
+        };
+        if let Ok(s) = serde_json::from_value::<Settings>(value.clone()) {
+            if s.validate().is_ok() {
+                return (s, None);
+            }
+        }
+        // An op from another build (renamed param, op not in this build) should not cost
+        // the user their nodes: retry without it.
+        if let Some(obj) = value.as_object_mut() {
+            obj.remove("globalOp");
+        }
+        match serde_json::from_value::<Settings>(value) {
+            Ok(s) if s.validate().is_ok() => (s, warn("the saved operation is not valid here")),
+            Ok(_) => (Settings::default(), warn("invalid values")),
+            Err(e) => (Settings::default(), warn(&e.to_string())),
+        }
+    }
+
+    /// Writes settings atomically.
+    pub fn save(&self, settings: &Settings) -> Result<(), AppError> {
+        let json = serde_json::to_vec_pretty(settings)
+            .map_err(|e| AppError::Settings(format!("cannot encode settings: {e}")))?;
+        self.write_private(&self.settings_path(), &json, 0o644)
+    }
+
+    /// Node tokens by address.
+    pub fn load_tokens(&self) -> Result<BTreeMap<String, String>, AppError> {
+        let path = self.tokens_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                restrict(&path)?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| AppError::Settings(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(AppError::Settings(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Writes node tokens, readable by the user only.
+    pub fn save_tokens(&self, tokens: &BTreeMap<String, String>) -> Result<(), AppError> {
+        let json = serde_json::to_vec_pretty(tokens)
+            .map_err(|e| AppError::Settings(format!("cannot encode tokens: {e}")))?;
+        self.write_private(&self.tokens_path(), &json, 0o600)
+    }
+
+    /// Writes `bytes` to a temporary file created with `mode`, then renames it over `path`.
+    fn write_private(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
+        let fail = |e: std::io::Error| {
+            AppError::Settings(format!("cannot write {}: {e}", path.display()))
+        };
+        create_private_dir(&self.dir).map_err(fail)?;
+        let tmp = path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let written = opts
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(fail(e));
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Makes a token file private again if something widened its permissions.
+fn restrict(path: &Path) -> Result<(), AppError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| AppError::Settings(format!("{}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| AppError::Settings(format!("cannot protect {}: {e}", path.display())))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path().join("cfg"));
+        let (s, warn) = store.load();
+        assert_eq!(s, Settings::default());
+        assert!(warn.is_none());
+        let mut s = Settings::default();
+        s.output_format = "png".into();
+        s.threads = 3;
+        s.engine = EngineMode::Remote;
+        s.nodes.push(NodeConfig {
+            address: "10.0.0.2:7878".into(),
+            fingerprint: Some("ab".repeat(32)),
+        });
+        s.global_op = Op::from_pairs("color-manipulation", [("mode", "sepia")]).unwrap();
+        store.save(&s).unwrap();
+        assert_eq!(store.load(), (s, None));
+    }
+
+    #[test]
+    fn a_stale_op_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path());
+        std::fs::write(
+            dir.path().join("settings.json"),
+            r#"{"globalOp":{"op":"teleport","params":{}},"threads":2}"#,
+        )
+        .unwrap();
+        let (s, warn) = store.load();
+        assert_eq!(s.threads, 2);
+        assert_eq!(s.global_op, default_op());
+        assert!(warn.unwrap().contains("not valid"));
+        std::fs::write(dir.path().join("settings.json"), "{not json").unwrap();
+        let (s, warn) = store.load();
+        assert_eq!(s, Settings::default());
+        assert!(warn.is_some());
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let mut s = Settings {
+            output_format: "gif".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        s.output_format = "jpeg".into();
+        s.retry.attempts = 0;
+        assert!(s.validate().is_err());
+        s.retry.attempts = 3;
+        assert!(s.validate().is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn tokens_are_readable_by_the_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path().join("cfg"));
+        assert!(store.load_tokens().unwrap().is_empty());
+        let mut t = BTreeMap::new();
+        t.insert("127.0.0.1:7878".to_string(), "secret".to_string());
+        store.save_tokens(&t).unwrap();
+        let path = dir.path().join("cfg/tokens.json");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(dir.path().join("cfg")).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        // Widened by someone else: loading makes it private again.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(store.load_tokens().unwrap(), t);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,597 @@
+//! End-to-end tests of the app in its real webview: Xvfb, tauri-driver and WebKitWebDriver
+//! drive the window through WebDriver (fantoccini), as a user would.
+//!
+//! Needs `Xvfb`, `WebKitWebDriver` and `tauri-driver` (`PRISM_WITH_APP=1
+//! scripts/setup.sh` installs them). Native dialogs cannot be driven by WebDriver, so
+//! images arrive the way a drop delivers them (the `tauri://drag-drop` event the page
+//! listens to) and Save all is invoked with a folder, as the dialog would give it.
+//!
+//! With `PRISM_SCREENSHOTS=DIR` the test also writes screenshots of the main states
+//! there (`scripts/screenshots.sh`).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use image::{Rgb, RgbImage};
+use serde_json::{json, Value};
+
+/// Xvfb and tauri-driver, each in its own process group, killed with it on drop (also
+/// when a test panics): killing only tauri-driver would orphan WebKitWebDriver and the
+/// app, which keep the test's output pipes open.
+struct Harness {
+    xvfb: Child,
+    driver: Child,
+    port: u16,
+    _home: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for child in [&mut self.driver, &mut self.xvfb] {
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{}", child.id())])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Harness {
+    /// Starts a virtual display and tauri-driver; the app gets its own config and cache
+    /// folders so the user's settings are never touched.
+    fn start() -> Harness {
+        let home = tempfile::tempdir().expect("temp dir");
+        let mut xvfb = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("Xvfb runs (PRISM_WITH_APP=1 scripts/setup.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(xvfb.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("Xvfb prints its display");
+        let display = format!(":{}", line.trim());
+        let port = free_port();
+        let native_port = free_port();
+        let driver = Command::new("tauri-driver")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .env("DISPLAY", &display)
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("tauri-driver runs (PRISM_WITH_APP=1 scripts/setup.sh installs it)");
+        Harness {
+            xvfb,
+            driver,
+            port,
+            _home: home,
+        }
+    }
+
+    /// Opens the app and waits until its page has drawn itself.
+    async fn open(&self) -> Client {
+        let app = env!("CARGO_BIN_EXE_prism-app");
+        let mut caps = serde_json::Map::new();
+        caps.insert("tauri:options".into(), json!({ "application": app }));
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("cannot start a WebDriver session: {e}"),
+            }
+        };
+        wait_js(&client, "document.body.dataset.ready === '1'", 30).await;
+        client
+    }
+}
+
+async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
+    c.execute(script, args)
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Waits until the JS expression is truthy.
+async fn wait_js(c: &Client, expr: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let script = format!("return !!({expr});");
+    loop {
+        if js(c, &script, vec![]).await == Value::Bool(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let toasts = js(
+                c,
+                "return [...document.querySelectorAll('.toast')].map(t => t.textContent).join(' | ')",
+                vec![],
+            )
+            .await;
+            panic!("timed out after {secs} s waiting for {expr}; toasts: {toasts}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Invokes a command from the page, as ui/ipc.js does; Err carries the app's error.
+async fn invoke(c: &Client, cmd: &str, args: Value) -> Result<Value, Value> {
+    let r = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             window.__TAURI__.core.invoke(arguments[0], arguments[1])
+               .then(ok => done({ ok }), err => done({ err }));",
+            vec![json!(cmd), args],
+        )
+        .await
+        .expect("invoke runs");
+    match r.get("err") {
+        Some(e) => Err(e.clone()),
+        None => Ok(r.get("ok").cloned().unwrap_or(Value::Null)),
+    }
+}
+
+/// Delivers paths the way a drop on the window does.
+async fn drop_paths(c: &Client, paths: &[&Path]) {
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    c.execute_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI__.event.emit('tauri://drag-drop', { paths: arguments[0], position: { x: 200, y: 200 } })
+           .then(() => done(true));",
+        vec![json!(paths)],
+    )
+    .await
+    .expect("drop event emitted");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Writes a screenshot when `PRISM_SCREENSHOTS` names a folder.
+async fn shot(c: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("PRISM_SCREENSHOTS") else {
+        return;
+    };
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("screenshot written");
+}
+
+/// A photo-like test image: smooth gradients plus texture, so every op has work to do.
+fn write_image(path: &Path, w: u32, h: u32, seed: u32) {
+    std::fs::create_dir_all(path.parent().expect("has parent")).expect("dir");
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        let n = (x.wrapping_mul(374761393) ^ y.wrapping_mul(668265263) ^ seed.wrapping_mul(2654435761))
+            .wrapping_mul(1274126177)
+            >> 27;
+        let r = ((x * 255 / w.max(1)) as u8).wrapping_add(n as u8);
+        let g = ((y * 255 / h.max(1)) as u8).wrapping_add((seed * 40) as u8);
+        let b = (((x + y) / 3) as u8) ^ (((x / 16 + y / 16) % 2) as u8 * 90);
+        Rgb([r, g, b])
+    });
+    img.save(path).expect("image written");
+}
+
+/// The `prism` CLI of this workspace, built if needed.
+fn prism_cli() -> PathBuf {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-q", "-p", "prism-engine", "--bin", "prism"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the prism CLI failed");
+    let bin = Path::new(env!("CARGO_BIN_EXE_prism-app")).with_file_name("prism");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+fn cli(args: &[&str]) {
+    let out = Command::new(prism_cli())
+        .args(args)
+        .output()
+        .expect("prism runs");
+    assert!(
+        out.status.success(),
+        "prism {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("folder exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_processes_saves_and_cancels_like_the_cli() {
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path();
+    shot(&c, "01-empty").await;
+
+    // Three images: a folder (walked recursively) and a file, dropped on the window.
+    write_image(&w.join("in/a.png"), 320, 240, 1);
+    write_image(&w.join("in/sub/b.jpg"), 300, 200, 2);
+    write_image(&w.join("c.png"), 256, 256, 3);
+    drop_paths(&c, &[&w.join("in"), &w.join("c.png")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
+    let names = js(
+        &c,
+        "return [...document.querySelectorAll('.card-name')].map(n => n.textContent)",
+        vec![],
+    )
+    .await;
+    assert_eq!(names, json!(["a.png", "b.jpg", "c.png"]));
+    // Thumbnails come from the engine through prism:// and load under the CSP.
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.card .thumb img')].every(i => i.complete && i.naturalWidth > 0 && i.naturalWidth <= 320)",
+        30,
+    )
+    .await;
+
+    // The global op, with a parameter, from the sidebar.
+    select(&c, "#global-op", "color-manipulation").await;
+    select(&c, "#global-params [data-key='mode']", "sepia").await;
+    // One override, from the inspector.
+    click(&c, ".card[data-id='1']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    select(&c, "#inspector-op", "histogram-equalization").await;
+    wait_js(&c, "document.querySelector(\".card[data-id='1']\").dataset.override === '1'", 5).await;
+    assert!(text(&c, ".card[data-id='1'] .badge.op").await.starts_with("own:"));
+    click(&c, "#inspector-close").await;
+    // The sepia choice is saved (debounced) before the batch starts.
+    wait_js(
+        &c,
+        "document.querySelector(\".card[data-id='0'] .badge.op\").textContent === 'Color manipulation'",
+        5,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(snap["settings"]["globalOp"]["params"]["mode"], "sepia");
+    shot(&c, "02-grid").await;
+
+    click(&c, "#process-all").await;
+    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 60).await;
+    assert!(text(&c, "#progress-text").await.contains("3 done"));
+    let states = js(
+        &c,
+        "return [...document.querySelectorAll('.card')].map(c => c.dataset.state)",
+        vec![],
+    )
+    .await;
+    assert_eq!(states, json!(["done", "done", "done"]));
+    assert_eq!(
+        js(&c, "return document.getElementById('success-anim').hidden", vec![]).await,
+        json!(false),
+        "the success animation plays"
+    );
+    shot(&c, "03-done").await;
+
+    // Save all: into "Processed Images", named from source and op.
+    let dest = w.join("dest");
+    std::fs::create_dir(&dest).expect("dest");
+    let report = invoke(&c, "save_all", json!({ "dir": dest })).await.expect("save_all");
+    let folder = dest.join("Processed Images");
+    assert_eq!(report["folder"], json!(folder.display().to_string()));
+    assert_eq!(
+        names_in(&folder),
+        [
+            "a-color-manipulation.png",
+            "b-histogram-equalization.jpg",
+            "c-color-manipulation.png"
+        ]
+    );
+    // The same bytes the CLI writes for the same op and params.
+    let cli_out = w.join("cli");
+    cli(&[
+        "process",
+        "--op",
+        "color-manipulation",
+        "--param",
+        "color-manipulation.mode=sepia",
+        "--out",
+        &cli_out.display().to_string(),
+        &w.join("in/a.png").display().to_string(),
+        &w.join("c.png").display().to_string(),
+    ]);
+    cli(&[
+        "process",
+        "--op",
+        "histogram-equalization",
+        "--out",
+        &cli_out.display().to_string(),
+        &w.join("in/sub/b.jpg").display().to_string(),
+    ]);
+    for (ours, theirs) in [
+        ("a-color-manipulation.png", "a.png"),
+        ("b-histogram-equalization.jpg", "b.jpg"),
+        ("c-color-manipulation.png", "c.png"),
+    ] {
+        assert!(
+            std::fs::read(folder.join(ours)).expect("saved") == std::fs::read(cli_out.join(theirs)).expect("cli output"),
+            "{ours} differs from the CLI's {theirs}"
+        );
+    }
+    // Saving again never overwrites.
+    invoke(&c, "save_all", json!({ "dir": dest })).await.expect("save_all");
+    assert_eq!(names_in(&folder).len(), 6);
+    assert!(folder.join("b-histogram-equalization (2).jpg").exists());
+    // Saving into a folder that does not exist says what to do.
+    let err = invoke(&c, "save_all", json!({ "dir": w.join("nowhere") }))
+        .await
+        .expect_err("no such folder");
+    assert_eq!(err["kind"], "io");
+    assert!(err["hint"].as_str().unwrap_or("").contains("folder exists"));
+
+    // The result views: both previews load, and the slider mode clips the result.
+    click(&c, ".card[data-id='2']").await;
+    wait_js(
+        &c,
+        "(() => { const a = document.getElementById('img-after'), b = document.getElementById('img-before');
+                 return a.complete && a.naturalWidth > 0 && b.complete && b.naturalWidth === a.naturalWidth; })()",
+        20,
+    )
+    .await;
+    shot(&c, "04-side-by-side").await;
+    click(&c, "input[name='view'][value='slider'] + span").await;
+    wait_js(&c, "document.getElementById('pane-after').style.clipPath.startsWith('inset')", 5).await;
+    click(&c, "#zoom-in").await;
+    let transforms = js(
+        &c,
+        "return [...document.querySelectorAll('#viewer .stage')].map(s => s.style.transform)",
+        vec![],
+    )
+    .await;
+    assert_eq!(transforms[0], transforms[1], "zoom is shared by both images");
+    assert_ne!(text(&c, "#zoom-level").await, "fit");
+    shot(&c, "05-before-after").await;
+    click(&c, "#inspector-close").await;
+
+    // Cancel a long batch, then retry what it stopped.
+    click(&c, "#clear-all").await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 0", 10).await;
+    let catalogue = invoke(&c, "catalogue", json!({})).await.expect("catalogue");
+    let has = |id: &str| {
+        catalogue
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o["id"] == id))
+    };
+    // Denoise on large images is the long op; without it, many large images.
+    let (long_op, count, side) = if has("denoise") {
+        ("denoise", 6, 1400)
+    } else {
+        ("color-manipulation", 48, 1600)
+    };
+    for i in 0..count {
+        write_image(&w.join(format!("big/{i:02}.png")), side, side * 3 / 4, i);
+    }
+    drop_paths(&c, &[&w.join("big")]).await;
+    wait_js(&c, &format!("document.querySelectorAll('.card').length === {count}"), 30).await;
+    select(&c, "#global-op", long_op).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, "#process-all").await;
+    wait_js(&c, "document.querySelector('.card[data-state=\"running\"]')", 30).await;
+    shot(&c, "06-running").await;
+    let asked = Instant::now();
+    click(&c, "#cancel").await;
+    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Cancelled')", 60).await;
+    let stop_secs = asked.elapsed().as_secs_f64();
+    assert!(stop_secs < 20.0, "cancel took {stop_secs:.1} s");
+    let cancelled = js(
+        &c,
+        "return [...document.querySelectorAll('.card .state')].filter(s => s.textContent === 'cancelled').length",
+        vec![],
+    )
+    .await;
+    assert!(cancelled.as_u64().unwrap_or(0) > 0, "nothing was cancelled");
+    wait_js(&c, "document.querySelector('.toast') && !document.getElementById('retry-failed').disabled", 5).await;
+    shot(&c, "07-cancelled").await;
+    click(&c, "#retry-failed").await;
+    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 600).await;
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.card')].every(c => c.dataset.state === 'done')",
+        10,
+    )
+    .await;
+
+    // One run on a `prism node` on loopback: add it, trust its fingerprint, give its
+    // token, connect, process, close the connection.
+    let node = Node::start(&w.join("node"));
+    click(&c, "#clear-all").await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 0", 10).await;
+    drop_paths(&c, &[&w.join("in"), &w.join("c.png")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
+    select(&c, "#global-op", "erosion").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(&node.address)
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector('.node .node-status')", 5).await;
+    click(&c, "#connect").await;
+    wait_js(&c, "!document.getElementById('trust-dialog').hidden", 30).await;
+    let shown = js(
+        &c,
+        "return document.getElementById('trust-fingerprint').dataset.raw",
+        vec![],
+    )
+    .await;
+    assert_eq!(shown, json!(node.fingerprint), "the fingerprint shown is the node's");
+    shot(&c, "08-trust").await;
+    click(&c, "#trust-accept").await;
+    wait_js(&c, "document.querySelector('.node .token-input')", 5).await;
+    c.find(Locator::Css(".node .token-input"))
+        .await
+        .expect("token field")
+        .send_keys(&node.token)
+        .await
+        .expect("typed");
+    click(&c, ".node .save-token").await;
+    wait_js(&c, "!document.querySelector('.node .token-input')", 5).await;
+    click(&c, "#connect").await;
+    wait_js(&c, "document.querySelector(\".node-status[data-status='connected']\")", 60).await;
+    assert!(text(&c, "#engine-chip").await.contains("1 connected"));
+    shot(&c, "09-remote").await;
+    click(&c, "#process-all").await;
+    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 120).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    let workers: Vec<Value> = snap["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["result"]["worker"].clone())
+        .collect();
+    assert_eq!(workers, vec![json!(node.address); 3], "every image ran on the node");
+    let dest2 = w.join("dest2");
+    std::fs::create_dir(&dest2).expect("dest2");
+    invoke(&c, "save_all", json!({ "dir": dest2 })).await.expect("save_all");
+    let cli_erode = w.join("cli-erode");
+    cli(&[
+        "process",
+        "--op",
+        "erosion",
+        "--out",
+        &cli_erode.display().to_string(),
+        &w.join("c.png").display().to_string(),
+    ]);
+    assert!(
+        std::fs::read(dest2.join("Processed Images/c-erosion.png")).expect("saved")
+            == std::fs::read(cli_erode.join("c.png")).expect("cli output"),
+        "the node's result differs from the CLI's"
+    );
+    click(&c, "#close-connection").await;
+    wait_js(&c, "!document.getElementById('closed-anim').hidden", 10).await;
+    wait_js(&c, "document.querySelector(\".node-status[data-status='disconnected']\")", 10).await;
+    shot(&c, "10-closed").await;
+
+    c.close().await.expect("session closes");
+}
+
+/// A `prism node` on loopback, stopped on drop.
+struct Node {
+    child: Child,
+    address: String,
+    fingerprint: String,
+    token: String,
+}
+
+impl Node {
+    fn start(data_dir: &Path) -> Node {
+        let mut child = Command::new(prism_cli())
+            .args(["node", "--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prism node runs");
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut field = |prefix: &str| {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("node output");
+            line.split_once(prefix)
+                .unwrap_or_else(|| panic!("{prefix:?} not in {line:?}"))
+                .1
+                .trim()
+                .to_string()
+        };
+        let address = field(" listening on ")
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .to_string();
+        let fingerprint = field("fingerprint: ");
+        let token_file = field("token file: ");
+        let token = std::fs::read_to_string(token_file).expect("token").trim().to_string();
+        Node {
+            child,
+            address,
+            fingerprint,
+            token,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

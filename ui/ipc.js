@@ -1,0 +1,99 @@
+// The only file that touches window.__TAURI__: every command, dialog, drop event and
+// pixel URL the page uses goes through here, so the rest of the UI is plain DOM code.
+
+const T = window.__TAURI__;
+const invoke = (cmd, args) => T.core.invoke(cmd, args);
+
+const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"];
+
+// Pixel URLs: prism://localhost/... on Linux and macOS, http://prism.localhost/... on
+// Windows; Tauri knows which, so ask it for the base once.
+const PIXEL_BASE = T.core.convertFileSrc("", "prism");
+
+/** URL of an image's thumbnail, preview ("source") or result preview. */
+export function pixelUrl(kind, id, rev) {
+  return PIXEL_BASE + (rev === undefined ? `${kind}/${id}` : `${kind}/${id}/${rev}`);
+}
+
+export const catalogue = () => invoke("catalogue");
+export const snapshot = () => invoke("snapshot");
+export const addPaths = (paths) => invoke("add_paths", { paths });
+export const removeImages = (ids) => invoke("remove_images", { ids });
+export const setGlobalOp = (op) => invoke("set_global_op", { op });
+export const setOverride = (id, op) => invoke("set_override", { id, op });
+export const updateSettings = (patch) => invoke("update_settings", { patch });
+export const cancel = (job) => invoke("cancel", { job });
+export const suggestedName = (id) => invoke("suggested_name", { id });
+export const saveOne = (id, dest) => invoke("save_one", { id, dest });
+export const saveAll = (dir) => invoke("save_all", { dir });
+export const nodes = () => invoke("nodes");
+export const addNode = (address) => invoke("add_node", { address });
+export const removeNode = (address) => invoke("remove_node", { address });
+export const setToken = (address, token) => invoke("set_token", { address, token });
+export const trustNode = (address, fingerprint) => invoke("trust_node", { address, fingerprint });
+export const closeConnections = () => invoke("close_connections");
+
+/** Connects every node; `onEvent` gets each attempt and status change of this call. */
+export function connectNodes(onEvent) {
+  const onEventChannel = new T.core.Channel();
+  onEventChannel.onmessage = onEvent;
+  return invoke("connect_nodes", { onEvent: onEventChannel });
+}
+
+/** Starts a batch ("all", "failed" or {ids}); `onEvent` gets this job's events only. */
+export function process(target, onEvent) {
+  const onEventChannel = new T.core.Channel();
+  onEventChannel.onmessage = onEvent;
+  return invoke("process", { target, onEvent: onEventChannel });
+}
+
+/** Native multi-select file dialog; resolves to the chosen paths ([] if cancelled). */
+export async function pickImages() {
+  const picked = await T.dialog.open({
+    multiple: true,
+    directory: false,
+    title: "Add images",
+    filters: [{ name: "Images (JPEG, PNG, WebP, TIFF, BMP)", extensions: IMAGE_EXTENSIONS }],
+  });
+  return picked ? [].concat(picked) : [];
+}
+
+/** Native folder dialog for adding folders (searched recursively). */
+export async function pickFoldersToAdd() {
+  const picked = await T.dialog.open({ multiple: true, directory: true, title: "Add folders" });
+  return picked ? [].concat(picked) : [];
+}
+
+/** Native folder dialog; resolves to one folder or null. */
+export async function pickFolder(title) {
+  const picked = await T.dialog.open({ multiple: false, directory: true, title });
+  return picked || null;
+}
+
+/** Native save dialog proposing `defaultName`; resolves to a path or null. */
+export async function pickSaveFile(defaultName) {
+  const ext = defaultName.includes(".") ? defaultName.split(".").pop() : "png";
+  return (
+    (await T.dialog.save({
+      title: "Save result",
+      defaultPath: defaultName,
+      filters: [{ name: "Image", extensions: [ext] }],
+    })) || null
+  );
+}
+
+/**
+ * Files and folders dropped on the window: `onOver(bool)` while dragging over it,
+ * `onDrop(paths)` on drop.
+ */
+export function onFileDrop(onOver, onDrop) {
+  return T.webview.getCurrentWebview().onDragDropEvent((e) => {
+    const p = e.payload;
+    if (p.type === "enter" || p.type === "over") onOver(true);
+    else if (p.type === "leave") onOver(false);
+    else if (p.type === "drop") {
+      onOver(false);
+      onDrop(p.paths || []);
+    }
+  });
+}

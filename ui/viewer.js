@@ -1,0 +1,158 @@
+// The result views: original and processed side by side, or one over the other with a
+// before/after slider. One zoom/pan state drives both images, so they stay in step.
+
+const MAX_ZOOM = 16;
+
+export class Viewer {
+  constructor(root) {
+    this.root = root;
+    this.panes = [...root.querySelectorAll(".pane")];
+    this.stages = this.panes.map((p) => p.querySelector(".stage"));
+    this.before = root.querySelector("#img-before");
+    this.after = root.querySelector("#img-after");
+    this.afterEmpty = root.querySelector("#after-empty");
+    this.handle = root.querySelector("#slider-handle");
+    this.zoomLabel = document.getElementById("zoom-level");
+    this.mode = "side";
+    this.split = 50; // slider position, % of the width
+    this.view = { s: 1, tx: 0, ty: 0 };
+    this.fitted = true;
+    this.natural = { w: 0, h: 0 };
+
+    const onLoad = (img) => {
+      if (!img.naturalWidth) return;
+      this.natural = { w: img.naturalWidth, h: img.naturalHeight };
+      if (this.fitted) this.fit();
+      else this.apply();
+    };
+    this.before.addEventListener("load", () => onLoad(this.before));
+    this.after.addEventListener("load", () => onLoad(this.after));
+    this.after.addEventListener("error", () => {
+      this.after.hidden = true;
+    });
+
+    for (const pane of this.panes) this.bindPane(pane);
+    this.bindHandle();
+    new ResizeObserver(() => (this.fitted ? this.fit() : this.apply())).observe(root);
+  }
+
+  /** Shows an original and (if any) its result; keeps the zoom when only the result changes. */
+  show(beforeUrl, afterUrl) {
+    const sameImage = this.before.getAttribute("src") === beforeUrl;
+    if (!sameImage) {
+      this.fitted = true;
+      this.before.src = beforeUrl;
+    }
+    if (afterUrl) {
+      this.after.hidden = false;
+      if (this.after.getAttribute("src") !== afterUrl) this.after.src = afterUrl;
+      this.afterEmpty.hidden = true;
+    } else {
+      this.after.hidden = true;
+      this.after.removeAttribute("src");
+      this.afterEmpty.hidden = false;
+    }
+  }
+
+  clear() {
+    this.before.removeAttribute("src");
+    this.after.removeAttribute("src");
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.root.classList.toggle("side", mode === "side");
+    this.root.classList.toggle("slider", mode === "slider");
+    this.handle.hidden = mode !== "slider";
+    requestAnimationFrame(() => (this.fitted ? this.fit() : this.apply()));
+  }
+
+  paneSize() {
+    const r = this.panes[0].getBoundingClientRect();
+    return { w: r.width, h: r.height };
+  }
+
+  fit() {
+    const { w, h } = this.paneSize();
+    const { w: iw, h: ih } = this.natural;
+    if (!iw || !w) return;
+    const s = Math.min(w / iw, h / ih);
+    this.view = { s, tx: (w - iw * s) / 2, ty: (h - ih * s) / 2 };
+    this.fitScale = s;
+    this.fitted = true;
+    this.apply();
+  }
+
+  /** Zooms by `factor` around a point of the pane (its centre by default). */
+  zoomBy(factor, cx, cy) {
+    const { w, h } = this.paneSize();
+    if (cx === undefined) [cx, cy] = [w / 2, h / 2];
+    const min = (this.fitScale || 1) * 0.5;
+    const s = Math.min(MAX_ZOOM, Math.max(min, this.view.s * factor));
+    const f = s / this.view.s;
+    this.view = { s, tx: cx - (cx - this.view.tx) * f, ty: cy - (cy - this.view.ty) * f };
+    this.fitted = false;
+    this.apply();
+  }
+
+  apply() {
+    const { s, tx, ty } = this.view;
+    const t = `translate(${tx}px, ${ty}px) scale(${s})`;
+    for (const st of this.stages) st.style.transform = t;
+    const rel = this.fitScale ? s / this.fitScale : 1;
+    this.zoomLabel.textContent = this.fitted ? "fit" : `${rel.toFixed(rel < 10 ? 1 : 0)}×`;
+    const afterPane = this.panes[1];
+    if (this.mode === "slider") {
+      afterPane.style.clipPath = `inset(0 0 0 ${this.split}%)`;
+      this.handle.style.left = `${this.split}%`;
+    } else {
+      afterPane.style.clipPath = "";
+    }
+  }
+
+  bindPane(pane) {
+    let drag = null;
+    pane.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const r = pane.getBoundingClientRect();
+      this.zoomBy(Math.exp(-e.deltaY * 0.0015), e.clientX - r.left, e.clientY - r.top);
+    });
+    pane.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      drag = { x: e.clientX, y: e.clientY, tx: this.view.tx, ty: this.view.ty };
+      pane.setPointerCapture(e.pointerId);
+      pane.classList.add("dragging");
+    });
+    pane.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      this.view.tx = drag.tx + e.clientX - drag.x;
+      this.view.ty = drag.ty + e.clientY - drag.y;
+      this.fitted = false;
+      this.apply();
+    });
+    const end = () => {
+      drag = null;
+      pane.classList.remove("dragging");
+    };
+    pane.addEventListener("pointerup", end);
+    pane.addEventListener("pointercancel", end);
+    pane.addEventListener("dblclick", () => this.fit());
+  }
+
+  bindHandle() {
+    let dragging = false;
+    const move = (e) => {
+      const r = this.root.getBoundingClientRect();
+      this.split = Math.min(100, Math.max(0, ((e.clientX - r.left) / r.width) * 100));
+      this.apply();
+    };
+    this.handle.addEventListener("pointerdown", (e) => {
+      dragging = true;
+      this.handle.setPointerCapture(e.pointerId);
+      e.stopPropagation();
+    });
+    this.handle.addEventListener("pointermove", (e) => dragging && move(e));
+    this.handle.addEventListener("pointerup", () => (dragging = false));
+    this.handle.addEventListener("pointercancel", () => (dragging = false));
+  }
+}
