@@ -146,10 +146,7 @@ pub async fn save_one(
 
 /// Saves every result into `dir/Processed Images/`.
 #[tauri::command]
-pub async fn save_all(
-    core: State<'_, Arc<Core>>,
-    dir: PathBuf,
-) -> Result<SaveAllReport, AppError> {
+pub async fn save_all(core: State<'_, Arc<Core>>, dir: PathBuf) -> Result<SaveAllReport, AppError> {
     let core = core.inner().clone();
     blocking(move || core.save_all(&dir)).await
 }
@@ -162,10 +159,7 @@ pub fn add_node(core: State<'_, Arc<Core>>, address: String) -> Result<Vec<NodeV
 
 /// Removes a node with its pin and token.
 #[tauri::command]
-pub fn remove_node(
-    core: State<'_, Arc<Core>>,
-    address: String,
-) -> Result<Vec<NodeView>, AppError> {
+pub fn remove_node(core: State<'_, Arc<Core>>, address: String) -> Result<Vec<NodeView>, AppError> {
     core.remove_node(&address)
 }
 
@@ -223,8 +217,8 @@ mod tests {
     fn ops_are_parsed_and_validated() {
         let op = parse_op(json!({"op": "color-manipulation", "params": {"mode": "sepia"}}));
         assert_eq!(op.unwrap().id(), "color-manipulation");
-        let e = parse_op(json!({"op": "color-manipulation", "params": {"mode": "neon"}}))
-            .unwrap_err();
+        let e =
+            parse_op(json!({"op": "color-manipulation", "params": {"mode": "neon"}})).unwrap_err();
         assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "usage");
         assert!(parse_op(json!({"op": "teleport"})).is_err());
         assert!(parse_op(json!("edge-detection")).is_err());
@@ -238,7 +232,12 @@ mod tests {
             parse_target(json!({"ids": [3, 1]})).unwrap(),
             Target::Ids(vec![3, 1])
         );
-        for bad in [json!("some"), json!({"ids": "x"}), json!({"ids": [1], "x": 1}), json!(3)] {
+        for bad in [
+            json!("some"),
+            json!({"ids": "x"}),
+            json!({"ids": [1], "x": 1}),
+            json!(3),
+        ] {
             assert!(parse_target(bad.clone()).is_err(), "{bad}");
         }
     }

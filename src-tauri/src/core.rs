@@ -15,8 +15,8 @@ use crate::error::AppError;
 use crate::jobs::JobHandle;
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
-use crate::save;
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
+use crate::save;
 use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore};
 
 /// Everything the UI needs to draw itself from scratch (start-up, reload).
@@ -90,9 +90,8 @@ impl Core {
         let store = SettingsStore::new(config_dir);
         let (settings, warning) = store.load();
         if work_dir.exists() {
-            std::fs::remove_dir_all(work_dir).map_err(|e| {
-                AppError::Io(format!("cannot clear {}: {e}", work_dir.display()))
-            })?;
+            std::fs::remove_dir_all(work_dir)
+                .map_err(|e| AppError::Io(format!("cannot clear {}: {e}", work_dir.display())))?;
         }
         std::fs::create_dir_all(work_dir)
             .map_err(|e| AppError::Io(format!("cannot create {}: {e}", work_dir.display())))?;
@@ -228,9 +227,11 @@ impl Core {
         let path = {
             let lib = lock(&self.library);
             match req {
-                PixelRequest::Thumb(id) | PixelRequest::Source(id) => {
-                    lib.get(id).ok_or(AppError::UnknownImage(id))?.source.clone()
-                }
+                PixelRequest::Thumb(id) | PixelRequest::Source(id) => lib
+                    .get(id)
+                    .ok_or(AppError::UnknownImage(id))?
+                    .source
+                    .clone(),
                 PixelRequest::Result(id, rev) | PixelRequest::ResultThumb(id, rev) => {
                     let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
                     match &e.result {
@@ -343,8 +344,14 @@ impl Core {
     /// Adds a node by address (not connected, not trusted yet).
     pub fn add_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
         let address = parse_address(address)?;
-        if lock(&self.settings).nodes.iter().any(|n| n.address == address) {
-            return Err(AppError::BadRequest(format!("{address} is already in the list")));
+        if lock(&self.settings)
+            .nodes
+            .iter()
+            .any(|n| n.address == address)
+        {
+            return Err(AppError::BadRequest(format!(
+                "{address} is already in the list"
+            )));
         }
         self.change_settings(|s| {
             s.nodes.push(NodeConfig {
@@ -394,10 +401,16 @@ impl Core {
     }
 
     fn known_node(&self, address: &str) -> Result<(), AppError> {
-        if lock(&self.settings).nodes.iter().any(|n| n.address == address) {
+        if lock(&self.settings)
+            .nodes
+            .iter()
+            .any(|n| n.address == address)
+        {
             Ok(())
         } else {
-            Err(AppError::BadRequest(format!("{address} is not in the node list")))
+            Err(AppError::BadRequest(format!(
+                "{address} is not in the node list"
+            )))
         }
     }
 

@@ -69,7 +69,9 @@ impl AppError {
         match self {
             AppError::Engine(e) => hint_for(e.kind),
             AppError::Params(_) => "Change the highlighted parameter to a value in its range.",
-            AppError::BadRequest(_) => "Reload the window (Ctrl+R); if it happens again, report it.",
+            AppError::BadRequest(_) => {
+                "Reload the window (Ctrl+R); if it happens again, report it."
+            }
             AppError::Busy => "Wait for the running batch to finish, or press Cancel.",
             AppError::UnknownImage(_) => "The image was removed; add it again.",
             AppError::NoResult(_) => "Process the image first, then save it.",
@@ -110,7 +112,12 @@ impl Serialize for AppError {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("AppError", 4)?;
         st.serialize_field("kind", self.kind())?;
-        st.serialize_field("message", &self.to_string())?;
+        // The kind is its own field: the engine's "kind: message" would say it twice.
+        let message = match self {
+            AppError::Engine(e) => e.message.clone(),
+            other => other.to_string(),
+        };
+        st.serialize_field("message", &message)?;
         st.serialize_field("hint", self.hint())?;
         // The parameter to highlight, when one is at fault.
         let field = match self {

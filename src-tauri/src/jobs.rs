@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use prism_engine::codec::Format;
 use prism_engine::exec::{
-    features_path, run_batch, Event, RunConfig, Timings, WorkError, WorkRequest, WorkResult,
-    Worker,
+    features_path, run_batch, Event, RunConfig, Timings, WorkError, WorkRequest, WorkResult, Worker,
 };
 use prism_engine::job::{claimed_format, Batch, Input};
 use prism_engine::ops::CancelToken;
@@ -49,7 +48,11 @@ pub enum Target {
 
 /// One step of a batch, as the UI receives it on the job's channel.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum JobEvent {
     /// The batch begins.
     Started {
@@ -180,7 +183,11 @@ struct Planned {
 
 impl Core {
     /// Starts a batch on its own thread; events go to `sink`. One batch at a time.
-    pub fn process(self: &Arc<Self>, target: Target, sink: EventSink) -> Result<JobStarted, AppError> {
+    pub fn process(
+        self: &Arc<Self>,
+        target: Target,
+        sink: EventSink,
+    ) -> Result<JobStarted, AppError> {
         let mut job_slot = lock(&self.job);
         if job_slot.is_some() {
             return Err(AppError::Busy);
@@ -217,7 +224,10 @@ impl Core {
         let mut by_key = HashMap::new();
         for &id in &ids {
             let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
-            let op = e.override_op.clone().unwrap_or_else(|| settings.global_op.clone());
+            let op = e
+                .override_op
+                .clone()
+                .unwrap_or_else(|| settings.global_op.clone());
             op.validate()?;
             // One allocation per input: `Tracking` recognises inputs by it.
             let ops: Arc<[Op]> = Arc::from(vec![op.clone()]);
@@ -553,7 +563,10 @@ mod tests {
         drop(lib);
         // The result preview is served by id and rev; a stale rev is not.
         assert!(f.core.pixels(PixelRequest::Result(ids[1], rev)).is_ok());
-        assert!(f.core.pixels(PixelRequest::ResultThumb(ids[1], rev)).is_ok());
+        assert!(f
+            .core
+            .pixels(PixelRequest::ResultThumb(ids[1], rev))
+            .is_ok());
         assert!(matches!(
             f.core.pixels(PixelRequest::Result(ids[1], rev + 100)),
             Err(AppError::NoResult(_))
@@ -567,7 +580,13 @@ mod tests {
         let names: Vec<_> = report
             .files
             .iter()
-            .map(|p| Path::new(p).file_name().unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                Path::new(p)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(
             names,
@@ -753,7 +772,9 @@ mod tests {
         fn wait_conn(rx: &mpsc::Receiver<ConnEvent>) -> Vec<ConnEvent> {
             let mut all = Vec::new();
             loop {
-                let e = rx.recv_timeout(Duration::from_secs(60)).expect("connect ends");
+                let e = rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("connect ends");
                 let end = matches!(e, ConnEvent::Finished { .. });
                 all.push(e);
                 if end {
@@ -767,7 +788,9 @@ mod tests {
                 .iter()
                 .rev()
                 .find_map(|e| match e {
-                    ConnEvent::Status { address: a, status } if a == address => Some(status.clone()),
+                    ConnEvent::Status { address: a, status } if a == address => {
+                        Some(status.clone())
+                    }
                     _ => None,
                 })
                 .expect("a status")
@@ -797,7 +820,9 @@ mod tests {
                 attempts: 2,
                 delay_ms: 50,
             };
-            f.core.update_settings(patch(EngineMode::Remote, retry)).unwrap();
+            f.core
+                .update_settings(patch(EngineMode::Remote, retry))
+                .unwrap();
             let src = f.root.join("in/a.png");
             write_image(&src, 60, 40, 9);
             f.core.add_paths(&[src.clone()]);
@@ -817,7 +842,10 @@ mod tests {
                 panic!("{events:?}");
             };
             assert_eq!(fingerprint, node.fingerprint.to_string());
-            assert!(matches!(events.last(), Some(ConnEvent::Finished { connected: 0 })));
+            assert!(matches!(
+                events.last(),
+                Some(ConnEvent::Finished { connected: 0 })
+            ));
 
             // Trusted, but no token yet.
             f.core.trust_node(&address, &fingerprint).unwrap();
@@ -833,8 +861,13 @@ mod tests {
             let (cs, rx) = conn_sink();
             f.core.connect_nodes(cs).unwrap();
             let events = wait_conn(&rx);
-            assert!(!events.iter().any(|e| matches!(e, ConnEvent::Retrying { .. })));
-            assert!(matches!(last_status(&events, &address), NodeStatus::Failed { .. }));
+            assert!(!events
+                .iter()
+                .any(|e| matches!(e, ConnEvent::Retrying { .. })));
+            assert!(matches!(
+                last_status(&events, &address),
+                NodeStatus::Failed { .. }
+            ));
 
             // The right token: connected, and the batch runs on the node.
             f.core.set_token(&address, &token).unwrap();
@@ -845,7 +878,10 @@ mod tests {
             f.core.connect_nodes(cs).unwrap();
             let events = wait_conn(&rx);
             assert!(
-                matches!(last_status(&events, &address), NodeStatus::Connected { cores: 1, .. }),
+                matches!(
+                    last_status(&events, &address),
+                    NodeStatus::Connected { cores: 1, .. }
+                ),
                 "{events:?}"
             );
             let (s, rx) = sink();
@@ -890,7 +926,9 @@ mod tests {
                 attempts: 2,
                 delay_ms: 10,
             };
-            f.core.update_settings(patch(EngineMode::Remote, retry)).unwrap();
+            f.core
+                .update_settings(patch(EngineMode::Remote, retry))
+                .unwrap();
             f.core.add_node(&address).unwrap();
             f.core.trust_node(&address, &"ab".repeat(32)).unwrap();
             f.core.set_token(&address, "t").unwrap();

@@ -22,7 +22,11 @@ pub const MAX_IMAGES: usize = 10_000;
 
 /// Where an image stands.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "state",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ImageState {
     /// Added, not processed yet (or its last result stands).
     Idle,
@@ -450,9 +454,6 @@ mod tests {
         assert!(!old.exists() && new.exists());
         let v = lib.view(id).unwrap();
         assert_eq!(v.state, ImageState::Done);
-        assert_eq!(
-            v.result.unwrap().suggested_name,
-            "a-color-manipulation.png"
-        );
+        assert_eq!(v.result.unwrap().suggested_name, "a-color-manipulation.png");
     }
 }

@@ -1,1 +1,3 @@
-fn main() { prism_app::run() }
+fn main() {
+    prism_app::run()
+}

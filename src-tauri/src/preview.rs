@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn parses_only_known_paths() {
-        assert_eq!(PixelRequest::parse("/thumb/3"), Some(PixelRequest::Thumb(3)));
+        assert_eq!(
+            PixelRequest::parse("/thumb/3"),
+            Some(PixelRequest::Thumb(3))
+        );
         assert_eq!(
             PixelRequest::parse("/source/12"),
             Some(PixelRequest::Source(12))

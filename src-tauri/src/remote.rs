@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prism_engine::ops::CancelToken;
-use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
+use prism_engine::remote::client::{
+    ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker,
+};
 use prism_engine::remote::tls::Fingerprint;
 use serde::Serialize;
 
@@ -26,7 +28,11 @@ use crate::settings::{NodeConfig, RetryConfig};
 
 /// Where a node stands.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "status",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum NodeStatus {
     /// Not connected.
     Disconnected,
@@ -60,7 +66,11 @@ pub enum NodeStatus {
 
 /// One connection step, as the UI receives it on the connect call's channel.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ConnEvent {
     /// A node's status changed.
     Status {
@@ -327,7 +337,14 @@ impl Remote {
             hint: hint.to_string(),
         };
         let Some(pin) = node.fingerprint.as_deref() else {
-            self.set_status(address, NodeStatus::Connecting { attempt: 1, attempts: 1 }, sink);
+            self.set_status(
+                address,
+                NodeStatus::Connecting {
+                    attempt: 1,
+                    attempts: 1,
+                },
+                sink,
+            );
             let status = match self.probe(address, retry) {
                 Ok(seen) => NodeStatus::Untrusted {
                     fingerprint: seen.to_string(),
@@ -403,9 +420,9 @@ impl Remote {
                 }
                 Err(e) => {
                     let message = match &e {
-                        RemoteError::Unreachable { last, .. } => format!(
-                            "cannot reach {address} after {attempts} attempt(s): {last}"
-                        ),
+                        RemoteError::Unreachable { last, .. } => {
+                            format!("cannot reach {address} after {attempts} attempt(s): {last}")
+                        }
                         other => other.to_string(),
                     };
                     self.set_status(address, fail(message, remote_hint(&e)), sink);
@@ -421,8 +438,9 @@ impl Remote {
         if let Some(c) = lock(&self.connecting).take() {
             c.cancel();
         }
-        let conns: Vec<(String, Arc<RemoteWorker>)> =
-            std::mem::take(&mut *lock(&self.conns)).into_iter().collect();
+        let conns: Vec<(String, Arc<RemoteWorker>)> = std::mem::take(&mut *lock(&self.conns))
+            .into_iter()
+            .collect();
         let n = conns.len();
         if let Some(rt) = self.runtime.get() {
             std::thread::scope(|s| {
@@ -467,11 +485,26 @@ mod tests {
 
     #[test]
     fn addresses_are_checked() {
-        for ok in ["127.0.0.1:7878", "node.local:1", "[::1]:7878", "my-node_2:65535"] {
+        for ok in [
+            "127.0.0.1:7878",
+            "node.local:1",
+            "[::1]:7878",
+            "my-node_2:65535",
+        ] {
             assert_eq!(parse_address(ok).unwrap(), ok);
         }
         assert_eq!(parse_address("  10.0.0.2:80 ").unwrap(), "10.0.0.2:80");
-        for bad in ["", "host", "host:", ":80", "host:0", "host:70000", "[zz]:1", "a b:1", "x:y"] {
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":80",
+            "host:0",
+            "host:70000",
+            "[zz]:1",
+            "a b:1",
+            "x:y",
+        ] {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
     }
@@ -491,7 +524,10 @@ mod tests {
             attempts: 5,
         })
         .unwrap();
-        assert_eq!(v, serde_json::json!({"status": "connecting", "attempt": 2, "attempts": 5}));
+        assert_eq!(
+            v,
+            serde_json::json!({"status": "connecting", "attempt": 2, "attempts": 5})
+        );
         let e = ConnEvent::Retrying {
             address: "a:1".into(),
             attempt: 1,

@@ -105,9 +105,8 @@ pub fn copy_no_overwrite(src: &Path, dir: &Path, name: &str) -> Result<PathBuf, 
 }
 
 fn place(tmp: &Path, dir: &Path, name: &str) -> Result<PathBuf, AppError> {
-    let write_err = |p: &Path, e: std::io::Error| {
-        AppError::Io(format!("cannot write {}: {e}", p.display()))
-    };
+    let write_err =
+        |p: &Path, e: std::io::Error| AppError::Io(format!("cannot write {}: {e}", p.display()));
     for n in 1..=MAX_SUFFIX {
         let candidate = dir.join(numbered(name, n));
         match std::fs::hard_link(tmp, &candidate) {
@@ -210,7 +209,13 @@ mod tests {
         // No temporary files are left behind.
         let leftovers = std::fs::read_dir(&folder)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
             .count();
         assert_eq!(leftovers, 0);
         assert!(save_all(&items, &dir.path().join("missing")).is_err());

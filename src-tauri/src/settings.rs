@@ -173,7 +173,10 @@ impl SettingsStore {
             Err(e) => {
                 return (
                     Settings::default(),
-                    Some(format!("cannot read {}: {e}; using defaults", path.display())),
+                    Some(format!(
+                        "cannot read {}: {e}; using defaults",
+                        path.display()
+                    )),
                 )
             }
         };
@@ -232,9 +235,8 @@ impl SettingsStore {
 
     /// Writes `bytes` to a temporary file created with `mode`, then renames it over `path`.
     fn write_private(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), AppError> {
-        let fail = |e: std::io::Error| {
-            AppError::Settings(format!("cannot write {}: {e}", path.display()))
-        };
+        let fail =
+            |e: std::io::Error| AppError::Settings(format!("cannot write {}: {e}", path.display()));
         create_private_dir(&self.dir).map_err(fail)?;
         let tmp = path.with_extension("json.tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -278,8 +280,9 @@ fn restrict(path: &Path) -> Result<(), AppError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| AppError::Settings(format!("{}: {e}", path.display())))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| AppError::Settings(format!("cannot protect {}: {e}", path.display())))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| AppError::Settings(format!("cannot protect {}: {e}", path.display())),
+            )?;
         }
     }
     #[cfg(not(unix))]
@@ -357,7 +360,10 @@ mod tests {
         let path = dir.path().join("cfg/tokens.json");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dmode = std::fs::metadata(dir.path().join("cfg")).unwrap().permissions().mode();
+        let dmode = std::fs::metadata(dir.path().join("cfg"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dmode & 0o777, 0o700);
         // Widened by someone else: loading makes it private again.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -33,9 +33,12 @@ struct Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         for child in [&mut self.driver, &mut self.xvfb] {
-            let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{}", child.id())])
-                .status();
+            // Each child leads its own process group (`process_group(0)`), so -pid names
+            // that group only. libc, not the `kill` command: procps-ng 4.0.2 reads
+            // `-PGID` as its first digit (`kill -TERM -99999` calls kill(-9, ..)), and
+            // a group id starting with 1 becomes kill(-1): every process.
+            let group = -(child.id() as i32);
+            signal_group(group, libc::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -43,11 +46,18 @@ impl Drop for Harness {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
+            signal_group(group, libc::SIGKILL);
             let _ = child.wait();
         }
+    }
+}
+
+/// Sends `sig` to the process group `-group` names; never to "every process".
+fn signal_group(group: i32, sig: libc::c_int) {
+    assert!(group < -1, "not a process group: {group}");
+    // SAFETY: kill(2) takes plain integers and has no memory effects.
+    unsafe {
+        libc::kill(group, sig);
     }
 }
 
@@ -64,7 +74,15 @@ impl Harness {
     fn start() -> Harness {
         let home = tempfile::tempdir().expect("temp dir");
         let mut xvfb = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1400x900x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
@@ -204,12 +222,18 @@ async fn select(c: &Client, css: &str, value: &str) {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    // textContent, not WebDriver's rendered text: the latter is "" for elements that are
+    // covered or scrolled out, which says nothing about what the app put there.
+    match js(
+        c,
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+        vec![json!(css)],
+    )
+    .await
+    {
+        Value::String(t) => t,
+        other => panic!("{css}: no such element ({other})"),
+    }
 }
 
 /// Writes a screenshot when `PRISM_SCREENSHOTS` names a folder.
@@ -226,9 +250,10 @@ async fn shot(c: &Client, name: &str) {
 fn write_image(path: &Path, w: u32, h: u32, seed: u32) {
     std::fs::create_dir_all(path.parent().expect("has parent")).expect("dir");
     let img = RgbImage::from_fn(w, h, |x, y| {
-        let n = (x.wrapping_mul(374761393) ^ y.wrapping_mul(668265263) ^ seed.wrapping_mul(2654435761))
-            .wrapping_mul(1274126177)
-            >> 27;
+        let n =
+            (x.wrapping_mul(374761393) ^ y.wrapping_mul(668265263) ^ seed.wrapping_mul(2654435761))
+                .wrapping_mul(1274126177)
+                >> 27;
         let r = ((x * 255 / w.max(1)) as u8).wrapping_add(n as u8);
         let g = ((y * 255 / h.max(1)) as u8).wrapping_add((seed * 40) as u8);
         let b = (((x + y) / 3) as u8) ^ (((x / 16 + y / 16) % 2) as u8 * 90);
@@ -306,8 +331,14 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     click(&c, ".card[data-id='1']").await;
     wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
     select(&c, "#inspector-op", "histogram-equalization").await;
-    wait_js(&c, "document.querySelector(\".card[data-id='1']\").dataset.override === '1'", 5).await;
-    assert!(text(&c, ".card[data-id='1'] .badge.op").await.starts_with("own:"));
+    wait_js(
+        &c,
+        "document.querySelector(\".card[data-id='1']\").dataset.override === '1'",
+        5,
+    )
+    .await;
+    let badge = text(&c, ".card[data-id='1'] .badge.op").await;
+    assert!(badge.starts_with("own:"), "override badge says {badge:?}");
     click(&c, "#inspector-close").await;
     // The sepia choice is saved (debounced) before the batch starts.
     wait_js(
@@ -322,7 +353,12 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     shot(&c, "02-grid").await;
 
     click(&c, "#process-all").await;
-    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 60).await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
     assert!(text(&c, "#progress-text").await.contains("3 done"));
     let states = js(
         &c,
@@ -332,7 +368,12 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     .await;
     assert_eq!(states, json!(["done", "done", "done"]));
     assert_eq!(
-        js(&c, "return document.getElementById('success-anim').hidden", vec![]).await,
+        js(
+            &c,
+            "return document.getElementById('success-anim').hidden",
+            vec![]
+        )
+        .await,
         json!(false),
         "the success animation plays"
     );
@@ -341,7 +382,9 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     // Save all: into "Processed Images", named from source and op.
     let dest = w.join("dest");
     std::fs::create_dir(&dest).expect("dest");
-    let report = invoke(&c, "save_all", json!({ "dir": dest })).await.expect("save_all");
+    let report = invoke(&c, "save_all", json!({ "dir": dest }))
+        .await
+        .expect("save_all");
     let folder = dest.join("Processed Images");
     assert_eq!(report["folder"], json!(folder.display().to_string()));
     assert_eq!(
@@ -379,12 +422,15 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         ("c-color-manipulation.png", "c.png"),
     ] {
         assert!(
-            std::fs::read(folder.join(ours)).expect("saved") == std::fs::read(cli_out.join(theirs)).expect("cli output"),
+            std::fs::read(folder.join(ours)).expect("saved")
+                == std::fs::read(cli_out.join(theirs)).expect("cli output"),
             "{ours} differs from the CLI's {theirs}"
         );
     }
     // Saving again never overwrites.
-    invoke(&c, "save_all", json!({ "dir": dest })).await.expect("save_all");
+    invoke(&c, "save_all", json!({ "dir": dest }))
+        .await
+        .expect("save_all");
     assert_eq!(names_in(&folder).len(), 6);
     assert!(folder.join("b-histogram-equalization (2).jpg").exists());
     // Saving into a folder that does not exist says what to do.
@@ -405,7 +451,12 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     .await;
     shot(&c, "04-side-by-side").await;
     click(&c, "input[name='view'][value='slider'] + span").await;
-    wait_js(&c, "document.getElementById('pane-after').style.clipPath.startsWith('inset')", 5).await;
+    wait_js(
+        &c,
+        "document.getElementById('pane-after').style.clipPath.startsWith('inset')",
+        5,
+    )
+    .await;
     click(&c, "#zoom-in").await;
     let transforms = js(
         &c,
@@ -413,7 +464,10 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         vec![],
     )
     .await;
-    assert_eq!(transforms[0], transforms[1], "zoom is shared by both images");
+    assert_eq!(
+        transforms[0], transforms[1],
+        "zoom is shared by both images"
+    );
     assert_ne!(text(&c, "#zoom-level").await, "fit");
     shot(&c, "05-before-after").await;
     click(&c, "#inspector-close").await;
@@ -437,15 +491,30 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         write_image(&w.join(format!("big/{i:02}.png")), side, side * 3 / 4, i);
     }
     drop_paths(&c, &[&w.join("big")]).await;
-    wait_js(&c, &format!("document.querySelectorAll('.card').length === {count}"), 30).await;
+    wait_js(
+        &c,
+        &format!("document.querySelectorAll('.card').length === {count}"),
+        30,
+    )
+    .await;
     select(&c, "#global-op", long_op).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     click(&c, "#process-all").await;
-    wait_js(&c, "document.querySelector('.card[data-state=\"running\"]')", 30).await;
+    wait_js(
+        &c,
+        "document.querySelector('.card[data-state=\"running\"]')",
+        30,
+    )
+    .await;
     shot(&c, "06-running").await;
     let asked = Instant::now();
     click(&c, "#cancel").await;
-    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Cancelled')", 60).await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Cancelled')",
+        60,
+    )
+    .await;
     let stop_secs = asked.elapsed().as_secs_f64();
     assert!(stop_secs < 20.0, "cancel took {stop_secs:.1} s");
     let cancelled = js(
@@ -455,10 +524,20 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     )
     .await;
     assert!(cancelled.as_u64().unwrap_or(0) > 0, "nothing was cancelled");
-    wait_js(&c, "document.querySelector('.toast') && !document.getElementById('retry-failed').disabled", 5).await;
+    wait_js(
+        &c,
+        "document.querySelector('.toast') && !document.getElementById('retry-failed').disabled",
+        5,
+    )
+    .await;
     shot(&c, "07-cancelled").await;
     click(&c, "#retry-failed").await;
-    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 600).await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        600,
+    )
+    .await;
     wait_js(
         &c,
         "[...document.querySelectorAll('.card')].every(c => c.dataset.state === 'done')",
@@ -492,7 +571,11 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         vec![],
     )
     .await;
-    assert_eq!(shown, json!(node.fingerprint), "the fingerprint shown is the node's");
+    assert_eq!(
+        shown,
+        json!(node.fingerprint),
+        "the fingerprint shown is the node's"
+    );
     shot(&c, "08-trust").await;
     click(&c, "#trust-accept").await;
     wait_js(&c, "document.querySelector('.node .token-input')", 5).await;
@@ -505,11 +588,21 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     click(&c, ".node .save-token").await;
     wait_js(&c, "!document.querySelector('.node .token-input')", 5).await;
     click(&c, "#connect").await;
-    wait_js(&c, "document.querySelector(\".node-status[data-status='connected']\")", 60).await;
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='connected']\")",
+        60,
+    )
+    .await;
     assert!(text(&c, "#engine-chip").await.contains("1 connected"));
     shot(&c, "09-remote").await;
     click(&c, "#process-all").await;
-    wait_js(&c, "document.getElementById('progress-text').textContent.startsWith('Finished')", 120).await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        120,
+    )
+    .await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
     let workers: Vec<Value> = snap["images"]
         .as_array()
@@ -517,10 +610,16 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         .iter()
         .map(|i| i["result"]["worker"].clone())
         .collect();
-    assert_eq!(workers, vec![json!(node.address); 3], "every image ran on the node");
+    assert_eq!(
+        workers,
+        vec![json!(node.address); 3],
+        "every image ran on the node"
+    );
     let dest2 = w.join("dest2");
     std::fs::create_dir(&dest2).expect("dest2");
-    invoke(&c, "save_all", json!({ "dir": dest2 })).await.expect("save_all");
+    invoke(&c, "save_all", json!({ "dir": dest2 }))
+        .await
+        .expect("save_all");
     let cli_erode = w.join("cli-erode");
     cli(&[
         "process",
@@ -537,7 +636,12 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     );
     click(&c, "#close-connection").await;
     wait_js(&c, "!document.getElementById('closed-anim').hidden", 10).await;
-    wait_js(&c, "document.querySelector(\".node-status[data-status='disconnected']\")", 10).await;
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='disconnected']\")",
+        10,
+    )
+    .await;
     shot(&c, "10-closed").await;
 
     c.close().await.expect("session closes");
@@ -554,7 +658,14 @@ struct Node {
 impl Node {
     fn start(data_dir: &Path) -> Node {
         let mut child = Command::new(prism_cli())
-            .args(["node", "--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+            .args([
+                "node",
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -577,7 +688,10 @@ impl Node {
             .to_string();
         let fingerprint = field("fingerprint: ");
         let token_file = field("token file: ");
-        let token = std::fs::read_to_string(token_file).expect("token").trim().to_string();
+        let token = std::fs::read_to_string(token_file)
+            .expect("token")
+            .trim()
+            .to_string();
         Node {
             child,
             address,
@@ -589,9 +703,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // SAFETY: kill(2) takes plain integers and has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
         let _ = self.child.wait();
     }
 }
