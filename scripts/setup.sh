@@ -7,8 +7,7 @@ set -euo pipefail
 APT_PACKAGES=(cmake nasm pkg-config build-essential)
 if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   # The Tauri app and its end-to-end tests (webview, virtual display, WebDriver).
-  # imagemagick gives `import` for scripts/screenshots.sh.
-  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver imagemagick)
+  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver)
 fi
 
 missing=()

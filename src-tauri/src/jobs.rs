@@ -825,7 +825,7 @@ mod tests {
                 .unwrap();
             let src = f.root.join("in/a.png");
             write_image(&src, 60, 40, 9);
-            f.core.add_paths(&[src.clone()]);
+            f.core.add_paths(std::slice::from_ref(&src));
             // Remote mode with no node connected says what to do.
             let (s, _rx) = sink();
             let e = f.core.process(Target::All, s).unwrap_err();

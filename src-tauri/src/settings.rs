@@ -301,15 +301,17 @@ mod tests {
         let (s, warn) = store.load();
         assert_eq!(s, Settings::default());
         assert!(warn.is_none());
-        let mut s = Settings::default();
-        s.output_format = "png".into();
-        s.threads = 3;
-        s.engine = EngineMode::Remote;
-        s.nodes.push(NodeConfig {
-            address: "10.0.0.2:7878".into(),
-            fingerprint: Some("ab".repeat(32)),
-        });
-        s.global_op = Op::from_pairs("color-manipulation", [("mode", "sepia")]).unwrap();
+        let s = Settings {
+            output_format: "png".into(),
+            threads: 3,
+            engine: EngineMode::Remote,
+            nodes: vec![NodeConfig {
+                address: "10.0.0.2:7878".into(),
+                fingerprint: Some("ab".repeat(32)),
+            }],
+            global_op: Op::from_pairs("color-manipulation", [("mode", "sepia")]).unwrap(),
+            ..Settings::default()
+        };
         store.save(&s).unwrap();
         assert_eq!(store.load(), (s, None));
     }
