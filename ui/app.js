@@ -263,7 +263,7 @@ function finishJob(e) {
   S.finishedJobs.add(e.job);
   const failures = S.job ? S.job.failures : [];
   S.job = null;
-  const secs = (e.wallMs / 1000).toFixed(1);
+  const secs = e.wallMs < 1000 ? `${Math.round(e.wallMs)} ms` : `${(e.wallMs / 1000).toFixed(1)} s`;
   renderProgress({ done: e.done, failed: e.failed, total: e.done + e.failed, secs, cancelled: e.cancelled });
   updateControls();
   if (e.cancelled) {
@@ -276,7 +276,7 @@ function finishJob(e) {
     const others = failures.length > 1 ? ` (and ${plural(failures.length - 1, "other")})` : "";
     toast(`${name}${others} failed: ${f.message}`, { kind: "error", hint: f.hint });
   } else if (e.done > 0) {
-    celebrate(`${plural(e.done, "image")} processed in ${secs} s`);
+    celebrate(`${plural(e.done, "image")} processed in ${secs}`);
   }
 }
 
@@ -289,8 +289,8 @@ function renderProgress(final) {
     fill.style.width = "100%";
     bar.setAttribute("aria-valuenow", "100");
     text.textContent = final.cancelled
-      ? `Cancelled after ${final.secs} s: ${final.done} done, ${final.failed} not finished.`
-      : `Finished in ${final.secs} s: ${final.done} done` + (final.failed ? `, ${final.failed} failed.` : ".");
+      ? `Cancelled after ${final.secs}: ${final.done} done, ${final.failed} not finished.`
+      : `Finished in ${final.secs}: ${final.done} done` + (final.failed ? `, ${final.failed} failed.` : ".");
     return;
   }
   const j = S.job;
@@ -313,12 +313,13 @@ function updateControls() {
   $("process-all").disabled = busy || !any;
   $("cancel").disabled = !busy;
   $("retry-failed").disabled = busy || !failed;
-  $("save-all").disabled = !results;
+  // Saving while a batch runs could copy a result the batch is replacing.
+  $("save-all").disabled = busy || !results;
   $("clear-all").disabled = busy || !any;
   $("process-one").disabled = busy;
   $("remove-one").disabled = busy;
   const sel = S.selected != null && S.images.get(S.selected);
-  $("save-one").disabled = !(sel && sel.result);
+  $("save-one").disabled = busy || !(sel && sel.result);
   for (const b of document.querySelectorAll(".card-remove")) b.disabled = busy;
 }
 
@@ -428,7 +429,9 @@ function refreshInspector(full = false) {
 async function setOverrideOp(id, op) {
   try {
     const view = await ipc.setOverride(id, op);
-    S.images.set(id, view);
+    // Only the override is news: job events may have moved the state on meanwhile.
+    const cur = S.images.get(id);
+    S.images.set(id, cur ? { ...cur, override: view.override } : view);
     renderCard(id);
     refreshInspector();
   } catch (e) {
@@ -457,7 +460,15 @@ async function saveAll() {
     const dir = await ipc.pickFolder(`Save all into a folder (inside "${S.saveAllFolder}")`);
     if (!dir) return;
     const r = await ipc.saveAll(dir);
-    toast(`Saved ${plural(r.files.length, "image")}`, { kind: "ok", hint: r.folder });
+    if (r.failed.length) {
+      const f = r.failed[0];
+      toast(`Saved ${plural(r.files.length, "image")}; ${plural(r.failed.length, "image")} not saved: ${f.message}`, {
+        kind: "error",
+        hint: "Check that the folder is writable and the disk has space, then save again.",
+      });
+    } else {
+      toast(`Saved ${plural(r.files.length, "image")}`, { kind: "ok", hint: r.folder });
+    }
   } catch (e) {
     errorToast(e, "Not saved");
   }

@@ -144,9 +144,30 @@ impl Worker for LocalWorker {
             cancel: cancel.clone(),
             progress: None,
         };
-        self.pool
-            .install(|| process_bytes(req, &ctx))
-            .map_err(WorkError::Input)
+        // A panic in a decoder or an op is a bug, but it must cost this input only: the
+        // rest of the batch goes on and the input fails with the panic's message.
+        let run = std::panic::AssertUnwindSafe(|| self.pool.install(|| process_bytes(req, &ctx)));
+        match std::panic::catch_unwind(run) {
+            Ok(res) => res.map_err(WorkError::Input),
+            Err(panic) => Err(WorkError::Input(EngineError::new(
+                ErrorKind::BadInput,
+                format!(
+                    "internal error on this input (please report it): {}",
+                    panic_message(panic.as_ref())
+                ),
+            ))),
+        }
+    }
+}
+
+/// The text a panic was raised with, if it has one.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
     }
 }
 

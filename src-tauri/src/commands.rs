@@ -1,8 +1,9 @@
 //! The commands the UI invokes: parse the arguments, call [`Core`], map errors.
 //!
-//! Synchronous commands run on the main thread, so only quick ones are synchronous; the
-//! ones that touch the disk (walking folders, copying results) are async and do the
-//! work on a blocking thread, never on the async runtime itself.
+//! Synchronous commands run on the main thread, so only quick in-memory ones are
+//! synchronous; every one that touches the disk (settings and token files, walking
+//! folders, copying or deleting results) is async and does the work on a blocking
+//! thread, never on the main thread or the async runtime's workers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,8 +62,9 @@ pub fn catalogue() -> Vec<OpInfo> {
 
 /// The whole state, to draw the UI from scratch.
 #[tauri::command]
-pub fn snapshot(core: State<'_, Arc<Core>>) -> Snapshot {
-    core.snapshot()
+pub async fn snapshot(core: State<'_, Arc<Core>>) -> Result<Snapshot, AppError> {
+    let core = core.inner().clone();
+    blocking(move || Ok(core.snapshot())).await
 }
 
 /// Adds files and folders (recursively): what the dialog and drag-and-drop both call.
@@ -77,14 +79,17 @@ pub async fn add_paths(
 
 /// Removes images from the library.
 #[tauri::command]
-pub fn remove_images(core: State<'_, Arc<Core>>, ids: Vec<ImageId>) -> Result<(), AppError> {
-    core.remove_images(&ids)
+pub async fn remove_images(core: State<'_, Arc<Core>>, ids: Vec<ImageId>) -> Result<(), AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.remove_images(&ids)).await
 }
 
 /// Sets the sidebar op.
 #[tauri::command]
-pub fn set_global_op(core: State<'_, Arc<Core>>, op: Value) -> Result<Settings, AppError> {
-    core.set_global_op(parse_op(op)?)
+pub async fn set_global_op(core: State<'_, Arc<Core>>, op: Value) -> Result<Settings, AppError> {
+    let op = parse_op(op)?;
+    let core = core.inner().clone();
+    blocking(move || core.set_global_op(op)).await
 }
 
 /// Sets (`op`) or clears (`null`) one image's own op.
@@ -100,10 +105,14 @@ pub fn set_override(
 
 /// Changes output format, threads, engine mode or retries.
 #[tauri::command]
-pub fn update_settings(core: State<'_, Arc<Core>>, patch: Value) -> Result<Settings, AppError> {
+pub async fn update_settings(
+    core: State<'_, Arc<Core>>,
+    patch: Value,
+) -> Result<Settings, AppError> {
     let patch: SettingsPatch = serde_json::from_value(patch)
         .map_err(|e| AppError::BadRequest(format!("invalid settings: {e}")))?;
-    core.update_settings(patch)
+    let core = core.inner().clone();
+    blocking(move || core.update_settings(patch)).await
 }
 
 /// Starts a batch; its events arrive on `on_event`, for this job only.
@@ -153,46 +162,57 @@ pub async fn save_all(core: State<'_, Arc<Core>>, dir: PathBuf) -> Result<SaveAl
 
 /// Adds a remote node by `host:port`.
 #[tauri::command]
-pub fn add_node(core: State<'_, Arc<Core>>, address: String) -> Result<Vec<NodeView>, AppError> {
-    core.add_node(&address)
+pub async fn add_node(
+    core: State<'_, Arc<Core>>,
+    address: String,
+) -> Result<Vec<NodeView>, AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.add_node(&address)).await
 }
 
 /// Removes a node with its pin and token.
 #[tauri::command]
-pub fn remove_node(core: State<'_, Arc<Core>>, address: String) -> Result<Vec<NodeView>, AppError> {
-    core.remove_node(&address)
+pub async fn remove_node(
+    core: State<'_, Arc<Core>>,
+    address: String,
+) -> Result<Vec<NodeView>, AppError> {
+    let core = core.inner().clone();
+    blocking(move || core.remove_node(&address)).await
 }
 
 /// Stores a node's token in the private token file.
 #[tauri::command]
-pub fn set_token(
+pub async fn set_token(
     core: State<'_, Arc<Core>>,
     address: String,
     token: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    core.set_token(&address, &token)
+    let core = core.inner().clone();
+    blocking(move || core.set_token(&address, &token)).await
 }
 
 /// Pins the fingerprint the user compared and trusted.
 #[tauri::command]
-pub fn trust_node(
+pub async fn trust_node(
     core: State<'_, Arc<Core>>,
     address: String,
     fingerprint: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    core.trust_node(&address, &fingerprint)
+    let core = core.inner().clone();
+    blocking(move || core.trust_node(&address, &fingerprint)).await
 }
 
 /// Connects every node; each attempt and status change arrives on `on_event`.
 #[tauri::command]
-pub fn connect_nodes(
+pub async fn connect_nodes(
     core: State<'_, Arc<Core>>,
     on_event: Channel<ConnEvent>,
 ) -> Result<(), AppError> {
     let sink: ConnSink = Arc::new(move |e| {
         let _ = on_event.send(e);
     });
-    core.connect_nodes(sink)
+    let core = core.inner().clone();
+    blocking(move || core.connect_nodes(sink)).await
 }
 
 /// Closes every node connection; returns how many were open.
@@ -204,8 +224,9 @@ pub async fn close_connections(core: State<'_, Arc<Core>>) -> Result<usize, AppE
 
 /// Every node with its status.
 #[tauri::command]
-pub fn nodes(core: State<'_, Arc<Core>>) -> Vec<NodeView> {
-    core.node_views()
+pub async fn nodes(core: State<'_, Arc<Core>>) -> Result<Vec<NodeView>, AppError> {
+    let core = core.inner().clone();
+    blocking(move || Ok(core.node_views())).await
 }
 
 #[cfg(test)]

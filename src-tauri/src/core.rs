@@ -61,6 +61,18 @@ pub struct SaveAllReport {
     pub folder: String,
     /// Every file written, in library order.
     pub files: Vec<String>,
+    /// Results that could not be written (the others were).
+    pub failed: Vec<SaveFailure>,
+}
+
+/// One result Save all could not write.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveFailure {
+    /// The name it would have had.
+    pub name: String,
+    /// Why not.
+    pub message: String,
 }
 
 /// The app's state; commands are thin wrappers over its methods.
@@ -75,6 +87,14 @@ pub struct Core {
     previews: PreviewCache,
     warning: Mutex<Option<String>>,
     pub(crate) remote: Arc<Remote>,
+}
+
+/// Whether two paths name the same existing file (links and `..` resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Locks a mutex, going on after a panic elsewhere: every critical section leaves the
@@ -149,9 +169,13 @@ impl Core {
         if job.is_some() {
             return Err(AppError::Busy);
         }
-        lock(&self.library).remove(ids);
+        let outputs = lock(&self.library).take(ids);
+        drop(job);
         for &id in ids {
             self.previews.forget(id);
+        }
+        for output in outputs {
+            crate::library::remove_output(&output);
         }
         Ok(())
     }
@@ -259,6 +283,14 @@ impl Core {
     pub fn save_one(&self, id: ImageId, dest: &Path) -> Result<PathBuf, AppError> {
         let (output, format) = {
             let lib = lock(&self.library);
+            // The save dialog asks before replacing a file; replacing an original in the
+            // library would still lose it, so that is refused whatever was answered.
+            if lib.entries().iter().any(|e| same_file(&e.source, dest)) {
+                return Err(AppError::Io(format!(
+                    "{} is one of the originals; choose another name",
+                    dest.display()
+                )));
+            }
             let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
             let r = e
                 .result
@@ -285,10 +317,17 @@ impl Core {
         if items.is_empty() {
             return Err(AppError::Nothing("no processed images to save".into()));
         }
-        let (folder, files) = save::save_all(&items, dir)?;
+        let (folder, files, failed) = save::save_all(&items, dir)?;
         Ok(SaveAllReport {
             folder: folder.display().to_string(),
             files: files.iter().map(|f| f.display().to_string()).collect(),
+            failed: failed
+                .into_iter()
+                .map(|(name, e)| SaveFailure {
+                    name,
+                    message: e.to_string(),
+                })
+                .collect(),
         })
     }
 

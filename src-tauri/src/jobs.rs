@@ -329,6 +329,69 @@ impl Core {
         sink: &EventSink,
     ) {
         let mut summary = (0, 0, 0.0);
+        // Workers catch panics per input; this catches one in the scheduler itself, so
+        // the slot is freed and the UI hears `Finished` whatever happens.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_batch_events(
+                job,
+                batch,
+                workers,
+                cfg,
+                cancel,
+                planned,
+                sink,
+                &mut summary,
+            )
+        }));
+        if let Err(panic) = ran {
+            let message = format!(
+                "internal error, the batch stopped (please report it): {}",
+                prism_engine::exec::panic_message(panic.as_ref())
+            );
+            let mut lib = lock(&self.library);
+            for p in planned.values() {
+                let Some(e) = lib.get_mut(p.id) else { continue };
+                if matches!(e.state, ImageState::Queued | ImageState::Running { .. }) {
+                    e.state = ImageState::failed(ErrorKind::Io, message.clone());
+                    summary.1 += 1;
+                    sink(JobEvent::Failed {
+                        id: p.id,
+                        kind: ErrorKind::Io,
+                        message: message.clone(),
+                        hint: hint_for(ErrorKind::Io).to_string(),
+                    });
+                }
+            }
+        }
+        // Free the slot before saying so, so the UI may start the next batch at once.
+        {
+            let mut slot = lock(&self.job);
+            if slot.as_ref().is_some_and(|h| h.id == job) {
+                *slot = None;
+            }
+        }
+        sink(JobEvent::Finished {
+            job,
+            done: summary.0,
+            failed: summary.1,
+            cancelled: cancel.is_cancelled(),
+            wall_ms: summary.2,
+        });
+    }
+
+    /// Runs the engine's scheduler, mirroring its events to the library and `sink`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_batch_events(
+        &self,
+        job: JobId,
+        batch: &Batch,
+        workers: &[Arc<dyn Worker>],
+        cfg: &RunConfig,
+        cancel: &CancelToken,
+        planned: &HashMap<String, Planned>,
+        sink: &EventSink,
+        summary: &mut (usize, usize, f64),
+    ) {
         run_batch(batch, workers, cfg, cancel, &mut |ev| match ev {
             Event::Started { inputs } => sink(JobEvent::Started {
                 job,
@@ -371,21 +434,7 @@ impl Core {
                 failed,
                 wall_ms,
                 ..
-            } => summary = (*done, *failed, *wall_ms),
-        });
-        // Free the slot before saying so, so the UI may start the next batch at once.
-        {
-            let mut slot = lock(&self.job);
-            if slot.as_ref().is_some_and(|h| h.id == job) {
-                *slot = None;
-            }
-        }
-        sink(JobEvent::Finished {
-            job,
-            done: summary.0,
-            failed: summary.1,
-            cancelled: cancel.is_cancelled(),
-            wall_ms: summary.2,
+            } => *summary = (*done, *failed, *wall_ms),
         });
     }
 

@@ -102,9 +102,21 @@ pub fn run() {
             let app = ctx.app_handle();
             let core = app.state::<Arc<Core>>().inner().clone();
             let path = request.uri().path().to_string();
-            app.state::<PreviewThreads>()
-                .0
-                .spawn(move || responder.respond(pixel_response(&core, &path)));
+            app.state::<PreviewThreads>().0.spawn(move || {
+                // rayon aborts the process on a panic in `spawn`; a broken file must
+                // cost its preview only.
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    pixel_response(&core, &path)
+                }))
+                .unwrap_or_else(|panic| {
+                    let msg = prism_engine::exec::panic_message(panic.as_ref());
+                    Response::builder()
+                        .status(StatusCode::INTERNAL_SERVER_ERROR)
+                        .body(format!("cannot render {path}: {msg}").into_bytes())
+                        .unwrap_or_else(|_| Response::new(Vec::new()))
+                });
+                responder.respond(answer);
+            });
         })
         .setup(|app| {
             let config = app.path().app_config_dir()?;

@@ -186,11 +186,12 @@ impl Library {
                 continue;
             }
             if self.entries.len() >= MAX_IMAGES {
+                // One line for the lot, not one per file.
                 report.skipped.push(skipped_for(
                     &file,
-                    "the library is full (10000 images); remove some first",
+                    "the library is full (10000 images): this and the files after it were not added; remove some first",
                 ));
-                continue;
+                break;
             }
             let id = self.next_id;
             self.next_id += 1;
@@ -216,15 +217,26 @@ impl Library {
 
     /// Removes images, deleting their outputs from the work folder.
     pub fn remove(&mut self, ids: &[ImageId]) {
+        for output in self.take(ids) {
+            remove_output(&output);
+        }
+    }
+
+    /// Removes images and returns their outputs, for the caller to delete once it no
+    /// longer holds the library (deleting thousands of files takes a while).
+    pub fn take(&mut self, ids: &[ImageId]) -> Vec<PathBuf> {
+        let ids: HashSet<ImageId> = ids.iter().copied().collect();
+        let mut outputs = Vec::new();
         self.entries.retain(|e| {
             let keep = !ids.contains(&e.id);
             if !keep {
                 if let Some(r) = &e.result {
-                    remove_output(&r.output);
+                    outputs.push(r.output.clone());
                 }
             }
             keep
         });
+        outputs
     }
 
     /// Every image, in order.
@@ -311,20 +323,35 @@ fn skipped_for(p: &Path, reason: &str) -> Skipped {
 pub fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
-    for given in paths {
+    // A drop of `/` or a home folder must not walk for minutes: stop once the library
+    // could not take more, or after this many entries of any kind.
+    let mut budget = MAX_WALK_ENTRIES;
+    for given in paths.iter().take(MAX_WALK_ENTRIES) {
+        if files.len() >= MAX_IMAGES || budget == 0 {
+            skipped.push(skipped_for(given, STOPPED));
+            break;
+        }
         let Ok(canon) = std::fs::canonicalize(given) else {
             skipped.push(skipped_for(given, "not found"));
             continue;
         };
         if canon.is_dir() {
-            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&canon)
-                .follow_links(false)
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file() && claimed_format(e.path()).is_some())
-                .map(|e| e.into_path())
-                .collect();
-            if found.is_empty() {
+            let mut found = Vec::new();
+            let mut stopped = false;
+            for e in walkdir::WalkDir::new(&canon).follow_links(false) {
+                if budget == 0 || files.len() + found.len() >= MAX_IMAGES {
+                    stopped = true;
+                    break;
+                }
+                budget -= 1;
+                let Ok(e) = e else { continue };
+                if e.file_type().is_file() && claimed_format(e.path()).is_some() {
+                    found.push(e.into_path());
+                }
+            }
+            if stopped {
+                skipped.push(skipped_for(given, STOPPED));
+            } else if found.is_empty() {
                 skipped.push(skipped_for(
                     given,
                     "no JPEG, PNG, WebP, TIFF or BMP images in this folder",
@@ -344,6 +371,12 @@ pub fn expand(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     (files, skipped)
 }
 
+/// Files and folders looked at, at most, for one add.
+pub const MAX_WALK_ENTRIES: usize = 1_000_000;
+
+const STOPPED: &str =
+    "stopped looking here: 10000 images or a million files seen; add smaller folders";
+
 fn result_view(e: &Entry, r: &ResultRecord) -> ResultView {
     ResultView {
         rev: r.rev,
@@ -357,7 +390,7 @@ fn result_view(e: &Entry, r: &ResultRecord) -> ResultView {
 
 /// Deletes an output and its features file; they are the app's own copies in the work
 /// folder, so a failure only leaves a file the next start clears.
-fn remove_output(output: &Path) {
+pub(crate) fn remove_output(output: &Path) {
     let _ = std::fs::remove_file(output);
     let _ = std::fs::remove_file(prism_engine::exec::features_path(output));
 }

@@ -72,10 +72,19 @@ impl PixelRequest {
     }
 }
 
+/// Images over this many pixels render one at a time.
+const BIG_PIXELS: u64 = 16_000_000;
+static BIG_RENDER: Mutex<()> = Mutex::new(());
+
 /// Decodes `path`, scales it to fit `max_edge` (never up) and encodes a JPEG.
 pub fn render(path: &Path, max_edge: u32) -> Result<Vec<u8>, EngineError> {
     let limits = Limits::default();
     let bytes = codec::read_file(path, &limits)?;
+    // Up to four previews render at once; only one of them may be a big image, so
+    // previews hold a few hundred MB at most on top of the batch's own budget.
+    let (w, h) = codec::peek_dimensions(&bytes, codec::sniff(&bytes)?)?;
+    let _big = (u64::from(w) * u64::from(h) > BIG_PIXELS)
+        .then(|| BIG_RENDER.lock().unwrap_or_else(|e| e.into_inner()));
     let decoded = codec::decode(&bytes, &limits)?;
     drop(bytes);
     let pixels = fit(decoded.frame.pixels, max_edge);

@@ -74,12 +74,13 @@ pub fn save_one(output: &Path, dest: &Path, format: Format) -> Result<PathBuf, A
     copy_no_overwrite(output, dir, &name)
 }
 
+/// What Save all did: the folder, the files written, and the names not written with why.
+pub type SavedAll = (PathBuf, Vec<PathBuf>, Vec<(String, AppError)>);
+
 /// Copies every `(output, name)` into `dir/Processed Images/`, creating it, never
-/// overwriting. Returns the folder and the files written, in order.
-pub fn save_all(
-    items: &[(PathBuf, String)],
-    dir: &Path,
-) -> Result<(PathBuf, Vec<PathBuf>), AppError> {
+/// overwriting. Returns the folder, the files written in order, and the names that
+/// could not be written with the reason: one failure does not stop the others.
+pub fn save_all(items: &[(PathBuf, String)], dir: &Path) -> Result<SavedAll, AppError> {
     if !dir.is_dir() {
         return Err(AppError::Io(format!("{} is not a folder", dir.display())));
     }
@@ -87,10 +88,14 @@ pub fn save_all(
     std::fs::create_dir_all(&folder)
         .map_err(|e| AppError::Io(format!("cannot create {}: {e}", folder.display())))?;
     let mut written = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
     for (output, name) in items {
-        written.push(copy_no_overwrite(output, &folder, name)?);
+        match copy_no_overwrite(output, &folder, name) {
+            Ok(p) => written.push(p),
+            Err(e) => failed.push((name.clone(), e)),
+        }
     }
-    Ok((folder, written))
+    Ok((folder, written, failed))
 }
 
 /// Copies `src` into `dir` as `name`, or `name (2)`, `name (3)`, ... whichever is free.
@@ -197,7 +202,8 @@ mod tests {
             (src.clone(), "a-sift.png".to_string()),
             (src.clone(), "b-sift.png".to_string()),
         ];
-        let (folder, written) = save_all(&items, &dest).unwrap();
+        let (folder, written, failed) = save_all(&items, &dest).unwrap();
+        assert!(failed.is_empty());
         assert_eq!(folder, dest.join(SAVE_ALL_FOLDER));
         let names: Vec<_> = written
             .iter()
@@ -219,6 +225,22 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
         assert!(save_all(&items, &dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn save_all_goes_on_past_a_result_that_cannot_be_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("out.png");
+        std::fs::write(&src, b"new").unwrap();
+        let items = vec![
+            (dir.path().join("gone.png"), "a-sift.png".to_string()),
+            (src, "b-sift.png".to_string()),
+        ];
+        let (folder, written, failed) = save_all(&items, dir.path()).unwrap();
+        assert_eq!(written, [folder.join("b-sift.png")]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "a-sift.png");
+        assert!(!folder.join("a-sift.png").exists());
     }
 
     #[test]

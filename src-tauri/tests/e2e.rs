@@ -245,6 +245,15 @@ async fn shot(c: &Client, name: &str) {
     let Some(dir) = std::env::var_os("PRISM_SCREENSHOTS") else {
         return;
     };
+    // WebKit under Xvfb hands out the last painted frame: let two frames paint first.
+    c.execute_async(
+        "const done = arguments[arguments.length - 1];
+         requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+        vec![],
+    )
+    .await
+    .expect("frames painted");
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let png = c.screenshot().await.expect("screenshot");
     std::fs::create_dir_all(&dir).expect("screenshot folder");
     std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("screenshot written");
@@ -276,6 +285,9 @@ fn prism_cli() -> PathBuf {
     BIN.get_or_init(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["test", "-q", "--workspace", "--no-run"])
+            // Cargo gives tests this package's OUT_DIR; ring's build script watches
+            // OUT_DIR, so passing it on would rebuild ring and all that depends on it.
+            .env_remove("OUT_DIR")
             .stdout(Stdio::null())
             .status()
             .expect("cargo runs");

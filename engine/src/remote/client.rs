@@ -498,13 +498,18 @@ impl RemoteWorker {
     }
 }
 
+/// The most inputs one node gets at once, whatever it reports.
+const MAX_NODE_SLOTS: usize = 256;
+
 impl Worker for RemoteWorker {
     fn name(&self) -> String {
         self.client.addr.clone()
     }
 
     fn slots(&self) -> usize {
-        self.client.health.cores.max(1) as usize
+        // The node says how many cores it has; a scheduler thread per slot, so a lying
+        // or misconfigured node must not make us spawn thousands.
+        (self.client.health.cores as usize).clamp(1, MAX_NODE_SLOTS)
     }
 
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
