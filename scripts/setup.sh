@@ -7,7 +7,8 @@ set -euo pipefail
 APT_PACKAGES=(cmake nasm pkg-config build-essential)
 if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   # The Tauri app and its end-to-end tests (webview, virtual display, WebDriver).
-  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver)
+  # dbus + gnome-keyring: a private Secret Service for the tests of token storage.
+  APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver dbus gnome-keyring)
 fi
 
 missing=()

@@ -565,7 +565,10 @@ async function main() {
     fillOpSelect($("global-op"), ops);
     renderGlobal();
     renderAll();
-    initEngine({ getSettings: () => S.settings, setSettings: (s) => (S.settings = s) }, snap.nodes);
+    initEngine(
+      { getSettings: () => S.settings, setSettings: (s) => (S.settings = s), tokenPlace: snap.tokenPlace },
+      snap.nodes,
+    );
     if (snap.warning) toast(snap.warning, { kind: "error", hint: "Your earlier settings were reset." });
     document.body.dataset.ready = "1";
   } catch (e) {

@@ -131,7 +131,11 @@ async function saveToken(address, token) {
     setNodes(await ipc.setToken(address, token));
     tokenOpen.delete(address);
     renderNodes();
-    toast(`Token saved for ${address}`, { kind: "ok", hint: "It is stored in a file only you can read." });
+    const where =
+      ctx.tokenPlace === "keyring"
+        ? "It is stored in your system keyring."
+        : "No system keyring answered: it is stored in a file only you can read.";
+    toast(`Token saved for ${address}`, { kind: "ok", hint: where });
   } catch (e) {
     errorToast(e, "Token not saved");
   }

@@ -17,7 +17,7 @@ use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
-use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore};
+use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace};
 
 /// Everything the UI needs to draw itself from scratch (start-up, reload).
 #[derive(Clone, Debug, Serialize)]
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub save_all_folder: &'static str,
     /// Remote nodes with their status.
     pub nodes: Vec<NodeView>,
+    /// Where node tokens are kept.
+    pub token_place: TokenPlace,
 }
 
 /// Settings the UI may change besides the ops (each field optional).
@@ -104,10 +106,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    /// Loads settings from `config_dir` and starts with an empty `work_dir` (results of
-    /// an earlier run are the app's private copies, not the user's files).
+    /// Loads settings from `config_dir` (tokens in its private file) and starts with an
+    /// empty `work_dir`.
     pub fn new(config_dir: &Path, work_dir: &Path) -> Result<Arc<Core>, AppError> {
-        let store = SettingsStore::new(config_dir);
+        Self::with_store(SettingsStore::new(config_dir), work_dir)
+    }
+
+    /// Loads settings from `store` and starts with an empty `work_dir` (results of an
+    /// earlier run are the app's private copies, not the user's files).
+    pub fn with_store(store: SettingsStore, work_dir: &Path) -> Result<Arc<Core>, AppError> {
         let (settings, warning) = store.load();
         if work_dir.exists() {
             std::fs::remove_dir_all(work_dir)
@@ -154,6 +161,7 @@ impl Core {
             warning,
             save_all_folder: save::SAVE_ALL_FOLDER,
             nodes: self.node_views(),
+            token_place: self.store.token_place(),
         }
     }
 

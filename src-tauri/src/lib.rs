@@ -25,6 +25,7 @@ use tauri::{Manager, RunEvent, Runtime};
 use crate::core::Core;
 use crate::error::AppError;
 use crate::preview::PixelRequest;
+use crate::settings::{SettingsStore, TokenBackend};
 
 /// Threads that render previews, apart from the batch's pool so thumbnails keep coming
 /// while a batch runs.
@@ -121,7 +122,8 @@ pub fn run() {
         .setup(|app| {
             let config = app.path().app_config_dir()?;
             let work = work_dir(&app.path().app_cache_dir()?);
-            app.manage(Core::new(&config, &work)?);
+            let store = SettingsStore::with_tokens_in(&config, TokenBackend::SystemKeyring);
+            app.manage(Core::with_store(store, &work)?);
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -1,10 +1,13 @@
-//! Settings kept in the app's config folder: `settings.json` for choices, and
-//! `tokens.json` for node tokens, readable only by the user (mode 0600; no keyring crate
-//! works on a headless Linux session, so a private file is the honest option there).
+//! Settings kept in the app's config folder (`settings.json`), and node tokens: in the
+//! OS keyring where one answers (Secret Service on Linux, Keychain, Credential Manager),
+//! else in `tokens.json` next to the settings, readable only by the user (mode 0600).
+//! A token file left from a session without a keyring moves into the keyring once one
+//! is there.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use prism_engine::job::OutputFormat;
 use prism_engine::ops::OP_IDS;
@@ -136,16 +139,76 @@ impl Settings {
     }
 }
 
-/// The config folder and the two files in it.
+/// Where node tokens may be kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenBackend {
+    /// The OS keyring when one answers, else the private file.
+    SystemKeyring,
+    /// The private file only (tests; machines without a keyring).
+    File,
+}
+
+/// Where node tokens are kept now, as the UI says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPlace {
+    /// The OS keyring.
+    Keyring,
+    /// `tokens.json`, readable by the user only.
+    File,
+}
+
+/// The keyring entry holding every node token (one JSON map, so nodes can be listed).
+const KEYRING_SERVICE: &str = "dev.prism.app";
+const KEYRING_USER: &str = "node-tokens";
+
+/// The config folder, its files, and the keyring entry for tokens.
 #[derive(Clone, Debug)]
 pub struct SettingsStore {
     dir: PathBuf,
+    backend: TokenBackend,
+    /// Resolved on first use (it may talk to D-Bus): the entry, or None for the file.
+    keyring: Arc<OnceLock<Option<keyring::Entry>>>,
 }
 
 impl SettingsStore {
-    /// A store in `dir` (created on first save).
+    /// A store in `dir` (created on first save) with tokens in the file.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self::with_tokens_in(dir, TokenBackend::File)
+    }
+
+    /// A store in `dir` with tokens where `backend` says.
+    pub fn with_tokens_in(dir: impl Into<PathBuf>, backend: TokenBackend) -> Self {
+        Self {
+            dir: dir.into(),
+            backend,
+            keyring: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The keyring entry for tokens, if a keyring answers. Probed once: reading a missing
+    /// entry is the cheapest call that proves the service is there and unlocked.
+    fn keyring(&self) -> Option<&keyring::Entry> {
+        if self.backend == TokenBackend::File {
+            return None;
+        }
+        self.keyring
+            .get_or_init(|| {
+                let entry = keyring::Entry::new(KEYRING_SERVICE, KEYRING_USER).ok()?;
+                match entry.get_password() {
+                    Ok(_) | Err(keyring::Error::NoEntry) => Some(entry),
+                    Err(_) => None,
+                }
+            })
+            .as_ref()
+    }
+
+    /// Where tokens are kept.
+    pub fn token_place(&self) -> TokenPlace {
+        match self.keyring() {
+            Some(_) => TokenPlace::Keyring,
+            None => TokenPlace::File,
+        }
     }
 
     /// The config folder.
@@ -211,6 +274,27 @@ impl SettingsStore {
 
     /// Node tokens by address.
     pub fn load_tokens(&self) -> Result<BTreeMap<String, String>, AppError> {
+        let Some(entry) = self.keyring() else {
+            return self.load_token_file();
+        };
+        let mut tokens = match entry.get_password() {
+            Ok(json) => serde_json::from_str(&json)
+                .map_err(|e| AppError::Settings(format!("the keyring's node tokens: {e}")))?,
+            Err(keyring::Error::NoEntry) => BTreeMap::new(),
+            Err(e) => return Err(AppError::Settings(format!("cannot read the keyring: {e}"))),
+        };
+        // Tokens saved while there was no keyring move into it, and the file goes.
+        if self.tokens_path().exists() {
+            let from_file = self.load_token_file()?;
+            for (address, token) in from_file {
+                tokens.entry(address).or_insert(token);
+            }
+            self.save_tokens(&tokens)?;
+        }
+        Ok(tokens)
+    }
+
+    fn load_token_file(&self) -> Result<BTreeMap<String, String>, AppError> {
         let path = self.tokens_path();
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -226,11 +310,31 @@ impl SettingsStore {
         }
     }
 
-    /// Writes node tokens, readable by the user only.
+    /// Writes node tokens: into the keyring (and removes any token file), or into the
+    /// file, readable by the user only.
     pub fn save_tokens(&self, tokens: &BTreeMap<String, String>) -> Result<(), AppError> {
         let json = serde_json::to_vec_pretty(tokens)
             .map_err(|e| AppError::Settings(format!("cannot encode tokens: {e}")))?;
-        self.write_private(&self.tokens_path(), &json, 0o600)
+        let Some(entry) = self.keyring() else {
+            return self.write_private(&self.tokens_path(), &json, 0o600);
+        };
+        let stored = if tokens.is_empty() {
+            match entry.delete_credential() {
+                Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            entry.set_password(&String::from_utf8_lossy(&json))
+        };
+        stored.map_err(|e| AppError::Settings(format!("cannot write to the keyring: {e}")))?;
+        match std::fs::remove_file(self.tokens_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(AppError::Settings(format!(
+                "tokens are in the keyring now, but {} could not be removed: {e}",
+                self.tokens_path().display()
+            ))),
+        }
     }
 
     /// Writes `bytes` to a temporary file created with `mode`, then renames it over `path`.

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use image::{Rgb, RgbImage};
 use serde_json::{json, Value};
@@ -27,37 +29,15 @@ struct Harness {
     xvfb: Child,
     driver: Child,
     port: u16,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
+    // Dropped after the app: it keeps the keyring until it exits.
+    _secrets: common::SecretService,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        for child in [&mut self.driver, &mut self.xvfb] {
-            // Each child leads its own process group (`process_group(0)`), so -pid names
-            // that group only. libc, not the `kill` command: procps-ng 4.0.2 reads
-            // `-PGID` as its first digit (`kill -TERM -99999` calls kill(-9, ..)), and
-            // a group id starting with 1 becomes kill(-1): every process.
-            let group = -(child.id() as i32);
-            signal_group(group, libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            signal_group(group, libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Sends `sig` to the process group `-group` names; never to "every process".
-fn signal_group(group: i32, sig: libc::c_int) {
-    assert!(group < -1, "not a process group: {group}");
-    // SAFETY: kill(2) takes plain integers and has no memory effects.
-    unsafe {
-        libc::kill(group, sig);
+        common::stop_group(&mut self.driver);
+        common::stop_group(&mut self.xvfb);
     }
 }
 
@@ -73,6 +53,8 @@ impl Harness {
     /// folders so the user's settings are never touched.
     fn start() -> Harness {
         let home = tempfile::tempdir().expect("temp dir");
+        // The app keeps node tokens in the keyring: a private one, as a desktop has.
+        let secrets = common::SecretService::start();
         let mut xvfb = Command::new("Xvfb")
             .args([
                 "-displayfd",
@@ -106,6 +88,7 @@ impl Harness {
             .env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_CACHE_HOME", home.path().join("cache"))
             .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("DBUS_SESSION_BUS_ADDRESS", &secrets.address)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -115,7 +98,8 @@ impl Harness {
             xvfb,
             driver,
             port,
-            _home: home,
+            home,
+            _secrets: secrets,
         }
     }
 
@@ -613,6 +597,19 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         .expect("typed");
     click(&c, ".node .save-token").await;
     wait_js(&c, "!document.querySelector('.node .token-input')", 5).await;
+    // The token went into the (private) keyring, not into a file.
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.toast')].some(t => t.textContent.includes('system keyring'))",
+        5,
+    )
+    .await;
+    let config = h.home.path().join("config/dev.prism.app");
+    assert!(config.join("settings.json").exists());
+    assert!(
+        !config.join("tokens.json").exists(),
+        "token written to a file"
+    );
     click(&c, "#connect").await;
     wait_js(
         &c,
