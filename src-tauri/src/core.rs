@@ -411,7 +411,10 @@ impl Core {
 
     /// Removes a node, its pin and its token, closing its connection.
     pub fn remove_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
-        if lock(&self.job).is_some() && self.remote.is_connected(address) {
+        if lock(&self.job)
+            .as_ref()
+            .is_some_and(|j| j.nodes.iter().any(|n| n == address))
+        {
             return Err(AppError::Busy);
         }
         self.change_settings(|s| s.nodes.retain(|n| n.address != address))?;
@@ -476,7 +479,11 @@ impl Core {
 
     /// Closes every node connection; refused while a batch uses them.
     pub fn close_connections(&self) -> Result<usize, AppError> {
-        if lock(&self.job).is_some() && !self.remote.workers().is_empty() {
+        // A batch on this machine alone does not need them.
+        if lock(&self.job)
+            .as_ref()
+            .is_some_and(|j| !j.nodes.is_empty())
+        {
             return Err(AppError::Busy);
         }
         Ok(self.remote.close_all())

@@ -33,6 +33,8 @@ pub struct JobHandle {
     pub id: JobId,
     /// Stops it.
     pub cancel: CancelToken,
+    /// The remote nodes it runs on (their connections must stay open until it ends).
+    pub nodes: Vec<String>,
 }
 
 /// Which images a batch takes.
@@ -281,6 +283,11 @@ impl Core {
                 }
             })
         };
+        let nodes: Vec<String> = workers
+            .iter()
+            .map(|w| w.name())
+            .filter(|n| n != "local")
+            .collect();
         let by_key = Arc::new(by_key);
         let tracked: Vec<Arc<dyn Worker>> = workers
             .into_iter()
@@ -301,7 +308,11 @@ impl Core {
                 core.run_job(job, &batch, &tracked, &cfg, &token, &planned, &sink);
             })
             .map_err(|e| AppError::Io(format!("cannot start the batch thread: {e}")))?;
-        *job_slot = Some(JobHandle { id: job, cancel });
+        *job_slot = Some(JobHandle {
+            id: job,
+            cancel,
+            nodes,
+        });
         Ok(JobStarted { job, ids })
     }
 
@@ -727,6 +738,8 @@ mod tests {
             Err(AppError::Busy)
         ));
         assert!(f.core.remove_images(&started.ids[..1]).is_err());
+        // A batch on this machine alone leaves node connections free to close.
+        assert_eq!(f.core.close_connections().unwrap(), 0);
         assert!(!f.core.cancel(started.job + 1));
         assert!(f.core.cancel(started.job));
         let events = wait(&rx);
