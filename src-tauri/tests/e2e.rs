@@ -267,14 +267,28 @@ fn write_image(path: &Path, w: u32, h: u32, seed: u32) {
 fn prism_cli() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
             .args(["test", "-q", "--workspace", "--no-run"])
-            // Cargo gives tests this package's OUT_DIR; ring's build script watches
-            // OUT_DIR, so passing it on would rebuild ring and all that depends on it.
-            .env_remove("OUT_DIR")
-            .stdout(Stdio::null())
-            .status()
-            .expect("cargo runs");
+            .stdout(Stdio::null());
+        // Cargo gives a test its package's OUT_DIR, CARGO_PKG_NAME, ...; ring's build
+        // script watches those, so passing them on would rebuild ring and all above it.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            let per_package = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
+            let others = ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"];
+            if per_package || others.contains(&k.as_ref()) {
+                cargo.env_remove(&key);
+            }
+        }
+        let status = cargo.status().expect("cargo runs");
         assert!(status.success(), "building the prism CLI failed");
         let bin = Path::new(env!("CARGO_BIN_EXE_prism-app")).with_file_name("prism");
         assert!(bin.exists(), "{} missing", bin.display());
