@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PRISM_WITH_APP=1 scripts/setup.sh
 mkdir -p docs/screenshots
-PRISM_SCREENSHOTS="$PWD/docs/screenshots" cargo test --locked -p prism-app --test e2e -- --nocapture
+# --workspace: the same build as scripts/test.sh, so nothing is rebuilt.
+PRISM_SCREENSHOTS="$PWD/docs/screenshots" cargo test --locked --workspace --test e2e -- --nocapture
 ls -1 docs/screenshots

@@ -30,7 +30,7 @@ function statusText(s) {
 
 function detailText(n) {
   const s = n.status;
-  if (s.status === "connected") return `${s.cores} cores, Prism ${s.version}`;
+  if (s.status === "connected") return `${s.cores} ${s.cores === 1 ? "core" : "cores"}, Prism ${s.version}`;
   if (s.status === "connecting") return retryNote.get(n.address) || "";
   if (s.status === "failed") return `${s.message}. ${s.hint}`;
   if (s.status === "untrusted") return "Check its fingerprint to trust it.";
