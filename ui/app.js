@@ -80,11 +80,18 @@ function makeCard(id) {
       <div class="card-reason" hidden></div>
     </div>`;
   const img = card.querySelector("img");
+  // The img stays (hidden) so a later result or a repaired file can still show.
   img.addEventListener("error", () => {
+    if (card.querySelector(".thumb-error")) return;
     const msg = document.createElement("div");
     msg.className = "thumb-error";
     msg.textContent = "No preview: the file may be damaged or not an image";
-    img.replaceWith(msg);
+    img.hidden = true;
+    img.after(msg);
+  });
+  img.addEventListener("load", () => {
+    img.hidden = false;
+    card.querySelector(".thumb-error")?.remove();
   });
   card.addEventListener("click", () => openInspector(id));
   card.addEventListener("keydown", (e) => e.key === "Enter" && openInspector(id));
