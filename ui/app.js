@@ -447,7 +447,13 @@ async function setOverrideOp(id, op) {
   }
 }
 
-const saveOverride = debounce((id, op) => setOverrideOp(id, op), 250);
+// One debounce per image: an edit to one image must not be dropped by a quick edit to
+// the next one.
+const overrideSavers = new Map();
+function saveOverride(id, op) {
+  if (!overrideSavers.has(id)) overrideSavers.set(id, debounce((op) => setOverrideOp(id, op), 250));
+  overrideSavers.get(id)(op);
+}
 
 async function saveOne() {
   const v = S.images.get(S.selected);
