@@ -45,11 +45,14 @@ pub fn parse_target(v: Value) -> Result<Target, AppError> {
     }
 }
 
-/// Runs blocking work off the main thread and the async runtime's workers.
+/// Runs `f` on the app state on a blocking thread: off the main thread and the async
+/// runtime's workers.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+    core: State<'_, Arc<Core>>,
+    f: impl FnOnce(&Core) -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
-    tauri::async_runtime::spawn_blocking(f)
+    let core = core.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || f(&core))
         .await
         .map_err(|e| AppError::Io(format!("background task failed: {e}")))?
 }
@@ -63,8 +66,7 @@ pub fn catalogue() -> Vec<OpInfo> {
 /// The whole state, to draw the UI from scratch.
 #[tauri::command]
 pub async fn snapshot(core: State<'_, Arc<Core>>) -> Result<Snapshot, AppError> {
-    let core = core.inner().clone();
-    blocking(move || Ok(core.snapshot())).await
+    blocking(core, move |core| Ok(core.snapshot())).await
 }
 
 /// Adds files and folders (recursively): what the dialog and drag-and-drop both call.
@@ -73,23 +75,20 @@ pub async fn add_paths(
     core: State<'_, Arc<Core>>,
     paths: Vec<PathBuf>,
 ) -> Result<AddReport, AppError> {
-    let core = core.inner().clone();
-    blocking(move || Ok(core.add_paths(&paths))).await
+    blocking(core, move |core| Ok(core.add_paths(&paths))).await
 }
 
 /// Removes images from the library.
 #[tauri::command]
 pub async fn remove_images(core: State<'_, Arc<Core>>, ids: Vec<ImageId>) -> Result<(), AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.remove_images(&ids)).await
+    blocking(core, move |core| core.remove_images(&ids)).await
 }
 
 /// Sets the sidebar op.
 #[tauri::command]
 pub async fn set_global_op(core: State<'_, Arc<Core>>, op: Value) -> Result<Settings, AppError> {
     let op = parse_op(op)?;
-    let core = core.inner().clone();
-    blocking(move || core.set_global_op(op)).await
+    blocking(core, move |core| core.set_global_op(op)).await
 }
 
 /// Sets (`op`) or clears (`null`) one image's own op.
@@ -111,8 +110,7 @@ pub async fn update_settings(
 ) -> Result<Settings, AppError> {
     let patch: SettingsPatch = serde_json::from_value(patch)
         .map_err(|e| AppError::BadRequest(format!("invalid settings: {e}")))?;
-    let core = core.inner().clone();
-    blocking(move || core.update_settings(patch)).await
+    blocking(core, move |core| core.update_settings(patch)).await
 }
 
 /// Starts a batch; its events arrive on `on_event`, for this job only.
@@ -149,15 +147,16 @@ pub async fn save_one(
     id: ImageId,
     dest: PathBuf,
 ) -> Result<String, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.save_one(id, &dest).map(|p| p.display().to_string())).await
+    blocking(core, move |core| {
+        core.save_one(id, &dest).map(|p| p.display().to_string())
+    })
+    .await
 }
 
 /// Saves every result into `dir/Processed Images/`.
 #[tauri::command]
 pub async fn save_all(core: State<'_, Arc<Core>>, dir: PathBuf) -> Result<SaveAllReport, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.save_all(&dir)).await
+    blocking(core, move |core| core.save_all(&dir)).await
 }
 
 /// Adds a remote node by `host:port`.
@@ -166,8 +165,7 @@ pub async fn add_node(
     core: State<'_, Arc<Core>>,
     address: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.add_node(&address)).await
+    blocking(core, move |core| core.add_node(&address)).await
 }
 
 /// Removes a node with its pin and token.
@@ -176,8 +174,7 @@ pub async fn remove_node(
     core: State<'_, Arc<Core>>,
     address: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.remove_node(&address)).await
+    blocking(core, move |core| core.remove_node(&address)).await
 }
 
 /// Stores a node's token in the private token file.
@@ -187,8 +184,7 @@ pub async fn set_token(
     address: String,
     token: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.set_token(&address, &token)).await
+    blocking(core, move |core| core.set_token(&address, &token)).await
 }
 
 /// Pins the fingerprint the user compared and trusted.
@@ -198,8 +194,7 @@ pub async fn trust_node(
     address: String,
     fingerprint: String,
 ) -> Result<Vec<NodeView>, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.trust_node(&address, &fingerprint)).await
+    blocking(core, move |core| core.trust_node(&address, &fingerprint)).await
 }
 
 /// Connects every node; each attempt and status change arrives on `on_event`.
@@ -211,22 +206,19 @@ pub async fn connect_nodes(
     let sink: ConnSink = Arc::new(move |e| {
         let _ = on_event.send(e);
     });
-    let core = core.inner().clone();
-    blocking(move || core.connect_nodes(sink)).await
+    blocking(core, move |core| core.connect_nodes(sink)).await
 }
 
 /// Closes every node connection; returns how many were open.
 #[tauri::command]
 pub async fn close_connections(core: State<'_, Arc<Core>>) -> Result<usize, AppError> {
-    let core = core.inner().clone();
-    blocking(move || core.close_connections()).await
+    blocking(core, move |core| core.close_connections()).await
 }
 
 /// Every node with its status.
 #[tauri::command]
 pub async fn nodes(core: State<'_, Arc<Core>>) -> Result<Vec<NodeView>, AppError> {
-    let core = core.inner().clone();
-    blocking(move || Ok(core.node_views())).await
+    blocking(core, move |core| Ok(core.node_views())).await
 }
 
 #[cfg(test)]

@@ -520,29 +520,39 @@ mod tests {
         .unwrap();
     }
 
-    /// A sink that forwards events to a receiver the test reads.
-    fn sink() -> (EventSink, mpsc::Receiver<JobEvent>) {
+    /// A sink of any event type that forwards to a receiver the test reads.
+    fn channel_sink<E: Send + 'static>() -> (Arc<dyn Fn(E) + Send + Sync>, mpsc::Receiver<E>) {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let sink: EventSink = Arc::new(move |e| {
-            let _ = tx.lock().unwrap().send(e);
-        });
-        (sink, rx)
+        (Arc::new(move |e| drop(tx.lock().unwrap().send(e))), rx)
     }
 
-    /// Every event of one batch, up to and including `Finished`.
-    fn wait(rx: &mpsc::Receiver<JobEvent>) -> Vec<JobEvent> {
+    /// Every event up to and including the one `is_end` accepts.
+    fn collect_until<E>(rx: &mpsc::Receiver<E>, is_end: fn(&E) -> bool, what: &str) -> Vec<E> {
         let mut all = Vec::new();
         loop {
             let e = rx
                 .recv_timeout(Duration::from_secs(60))
-                .expect("the batch finishes");
-            let end = matches!(e, JobEvent::Finished { .. });
+                .unwrap_or_else(|_| panic!("{what}"));
+            let end = is_end(&e);
             all.push(e);
             if end {
                 return all;
             }
         }
+    }
+
+    fn sink() -> (EventSink, mpsc::Receiver<JobEvent>) {
+        channel_sink()
+    }
+
+    /// Every event of one batch, up to and including `Finished`.
+    fn wait(rx: &mpsc::Receiver<JobEvent>) -> Vec<JobEvent> {
+        collect_until(
+            rx,
+            |e| matches!(e, JobEvent::Finished { .. }),
+            "the batch finishes",
+        )
     }
 
     fn op(id: &str, pairs: &[(&str, &str)]) -> Op {
@@ -823,26 +833,15 @@ mod tests {
         use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
 
         fn conn_sink() -> (ConnSink, mpsc::Receiver<ConnEvent>) {
-            let (tx, rx) = mpsc::channel();
-            let tx = Mutex::new(tx);
-            let sink: ConnSink = Arc::new(move |e| {
-                let _ = tx.lock().unwrap().send(e);
-            });
-            (sink, rx)
+            channel_sink()
         }
 
         fn wait_conn(rx: &mpsc::Receiver<ConnEvent>) -> Vec<ConnEvent> {
-            let mut all = Vec::new();
-            loop {
-                let e = rx
-                    .recv_timeout(Duration::from_secs(60))
-                    .expect("connect ends");
-                let end = matches!(e, ConnEvent::Finished { .. });
-                all.push(e);
-                if end {
-                    return all;
-                }
-            }
+            collect_until(
+                rx,
+                |e| matches!(e, ConnEvent::Finished { .. }),
+                "connect ends",
+            )
         }
 
         fn last_status(events: &[ConnEvent], address: &str) -> NodeStatus {
