@@ -32,6 +32,7 @@ export const removeNode = (address) => invoke("remove_node", { address });
 export const setToken = (address, token) => invoke("set_token", { address, token });
 export const trustNode = (address, fingerprint) => invoke("trust_node", { address, fingerprint });
 export const closeConnections = () => invoke("close_connections");
+export const about = () => invoke("about");
 
 /** Connects every node; `onEvent` gets each attempt and status change of this call. */
 export function connectNodes(onEvent) {

@@ -221,6 +221,12 @@ pub async fn nodes(core: State<'_, Arc<Core>>) -> Result<Vec<NodeView>, AppError
     blocking(core, move |core| Ok(core.node_views())).await
 }
 
+/// The about box: version, licence, and the engine's SIMD path on this CPU.
+#[tauri::command]
+pub fn about() -> crate::about::About {
+    crate::about::About::here()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! the page only as previews made by the engine, by id, through the `prism://` scheme
 //! ([`preview`]).
 
+pub mod about;
 pub mod commands;
 pub mod core;
 pub mod error;
@@ -123,7 +124,13 @@ pub fn run() {
             let config = app.path().app_config_dir()?;
             let work = work_dir(&app.path().app_cache_dir()?);
             let store = SettingsStore::with_tokens_in(&config, TokenBackend::SystemKeyring);
-            app.manage(Core::with_store(store, &work)?);
+            let core = Core::with_store(store, &work)?;
+            // Files given on the command line ("Open with Prism") start in the library.
+            let opened = about::launch_paths(std::env::args_os().skip(1));
+            if !opened.is_empty() {
+                core.add_paths(&opened);
+            }
+            app.manage(core);
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -152,6 +159,7 @@ pub fn run() {
             commands::connect_nodes,
             commands::close_connections,
             commands::nodes,
+            commands::about,
         ])
         .build(tauri::generate_context!());
     let app = match app {

@@ -318,8 +318,17 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// One webview test at a time: two apps on two cores would slow the timed steps of each.
+/// The guard is held across awaits on purpose (each test owns its runtime).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
 async fn the_app_processes_saves_and_cancels_like_the_cli() {
+    let _one = one_at_a_time();
     let h = Harness::start();
     let c = h.open().await;
     let work = tempfile::tempdir().expect("temp dir");
@@ -681,6 +690,41 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     .await;
     shot(&c, "10-closed").await;
 
+    c.close().await.expect("session closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_about_box_shows_version_licence_and_simd_path_and_escape_closes_it() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    click(&c, "#about-open").await;
+    wait_js(
+        &c,
+        "!document.getElementById('about-dialog').hidden && document.getElementById('about-cpu').textContent !== ''",
+        10,
+    )
+    .await;
+    assert_eq!(text(&c, "#about-version").await, env!("CARGO_PKG_VERSION"));
+    assert_eq!(text(&c, "#about-license").await, "MIT OR Apache-2.0");
+    let simd = text(&c, "#about-simd").await;
+    assert!(
+        simd.starts_with("AVX2 + FMA") || simd.starts_with("Baseline SSE2"),
+        "{simd}"
+    );
+    shot(&c, "11-about").await;
+    // Keyboard: focus starts on Close, Escape shuts the box and returns focus to its button.
+    let focused = "return document.activeElement.id";
+    assert_eq!(js(&c, focused, vec![]).await, json!("about-close"));
+    c.active_element()
+        .await
+        .expect("focused element")
+        .send_keys("\u{e00c}")
+        .await
+        .expect("Escape sent");
+    wait_js(&c, "document.getElementById('about-dialog').hidden", 5).await;
+    assert_eq!(js(&c, focused, vec![]).await, json!("about-open"));
     c.close().await.expect("session closes");
 }
 

@@ -41,12 +41,53 @@ macro_rules! avx2_fma {
 
 pub(crate) use avx2_fma;
 
+/// The copy of the [`avx2_fma!`] functions (Sobel, Canny, Harris) this CPU runs:
+/// `"avx2+fma"`, or `"baseline"` (SSE2) when the CPU lacks either feature or is not x86-64.
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return "avx2+fma";
+    }
+    "baseline"
+}
+
+/// The vector features this CPU has, of those that matter to the engine and its codecs
+/// (libjpeg-turbo picks its own SIMD path at run time too), for about boxes and bug reports.
+pub fn cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! check {
+            ($($f:tt),*) => {
+                $(if std::arch::is_x86_feature_detected!($f) {
+                    found.push($f);
+                })*
+            };
+        }
+        check!("sse2", "ssse3", "sse4.1", "sse4.2", "avx", "avx2", "fma", "avx512f");
+    }
+    #[cfg(target_arch = "aarch64")]
+    found.push("neon");
+    found
+}
+
 #[cfg(test)]
 mod tests {
     avx2_fma! {
         fn fused(a: f32, b: f32, c: f32) -> f32 {
             a.mul_add(b, c)
         }
+    }
+
+    #[test]
+    fn the_path_taken_matches_the_features_found() {
+        let found = super::cpu_features();
+        let wide = found.contains(&"avx2") && found.contains(&"fma");
+        assert_eq!(
+            super::simd_path(),
+            if wide { "avx2+fma" } else { "baseline" }
+        );
     }
 
     #[test]

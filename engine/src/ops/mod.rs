@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Pixels;
+pub use dispatch::{cpu_features, simd_path};
 pub use params::{Kind, ParamError, ParamSpec, Params};
 
 /// A flag an op polls between rows or bands so a batch can stop promptly.
