@@ -9,6 +9,11 @@ if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   # The Tauri app and its end-to-end tests (webview, virtual display, WebDriver).
   # dbus + gnome-keyring: a private Secret Service for the tests of token storage.
   APT_PACKAGES+=(libwebkit2gtk-4.1-dev libssl-dev xvfb xauth webkit2gtk-driver dbus gnome-keyring)
+  # Packaging (scripts/package.sh) and its install test (scripts/install_test.sh): rpm to
+  # read the .rpm, X tools to find the installed app's window, man and desktop-file checks.
+  APT_PACKAGES+=(rpm xdotool x11-utils desktop-file-utils man-db file python3)
+  # npm fetches the pinned Tauri CLI; a Node.js from elsewhere (nodesource) counts too.
+  command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
 
 missing=()
