@@ -105,9 +105,17 @@ impl Harness {
 
     /// Opens the app and waits until its page has drawn itself.
     async fn open(&self) -> Client {
+        self.open_with(&[]).await
+    }
+
+    /// Opens the app with these command-line arguments.
+    async fn open_with(&self, args: &[&str]) -> Client {
         let app = env!("CARGO_BIN_EXE_prism-app");
         let mut caps = serde_json::Map::new();
-        caps.insert("tauri:options".into(), json!({ "application": app }));
+        caps.insert(
+            "tauri:options".into(),
+            json!({ "application": app, "args": args }),
+        );
         let url = format!("http://127.0.0.1:{}", self.port);
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = loop {
@@ -725,6 +733,23 @@ async fn the_about_box_shows_version_licence_and_simd_path_and_escape_closes_it(
         .expect("Escape sent");
     wait_js(&c, "document.getElementById('about-dialog').hidden", 5).await;
     assert_eq!(js(&c, focused, vec![]).await, json!("about-open"));
+    c.close().await.expect("session closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn images_on_the_command_line_open_in_the_library() {
+    // What a file manager's "Open with Prism" does (desktop entry: `prism-app %F`).
+    let _one = one_at_a_time();
+    let work = tempfile::tempdir().expect("temp dir");
+    let img = work.path().join("opened.png");
+    write_image(&img, 64, 48, 4);
+    let h = Harness::start();
+    let c = h
+        .open_with(&[img.to_str().expect("utf-8 path"), "--not-a-file"])
+        .await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    assert_eq!(text(&c, ".card-name").await, "opened.png");
     c.close().await.expect("session closes");
 }
 
