@@ -145,7 +145,10 @@ done
 [ -n "$WIN" ] || fail "no window titled Prism after 60 s: $(xwininfo -root -tree | head -30)"
 GEOM=$(xdotool getwindowgeometry "$WIN" | awk '/Geometry/ { print $2 }')
 CLASS=$(xprop -id "$WIN" WM_CLASS 2>/dev/null || true)
-step "the installed prism-app opened window $WIN titled Prism ($GEOM, $CLASS)"
+# The window's icon is Prism's (the 128 px PNG, the first in bundle.icon).
+xprop -id "$WIN" _NET_WM_ICON 2>/dev/null | grep -q 'Icon (128 x 128)' ||
+  fail "the window has no 128x128 icon: $(xprop -id "$WIN" _NET_WM_ICON 2>&1 | head -c 200)"
+step "the installed prism-app opened window $WIN titled Prism ($GEOM, $CLASS, 128x128 icon)"
 kill "$APP_PID"
 wait "$APP_PID" 2>/dev/null || true
 APP_PID=""
