@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::codec::{EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
@@ -14,6 +15,7 @@ use crate::error::{EngineError, ErrorKind};
 use crate::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
+use crate::output::OnExists;
 use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteWorker};
 use crate::remote::server::{default_data_dir, NodeConfig, NodeLimits, RunningNode};
 use crate::remote::tls::{read_token_file, Fingerprint};
@@ -113,6 +115,13 @@ struct ProcessArgs {
     /// Output format: same, png, jpeg, webp, tiff or bmp.
     #[arg(long, default_value = "same")]
     format: String,
+    /// When an output file is already there: rename (write `photo (2).jpg` beside it),
+    /// skip (leave it and skip that input, e.g. to resume a batch), or overwrite.
+    /// An input of the batch is never overwritten, whatever this says.
+    #[arg(long, default_value_t = OnExists::Rename, value_name = "POLICY",
+          value_parser = clap::builder::PossibleValuesParser::new(OnExists::NAMES)
+              .map(|s| s.parse::<OnExists>().unwrap_or_default()))]
+    on_exists: OnExists,
     /// Threads for the work (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -257,12 +266,13 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         ))
     })?;
     let pipeline = build_pipeline(&args.ops, &args.params)?;
-    let inputs = collect_inputs(&args.inputs, &args.out, format)?;
+    let inputs = collect_inputs(&args.inputs, &args.out)?;
     let batch = Batch {
         inputs,
         pipeline: Arc::from(pipeline),
     };
     batch.validate()?;
+    batch.check_outputs(&args.out, format, args.features)?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         EngineError::new(
             ErrorKind::Io,
@@ -272,6 +282,7 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     let mut cfg = RunConfig::new(&args.out);
     cfg.format = format;
     cfg.features = args.features;
+    cfg.on_exists = args.on_exists;
     cfg.limits = Limits {
         max_pixels: args.max_pixels,
         max_bytes: args.max_bytes,
@@ -288,8 +299,9 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
-        // A second handler cannot be installed (tests call this twice); the first one stays.
-        let _ = ctrlc::set_handler(move || cancel.cancel());
+        // Without it, Ctrl-C would kill the batch mid-write instead of ending it cleanly.
+        ctrlc::set_handler(move || cancel.cancel())
+            .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot handle Ctrl-C: {e}")))?;
     }
     let (_done, failed) = if args.json {
         let mut out = std::io::stdout().lock();
@@ -520,19 +532,26 @@ fn run_with_progress_bar(
         Event::Summary {
             done,
             failed,
+            cancelled,
+            skipped,
             moved,
             wall_ms,
             ..
         } => {
             bar.finish_and_clear();
             let rate = (*done + *failed) as f64 / (wall_ms / 1e3).max(1e-9);
-            let moved = if *moved > 0 {
-                format!(", {moved} moved")
-            } else {
-                String::new()
-            };
+            let mut extra = String::new();
+            if *cancelled > 0 {
+                extra += &format!(" ({cancelled} cancelled)");
+            }
+            if *skipped > 0 {
+                extra += &format!(", {skipped} skipped (output already there)");
+            }
+            if *moved > 0 {
+                extra += &format!(", {moved} moved");
+            }
             eprintln!(
-                "{done} done, {failed} failed{moved} in {:.2} s ({rate:.1} images/s)",
+                "{done} done, {failed} failed{extra} in {:.2} s ({rate:.1} images/s)",
                 wall_ms / 1e3
             );
         }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -18,6 +18,7 @@ use crate::codec::{self, EncodeOptions, Format, Limits};
 use crate::error::{EngineError, ErrorKind};
 use crate::job::{claimed_format, output_rel, Batch, OutputFormat};
 use crate::ops::{run_pipeline, CancelToken, Features, Op, OpContext};
+use crate::output::{self, OnExists, Placed};
 
 /// Milliseconds spent per stage of one input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +199,13 @@ pub enum Event {
         /// Per-stage times in milliseconds.
         timings_ms: Timings,
     },
+    /// One input was not processed because its output is already there (`skip`).
+    Skipped {
+        /// The input path.
+        input: String,
+        /// The file already there.
+        output: String,
+    },
     /// One input failed; the rest go on.
     Failed {
         /// The input path.
@@ -211,8 +219,14 @@ pub enum Event {
     Summary {
         /// Inputs written.
         done: usize,
-        /// Inputs failed.
+        /// Inputs failed (cancelled ones included).
         failed: usize,
+        /// Inputs failed because the batch was cancelled.
+        #[serde(default)]
+        cancelled: usize,
+        /// Inputs skipped because their output was already there.
+        #[serde(default)]
+        skipped: usize,
         /// Inputs that moved to another worker after theirs was lost.
         moved: usize,
         /// Which inputs moved.
@@ -237,6 +251,8 @@ pub struct RunConfig {
     pub encode: EncodeOptions,
     /// Bytes of decoded images (with working buffers) allowed in flight at once.
     pub memory_budget: u64,
+    /// What happens when an output file is already there.
+    pub on_exists: OnExists,
 }
 
 impl RunConfig {
@@ -249,6 +265,7 @@ impl RunConfig {
             limits: Limits::default(),
             encode: EncodeOptions::default(),
             memory_budget: default_memory_budget(),
+            on_exists: OnExists::default(),
         }
     }
 }
@@ -319,7 +336,6 @@ struct Shared<'a> {
     changed: Condvar,
     budget: Budget,
     moved: Mutex<Vec<usize>>,
-    tmp_seq: AtomicU64,
 }
 
 enum Outcome {
@@ -328,6 +344,7 @@ enum Outcome {
         worker: String,
         timings: Timings,
     },
+    Skipped(PathBuf),
     Failed(EngineError),
 }
 
@@ -358,10 +375,9 @@ pub fn run_batch(
             cap: cfg.memory_budget.max(1),
         },
         moved: Mutex::new(Vec::new()),
-        tmp_seq: AtomicU64::new(0),
     };
     let mut ended = vec![false; total];
-    let (mut n_done, mut n_failed) = (0, 0);
+    let (mut n_done, mut n_failed, mut n_cancelled, mut n_skipped) = (0, 0, 0, 0);
     let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
     std::thread::scope(|scope| {
         for worker in workers {
@@ -392,8 +408,16 @@ pub fn run_batch(
                         timings_ms: timings,
                     });
                 }
+                Outcome::Skipped(output) => {
+                    n_skipped += 1;
+                    sink(&Event::Skipped {
+                        input,
+                        output: output.display().to_string(),
+                    });
+                }
                 Outcome::Failed(e) => {
                     n_failed += 1;
+                    n_cancelled += usize::from(e.kind == ErrorKind::Cancelled);
                     sink(&Event::Failed {
                         input,
                         kind: e.kind,
@@ -402,7 +426,7 @@ pub fn run_batch(
                 }
             }
             sink(&Event::Progress {
-                done: n_done + n_failed,
+                done: n_done + n_failed + n_skipped,
                 total,
             });
         };
@@ -438,6 +462,8 @@ pub fn run_batch(
     sink(&Event::Summary {
         done: n_done,
         failed: n_failed,
+        cancelled: n_cancelled,
+        skipped: n_skipped,
         moved: moved.len(),
         moved_inputs: moved,
         wall_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -505,6 +531,17 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
     if shared.cancel.is_cancelled() {
         return fail(EngineError::new(ErrorKind::Cancelled, "batch cancelled"));
     }
+    if cfg.on_exists == OnExists::Skip {
+        // Decided before the work, so a resumed batch costs nothing for what is done.
+        let planned = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
+        let mut written = vec![planned.clone()];
+        if cfg.features && shared.batch.pipeline_for(i).iter().any(Op::finds_features) {
+            written.push(features_path(&planned));
+        }
+        if let Some(there) = written.into_iter().find(|p| p.symlink_metadata().is_ok()) {
+            return Some(Outcome::Skipped(there));
+        }
+    }
     let bytes = match codec::read_file(&input.source, &cfg.limits) {
         Ok(b) => b,
         Err(e) => return fail(e.into()),
@@ -555,11 +592,12 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
     drop(req);
     let outcome = match result {
         Ok(res) => match write_outputs(shared, i, &res) {
-            Ok(output) => Outcome::Done {
-                output,
+            Ok(Placed::Written(paths)) => Outcome::Done {
+                output: paths.into_iter().next().unwrap_or_default(),
                 worker: worker.name(),
                 timings: res.timings,
             },
+            Ok(Placed::Skipped(there)) => Outcome::Skipped(there),
             Err(e) => Outcome::Failed(e),
         },
         Err(WorkError::Input(e)) => Outcome::Failed(e),
@@ -572,36 +610,47 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
     Some(outcome)
 }
 
-fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<PathBuf, EngineError> {
+/// Writes the output (and its features) under the batch's policy for taken names.
+fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<Placed, EngineError> {
     let input = &shared.batch.inputs[i];
     let cfg = shared.cfg;
     let out = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
     let io = |what: &str, p: &Path, e: std::io::Error| {
         EngineError::new(ErrorKind::Io, format!("cannot {what} {}: {e}", p.display()))
     };
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
-    }
-    if same_file(&out, &input.source) {
+    let parent = out.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    // The batch was checked up front (`Batch::check_outputs`); this catches a link or a
+    // file moved into place since then.
+    if cfg.on_exists == OnExists::Overwrite && same_file(&out, &input.source) {
         return Err(EngineError::new(
             ErrorKind::Usage,
             format!(
-                "output {} is the input itself; choose another --out",
+                "output {} is the input itself; choose another output folder",
                 out.display()
             ),
         ));
     }
-    write_atomic(shared, &out, &res.bytes)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = output::split_name(&name);
+    let json;
+    let mut files: Vec<(&str, &[u8])> = vec![(&ext, &res.bytes)];
     if cfg.features {
         if let Some(f) = &res.features {
-            let json = serde_json::to_vec(f).map_err(|e| {
+            json = serde_json::to_vec(f).map_err(|e| {
                 EngineError::new(ErrorKind::Io, format!("cannot encode features: {e}"))
             })?;
-            write_atomic(shared, &features_path(&out), &json)?;
+            files.push((FEATURES_SUFFIX, &json));
         }
     }
-    Ok(out)
+    output::write_group(parent, &stem, &files, cfg.on_exists).map_err(|e| io("write", &out, e))
 }
+
+/// What `DIR/photo.jpg`'s features file is called after the stem: `.features.json`.
+pub const FEATURES_SUFFIX: &str = ".features.json";
 
 /// `DIR/photo.jpg` -> `DIR/photo.features.json`.
 pub fn features_path(out: &Path) -> PathBuf {
@@ -613,27 +662,4 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// Writes to a temporary name in the same folder, then renames: a crash or Ctrl-C
-/// leaves either the old file or the whole new one, never half a file.
-fn write_atomic(shared: &Shared, path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.prism-{}-{}.tmp",
-        std::process::id(),
-        shared.tmp_seq.fetch_add(1, Ordering::Relaxed)
-    ));
-    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(EngineError::new(
-            ErrorKind::Io,
-            format!("cannot write {}: {e}", path.display()),
-        ));
-    }
-    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod frame;
 pub mod job;
 pub mod ops;
+pub mod output;
 pub mod remote;
 
 pub use error::{EngineError, ErrorKind};

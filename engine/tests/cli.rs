@@ -253,15 +253,21 @@ fn an_input_is_never_overwritten() {
     let input = dir.path().join("photo.png");
     write_image(&input, &sample(8, 8, 5), Format::Png);
     let before = std::fs::read(&input).unwrap();
-    let res = prism()
-        .args(["process", "--op", "color-manipulation", "--json", "--out"])
-        .arg(dir.path())
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert_eq!(res.status.code(), Some(1));
-    assert_eq!(std::fs::read(&input).unwrap(), before);
-    assert_eq!(of_kind(&events(&res), "failed").len(), 1);
+    // Refused before anything runs, whatever the policy for taken names says.
+    for policy in ["rename", "skip", "overwrite"] {
+        let res = prism()
+            .args(["process", "--op", "color-manipulation", "--json"])
+            .args(["--on-exists", policy, "--out"])
+            .arg(dir.path())
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert_eq!(res.status.code(), Some(2), "{policy}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(err.contains("an input of this batch"), "{policy}: {err}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+        assert_eq!(walk(dir.path()), std::slice::from_ref(&input));
+    }
 }
 
 #[test]
@@ -476,64 +482,77 @@ fn ops_json_lists_every_op_with_params() {
 }
 
 #[test]
-fn ctrl_c_cancels_cleanly() {
+fn ctrl_c_stops_the_batch_early_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("in");
-    for i in 0..60 {
+    // Denoise on one thread: seconds of work per image, far more than the signal needs.
+    const N: usize = 16;
+    for i in 0..N {
         write_image(
             &d.join(format!("img{i:02}.png")),
-            &sample(900, 700, i),
+            &sample(400, 300, i as u32),
             Format::Png,
         );
     }
     let out = dir.path().join("out");
-    let child = prism()
-        .args([
-            "process",
-            "--op",
-            "histogram-equalization",
-            "--op",
-            "color-manipulation",
-        ])
-        .args(["--threads", "1", "--json", "--out"])
+    let mut child = prism()
+        .args(["process", "--op", "denoise", "--threads", "1", "--json"])
+        .arg("--out")
         .arg(&out)
         .arg(&d)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the batch has started writing, then interrupt it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !out.exists() || std::fs::read_dir(&out).unwrap().count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "batch never started");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // Wait for the first image to be written, then interrupt.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut ev: Vec<Value> = Vec::new();
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let first_done = v["event"] == "done";
+        ev.push(v);
+        if first_done {
+            break;
+        }
     }
+    assert!(
+        !of_kind(&ev, "done").is_empty(),
+        "batch never wrote an image"
+    );
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let res = child.wait_with_output().unwrap();
-    let ev = events(&res);
-    let ended = ev
-        .iter()
-        .filter(|e| e["event"] == "done" || e["event"] == "failed")
-        .count();
-    assert_eq!(ended, 60, "every input ends once, cancelled or not");
+    ev.extend(lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled batch exits 1");
     let summary = ev.last().unwrap();
     assert_eq!(summary["event"], "summary");
     let done = summary["done"].as_u64().unwrap() as usize;
-    if done < 60 {
-        assert_eq!(res.status.code(), Some(1));
-        assert!(of_kind(&ev, "failed")
-            .iter()
-            .all(|e| e["kind"] == "cancelled"));
-    }
+    let cancelled = summary["cancelled"].as_u64().unwrap() as usize;
+    assert!(
+        done < N,
+        "Ctrl-C did not stop the batch: {done} of {N} done"
+    );
+    assert_eq!(summary["failed"].as_u64().unwrap() as usize, N - done);
+    assert_eq!(
+        cancelled,
+        N - done,
+        "every input not done counts as cancelled"
+    );
+    let failed = of_kind(&ev, "failed");
+    assert_eq!(failed.len(), cancelled);
+    assert!(
+        failed.iter().all(|e| e["kind"] == "cancelled"),
+        "{failed:?}"
+    );
     // Only whole outputs: every file in out/ decodes, and none is a temporary.
     let files = walk(&out);
     assert_eq!(files.len(), done);
     for f in files {
-        assert!(!f.to_string_lossy().ends_with(".tmp"), "{}", f.display());
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "{}", f.display());
         codec::decode(&std::fs::read(&f).unwrap(), &Default::default()).unwrap();
     }
 }

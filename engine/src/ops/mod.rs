@@ -232,6 +232,11 @@ impl Op {
         Op::from_pairs(id, std::iter::empty())
     }
 
+    /// Whether the op reports keypoints (written as `<name>.features.json` on request).
+    pub fn finds_features(&self) -> bool {
+        matches!(self, Op::CornerDetection(_) | Op::Sift(_))
+    }
+
     /// Bytes per input pixel the op holds at its peak (input, output and working planes),
     /// an upper estimate that memory admission charges before the image is decoded.
     pub fn peak_bytes_per_pixel(&self) -> u64 {
