@@ -301,12 +301,19 @@ fn decode_with_image(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w as u64, h as u64, limits)?;
+    let icc = match format {
+        Format::Tiff => crate::exif::icc_from_tiff_file(bytes),
+        _ => decoder.icc_profile().ok().flatten(),
+    };
     let mut lim = image::Limits::default();
     // 16-bit RGBA is the widest layout: 8 bytes a pixel, plus the decoder's own buffers.
     lim.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     decoder.set_limits(lim).map_err(image_error)?;
-    let icc = decoder.icc_profile().ok().flatten();
-    let exif = decoder.exif_metadata().ok().flatten();
+    // TIFF keeps EXIF fields in its own IFDs, not as one blob: lift them into one.
+    let exif = match format {
+        Format::Tiff => crate::exif::blob_from_tiff_file(bytes),
+        _ => decoder.exif_metadata().ok().flatten(),
+    };
     let orientation = decoder.orientation().ok();
     let mut dynamic = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     if let Some(o) = orientation {
@@ -507,7 +514,7 @@ pub fn encode(
     match format {
         Format::Jpeg => encode_jpeg(&frame.pixels, meta, opts),
         Format::Png => encode_png(frame, meta),
-        _ => encode_with_image(frame, format),
+        _ => encode_with_image(frame, format, meta),
     }
 }
 
@@ -626,7 +633,11 @@ fn encode_png(frame: &Frame, meta: &Metadata) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn encode_with_image(frame: &Frame, format: Format) -> Result<Vec<u8>, CodecError> {
+fn encode_with_image(
+    frame: &Frame,
+    format: Format,
+    meta: &Metadata,
+) -> Result<Vec<u8>, CodecError> {
     let (data, color) = interleaved(frame);
     let ct = match color {
         png::ColorType::Grayscale => image::ExtendedColorType::L8,
@@ -654,10 +665,39 @@ fn encode_with_image(frame: &Frame, format: Format) -> Result<Vec<u8>, CodecErro
                 ),
                 _ => (data, ct),
             };
-            image::codecs::webp::WebPEncoder::new_lossless(&mut out).encode(&data, w, h, ct)
+            let mut enc = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            if let Some(icc) = &meta.icc {
+                let _ = enc.set_icc_profile(icc.clone());
+            }
+            if let Some(exif) = &meta.exif {
+                let _ = enc.set_exif_metadata(exif.clone());
+            }
+            enc.write_image(&data, w, h, ct)
         }
         Format::Tiff => {
-            image::codecs::tiff::TiffEncoder::new(&mut out).write_image(&data, w, h, ct)
+            // TIFF has no grey + alpha layout in the encoder: widen to RGBA.
+            let (data, channels) = match ct {
+                image::ExtendedColorType::L8 => (data, 1),
+                image::ExtendedColorType::La8 => (
+                    Cow::Owned(
+                        data.chunks_exact(2)
+                            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                            .collect(),
+                    ),
+                    4,
+                ),
+                image::ExtendedColorType::Rgba8 => (data, 4),
+                _ => (data, 3),
+            };
+            return crate::exif::encode_tiff(
+                &data,
+                w,
+                h,
+                channels,
+                meta.icc.as_deref(),
+                meta.exif.as_deref(),
+            )
+            .map_err(|e| CodecError::Encode(e.to_string()));
         }
         _ => image::codecs::bmp::BmpEncoder::new(&mut out).write_image(&data, w, h, ct),
     };

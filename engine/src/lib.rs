@@ -10,6 +10,7 @@ pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod exec;
+mod exif;
 pub mod frame;
 pub mod job;
 pub mod ops;

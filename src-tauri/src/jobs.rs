@@ -17,6 +17,7 @@ use prism_engine::exec::{
 };
 use prism_engine::job::{claimed_format, Batch, Input};
 use prism_engine::ops::CancelToken;
+use prism_engine::output::OnExists;
 use prism_engine::{ErrorKind, Op};
 use serde::Serialize;
 
@@ -256,6 +257,8 @@ impl Core {
         let mut cfg = RunConfig::new(&job_dir);
         cfg.format = settings.output_format();
         cfg.features = true;
+        // The job's own work folder: a retry replaces its earlier result there.
+        cfg.on_exists = OnExists::Overwrite;
         let cancel = CancelToken::new();
         let on_start: Arc<dyn Fn(ImageId, String) + Send + Sync> = {
             let core = Arc::downgrade(self);
@@ -440,6 +443,8 @@ impl Core {
                     });
                 }
             }
+            // The work folder is the job's own and written with `overwrite`: never skipped.
+            Event::Skipped { .. } => {}
             Event::Summary {
                 done,
                 failed,
@@ -646,7 +651,7 @@ mod tests {
         // Save all: names from source and op, inside "Processed Images", never over.
         let dest = f.root.join("dest");
         std::fs::create_dir(&dest).unwrap();
-        let report = f.core.save_all(&dest).unwrap();
+        let report = f.core.save_all(&dest, OnExists::Rename).unwrap();
         let names: Vec<_> = report
             .files
             .iter()
@@ -671,7 +676,7 @@ mod tests {
             std::fs::read(&report.files[1]).unwrap(),
             cli_bytes(&b, &own)
         );
-        let again = f.core.save_all(&dest).unwrap();
+        let again = f.core.save_all(&dest, OnExists::Rename).unwrap();
         assert!(again.files[0].ends_with("a-color-manipulation (3).png"));
         // Save one, with the name the dialog proposes.
         let name = f.core.suggested_name(ids[0]).unwrap();
@@ -796,7 +801,7 @@ mod tests {
             Err(AppError::UnknownImage(7))
         ));
         assert!(matches!(
-            f.core.save_all(&f.root),
+            f.core.save_all(&f.root, OnExists::Rename),
             Err(AppError::Nothing(_))
         ));
         assert!(f.core.set_override(3, None).is_err());
