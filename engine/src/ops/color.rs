@@ -12,7 +12,8 @@
 //! OpenCV runs it in two ways within each row: blocks of SIMD pixels (values truncated to
 //! 8 bits) and a scalar tail (rounded), and its AVX2 build contracts `1 - s*h` into a fused
 //! multiply-add. Which pixels fall in the tail depends on the SIMD width OpenCV dispatched
-//! to, so [`HsvProfile`] picks it the way OpenCV does on this CPU. Checked against
+//! to, so [`HsvProfile`] picks it the way OpenCV does on this CPU, or without AVX2 when
+//! `PRISM_KERNELS=portable` forces that level (`ops::dispatch`). Checked against
 //! OpenCV 5.0 for every (H, S, V) triple, AVX2 and with `OPENCV_CPU_DISABLE=AVX2,FMA3`.
 
 use image::{GrayImage, RgbImage};

@@ -114,7 +114,7 @@ pub(crate) fn avx2() -> bool {
 }
 
 /// Defines a function whose body is compiled twice (baseline and AVX2+FMA) and runs the
-/// AVX2 copy when the CPU has both features.
+/// AVX2 copy at the AVX2 kernel level ([`kernels`]).
 macro_rules! avx2_fma {
     (
         $(#[$attr:meta])*
