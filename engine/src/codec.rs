@@ -1,7 +1,8 @@
 //! Bytes to pixels and back, with limits on everything that comes from outside.
 //!
 //! Decoding follows OpenCV's `imread(IMREAD_COLOR)`: 8 bits per channel (16-bit samples
-//! keep their high byte), EXIF orientation applied, alpha split off (Prism carries it
+//! keep their high byte, except TIFF colour, which libtiff's RGBA reader rounds to
+//! `(v + 128) / 257`), EXIF orientation applied, alpha split off (Prism carries it
 //! through to colour outputs). Grey sources stay one channel: every op gives the same
 //! answer on grey as on grey replicated to BGR, at a third of the memory.
 //!
@@ -286,7 +287,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         reset_orientation(e)
     });
     Ok(Decoded {
-        frame: split_alpha(dynamic),
+        frame: split_alpha(dynamic, Format::Jpeg),
         format: Format::Jpeg,
         meta: Metadata { exif, icc },
     })
@@ -320,7 +321,7 @@ fn decode_with_image(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
         dynamic.apply_orientation(o);
     }
     Ok(Decoded {
-        frame: split_alpha(dynamic),
+        frame: split_alpha(dynamic, format),
         format,
         meta: Metadata {
             exif: exif.map(reset_orientation),
@@ -341,9 +342,29 @@ fn image_error(e: image::ImageError) -> CodecError {
     }
 }
 
+/// A 16-bit colour sample as OpenCV's `IMREAD_COLOR` reads it from `format`: libtiff's RGBA
+/// reader (OpenCV's TIFF path to 8 bits) rounds with `(v + 128) / 257`; libpng's
+/// `png_set_strip_16` and the rest keep the high byte. Grey always keeps the high byte
+/// (libtiff's grey reader does too).
+fn colour16_to_8(format: Format) -> fn(&u16) -> u8 {
+    fn high(v: &u16) -> u8 {
+        (v >> 8) as u8
+    }
+    fn rounded(v: &u16) -> u8 {
+        ((*v as u32 + 128) / 257) as u8
+    }
+    if format == Format::Tiff {
+        rounded
+    } else {
+        high
+    }
+}
+
 /// Splits any decoded layout into 8-bit grey or RGB plus an optional alpha channel.
-/// 16-bit and float samples keep their high byte, as OpenCV's `IMREAD_COLOR` does.
-fn split_alpha(img: DynamicImage) -> Frame {
+/// 16-bit samples become 8-bit as OpenCV's `IMREAD_COLOR` reads them from `format`
+/// ([`colour16_to_8`]; alpha as the colour); float samples keep their high byte.
+fn split_alpha(img: DynamicImage, format: Format) -> Frame {
+    let colour16 = colour16_to_8(format);
     match img {
         DynamicImage::ImageLuma8(g) => Frame::new(Pixels::Gray(g)),
         DynamicImage::ImageRgb8(c) => Frame::new(Pixels::Rgb(c)),
@@ -354,7 +375,7 @@ fn split_alpha(img: DynamicImage) -> Frame {
         }
         DynamicImage::ImageRgb16(c) => {
             let (w, h) = c.dimensions();
-            let raw = c.as_raw().iter().map(|v| (v >> 8) as u8).collect();
+            let raw = c.as_raw().iter().map(colour16).collect();
             Frame::new(Pixels::Rgb(RgbImage::from_raw(w, h, raw).expect("sized")))
         }
         DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLumaA16(_) => {
@@ -380,7 +401,7 @@ fn split_alpha(img: DynamicImage) -> Frame {
                 DynamicImage::ImageRgba8(x) => x,
                 DynamicImage::ImageRgba16(x) => {
                     let (w, h) = x.dimensions();
-                    let raw = x.as_raw().iter().map(|v| (v >> 8) as u8).collect();
+                    let raw = x.as_raw().iter().map(colour16).collect();
                     image::RgbaImage::from_raw(w, h, raw).expect("sized")
                 }
                 x => x.to_rgba8(),

@@ -7,7 +7,7 @@
 pub mod canny;
 pub mod color;
 pub mod denoise;
-mod dispatch;
+pub mod dispatch;
 pub mod equalize;
 pub mod harris;
 pub mod morph;
