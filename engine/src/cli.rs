@@ -528,6 +528,7 @@ fn run_with_progress_bar(
             input,
             kind,
             message,
+            ..
         } => failures.push((input.clone(), format!("{kind}: {message}"))),
         Event::Summary {
             done,

@@ -181,6 +181,15 @@ pub enum Event {
         /// How many inputs.
         inputs: usize,
     },
+    /// An input was handed to a worker (again, when its first worker was lost).
+    Running {
+        /// The input's position in the batch (0-based, the order of `started`).
+        index: usize,
+        /// The input path.
+        input: String,
+        /// Who runs it.
+        worker: String,
+    },
     /// After each input ends.
     Progress {
         /// Inputs ended so far.
@@ -190,17 +199,30 @@ pub enum Event {
     },
     /// One input was written.
     Done {
+        /// The input's position in the batch.
+        index: usize,
         /// The input path.
         input: String,
         /// The output path.
         output: String,
+        /// The output's format.
+        format: Format,
         /// Who processed it.
         worker: String,
+        /// How many keypoints the feature op found (corner-detection, sift).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        keypoints: Option<usize>,
+        /// The keypoints and descriptors themselves, for library users; `--json` leaves
+        /// them out (they go to `.features.json` with `--features`).
+        #[serde(skip)]
+        features: Option<Arc<Features>>,
         /// Per-stage times in milliseconds.
         timings_ms: Timings,
     },
     /// One input was not processed because its output is already there (`skip`).
     Skipped {
+        /// The input's position in the batch.
+        index: usize,
         /// The input path.
         input: String,
         /// The file already there.
@@ -208,6 +230,8 @@ pub enum Event {
     },
     /// One input failed; the rest go on.
     Failed {
+        /// The input's position in the batch.
+        index: usize,
         /// The input path.
         input: String,
         /// The fault.
@@ -341,6 +365,8 @@ struct Shared<'a> {
 enum Outcome {
     Done {
         output: PathBuf,
+        format: Format,
+        features: Option<Features>,
         worker: String,
         timings: Timings,
     },
@@ -378,7 +404,7 @@ pub fn run_batch(
     };
     let mut ended = vec![false; total];
     let (mut n_done, mut n_failed, mut n_cancelled, mut n_skipped) = (0, 0, 0, 0);
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::scope(|scope| {
         for worker in workers {
             let dead = Arc::new(AtomicBool::new(false));
@@ -397,20 +423,27 @@ pub fn run_batch(
             match outcome {
                 Outcome::Done {
                     output,
+                    format,
+                    features,
                     worker,
                     timings,
                 } => {
                     n_done += 1;
                     sink(&Event::Done {
+                        index: i,
                         input,
                         output: output.display().to_string(),
+                        format,
                         worker,
+                        keypoints: features.as_ref().map(|f| f.keypoints.len()),
+                        features: features.map(Arc::new),
                         timings_ms: timings,
                     });
                 }
                 Outcome::Skipped(output) => {
                     n_skipped += 1;
                     sink(&Event::Skipped {
+                        index: i,
                         input,
                         output: output.display().to_string(),
                     });
@@ -419,6 +452,7 @@ pub fn run_batch(
                     n_failed += 1;
                     n_cancelled += usize::from(e.kind == ErrorKind::Cancelled);
                     sink(&Event::Failed {
+                        index: i,
                         input,
                         kind: e.kind,
                         message: e.message,
@@ -430,8 +464,16 @@ pub fn run_batch(
                 total,
             });
         };
-        for (i, outcome) in rx {
-            emit(i, outcome, sink);
+        for msg in rx {
+            match msg {
+                // An input runs again only after its worker was lost, never after it ended.
+                Msg::Running(i, worker) => sink(&Event::Running {
+                    index: i,
+                    input: batch.inputs[i].source.display().to_string(),
+                    worker,
+                }),
+                Msg::Ended(i, outcome) => emit(i, outcome, sink),
+            }
         }
         // Every slot has exited: whatever did not end was cancelled or had no worker left.
         let reason = if cancel.is_cancelled() {
@@ -471,12 +513,15 @@ pub fn run_batch(
     (n_done, n_failed)
 }
 
-fn slot_loop(
-    shared: &Shared,
-    worker: &dyn Worker,
-    dead: &AtomicBool,
-    tx: mpsc::Sender<(usize, Outcome)>,
-) {
+/// What slot threads tell the thread that owns the sink.
+enum Msg {
+    /// Input `i` was handed to this worker.
+    Running(usize, String),
+    /// Input `i` ended.
+    Ended(usize, Outcome),
+}
+
+fn slot_loop(shared: &Shared, worker: &dyn Worker, dead: &AtomicBool, tx: mpsc::Sender<Msg>) {
     loop {
         let i = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -499,13 +544,13 @@ fn slot_loop(
                     .0;
             }
         };
-        let result = run_one(shared, worker, i);
+        let result = run_one(shared, worker, i, &tx);
         let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.in_flight -= 1;
         match result {
             Some(outcome) => {
                 drop(q);
-                let _ = tx.send((i, outcome));
+                let _ = tx.send(Msg::Ended(i, outcome));
             }
             None => {
                 // The worker is lost: hand the input to another one and stop this worker.
@@ -524,7 +569,12 @@ fn slot_loop(
 }
 
 /// Processes input `i` on `worker`; `None` when the worker was lost and `i` must move.
-fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
+fn run_one(
+    shared: &Shared,
+    worker: &dyn Worker,
+    i: usize,
+    tx: &mpsc::Sender<Msg>,
+) -> Option<Outcome> {
     let input = &shared.batch.inputs[i];
     let cfg = shared.cfg;
     let fail = |e: EngineError| Some(Outcome::Failed(e));
@@ -588,12 +638,15 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
         encode: cfg.encode,
         limits: cfg.limits,
     };
+    let _ = tx.send(Msg::Running(i, worker.name()));
     let result = worker.process(&req, shared.cancel);
     drop(req);
     let outcome = match result {
         Ok(res) => match write_outputs(shared, i, &res) {
             Ok(Placed::Written(paths)) => Outcome::Done {
                 output: paths.into_iter().next().unwrap_or_default(),
+                format: res.format,
+                features: res.features,
                 worker: worker.name(),
                 timings: res.timings,
             },

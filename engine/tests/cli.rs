@@ -91,6 +91,29 @@ fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
             assert!(d["timings_ms"][k].as_f64().unwrap() >= 0.0);
         }
     }
+    // Each input is named by its index in `started`'s order, runs once on one worker, and
+    // its `done` names the output's format.
+    let mut indices: Vec<u64> = done.iter().map(|d| d["index"].as_u64().unwrap()).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2]);
+    for d in &done {
+        let running: Vec<&Value> = of_kind(&ev, "running")
+            .into_iter()
+            .filter(|r| r["index"] == d["index"])
+            .collect();
+        assert_eq!(running.len(), 1, "{d}");
+        assert_eq!(running[0]["input"], d["input"]);
+        assert_eq!(running[0]["worker"], d["worker"]);
+        let at = |e: &Value| ev.iter().position(|x| x == e).unwrap();
+        assert!(at(running[0]) < at(d), "running comes before done");
+        let ext = Path::new(d["output"].as_str().unwrap())
+            .extension()
+            .unwrap()
+            .to_string_lossy()
+            .replace("jpg", "jpeg");
+        assert_eq!(d["format"], ext.as_str());
+        assert!(d.get("keypoints").is_none(), "colour ops find no keypoints");
+    }
     let progress = of_kind(&ev, "progress");
     assert_eq!(progress.last().unwrap()["done"], 3);
     assert_eq!(progress.last().unwrap()["total"], 3);
@@ -569,7 +592,14 @@ fn features_json_lands_beside_the_output() {
     write_image(&input, &Frame::new(Pixels::Rgb(img)), Format::Png);
     let out = dir.path().join("out");
     let res = prism()
-        .args(["process", "--op", "corner-detection", "--features", "--out"])
+        .args([
+            "process",
+            "--op",
+            "corner-detection",
+            "--features",
+            "--json",
+        ])
+        .arg("--out")
         .arg(&out)
         .arg(&input)
         .output()
@@ -584,6 +614,9 @@ fn features_json_lands_beside_the_output() {
         serde_json::from_slice(&std::fs::read(out.join("board.features.json")).unwrap()).unwrap();
     let kps = v["keypoints"].as_array().unwrap();
     assert!(!kps.is_empty());
+    // The `done` event counts them.
+    let ev = events(&res);
+    assert_eq!(of_kind(&ev, "done")[0]["keypoints"], kps.len());
     for k in kps {
         for f in ["x", "y", "size", "angle", "response", "octave"] {
             assert!(k[f].is_number(), "{f} missing in {k}");
