@@ -237,7 +237,13 @@ pub struct RunConfig {
     pub encode: EncodeOptions,
     /// Bytes of decoded images (with working buffers) allowed in flight at once.
     pub memory_budget: u64,
+    /// Times an input may move to another worker after losing one; lost once more, it
+    /// fails, so an image that kills workers cannot take them all down in turn.
+    pub max_moves: u32,
 }
+
+/// The default [`RunConfig::max_moves`].
+pub const DEFAULT_MAX_MOVES: u32 = 2;
 
 impl RunConfig {
     /// Defaults for writing into `out_dir`.
@@ -249,6 +255,7 @@ impl RunConfig {
             limits: Limits::default(),
             encode: EncodeOptions::default(),
             memory_budget: default_memory_budget(),
+            max_moves: DEFAULT_MAX_MOVES,
         }
     }
 }
@@ -371,6 +378,8 @@ struct Shared<'a> {
     changed: Condvar,
     budget: Budget,
     moved: Mutex<Vec<usize>>,
+    /// Per input: the workers lost while it ran, and why the last one was.
+    losses: Mutex<Vec<(u32, String)>>,
     tmp_seq: AtomicU64,
 }
 
@@ -410,6 +419,7 @@ pub fn run_batch(
             cap: cfg.memory_budget.max(1),
         },
         moved: Mutex::new(Vec::new()),
+        losses: Mutex::new(vec![(0, String::new()); total]),
         tmp_seq: AtomicU64::new(0),
     };
     let mut ended = vec![false; total];
@@ -534,15 +544,31 @@ fn slot_loop(
                 let _ = tx.send((i, outcome));
             }
             None => {
-                // The worker is lost: hand the input to another one and stop this worker.
-                q.pending.push_front(i);
-                drop(q);
-                shared
-                    .moved
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(i);
+                // The worker is lost: stop it, and hand the input to another one unless it
+                // has already moved as often as allowed.
                 dead.store(true, Ordering::Relaxed);
+                let (lost, why) =
+                    shared.losses.lock().unwrap_or_else(|e| e.into_inner())[i].clone();
+                if lost > shared.cfg.max_moves {
+                    drop(q);
+                    let e = EngineError::new(
+                        ErrorKind::Remote,
+                        format!(
+                            "{lost} workers were lost while processing this input (the last: \
+                             {why}); not moving it again, since the image itself may be what \
+                             brings them down"
+                        ),
+                    );
+                    let _ = tx.send((i, Outcome::Failed(e)));
+                } else {
+                    q.pending.push_front(i);
+                    drop(q);
+                    shared
+                        .moved
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i);
+                }
             }
         }
         shared.changed.notify_all();
@@ -615,7 +641,11 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
             Err(e) => Outcome::Failed(e),
         },
         Err(WorkError::Input(e)) => Outcome::Failed(e),
-        Err(WorkError::WorkerLost(_)) => {
+        Err(WorkError::WorkerLost(why)) => {
+            let mut losses = shared.losses.lock().unwrap_or_else(|e| e.into_inner());
+            losses[i].0 += 1;
+            losses[i].1 = why;
+            drop(losses);
             shared.budget.release(cost);
             return None;
         }

@@ -337,13 +337,12 @@ impl RemoteClient {
         }
     }
 
-    /// Maps a node's error answer: shutting down or busy moves the image elsewhere,
-    /// anything about the image itself is final for it.
+    /// Maps a node's error answer: shutting down or busy moves the image elsewhere;
+    /// anything else is final for the image, since a node that answers is not lost (an
+    /// internal error on one image would only take the next node down with it).
     fn refusal(&self, msg: ErrorMsg) -> WorkError {
         match msg.code {
-            ErrorCode::ShuttingDown | ErrorCode::Busy | ErrorCode::Internal => {
-                self.lost(&msg.message)
-            }
+            ErrorCode::ShuttingDown | ErrorCode::Busy => self.lost(&msg.message),
             // The engine's own verdict reads the same as a local run's.
             ErrorCode::Input => WorkError::Input(EngineError::new(msg.kind, msg.message)),
             _ => WorkError::Input(EngineError::new(
