@@ -315,7 +315,7 @@ fn stranger_endpoint(node: &Node) -> quinn::Endpoint {
 }
 
 /// Connects and, without ever saying hello, pushes as much data as the node lets it on
-/// as many streams as it may open, until the node closes the connection.
+/// as many streams as it may open, until the node closes the connection (or 8 s).
 async fn stranger(ep: quinn::Endpoint, addr: SocketAddr, push: bool) {
     let Ok(Ok(conn)) = tokio::time::timeout(
         Duration::from_secs(5),
@@ -329,9 +329,18 @@ async fn stranger(ep: quinn::Endpoint, addr: SocketAddr, push: bool) {
         let _ = tokio::time::timeout(Duration::from_secs(8), conn.closed()).await;
         return;
     }
-    let junk = vec![0x5au8; 1 << 20];
+    // The first stream gets the start of a frame head, so the node waits there for a
+    // hello while the other streams fill whatever it buffers for them.
     let mut tasks = Vec::new();
-    for _ in 0..64 {
+    if let Ok((mut first, _recv)) = conn.open_bi().await {
+        let _ = first.write_all(b"PRSM").await;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            drop(first);
+        }));
+    }
+    let junk = vec![0x5au8; 1 << 20];
+    for _ in 1..64 {
         let Ok(Ok((mut send, _recv))) =
             tokio::time::timeout(Duration::from_millis(200), conn.open_bi()).await
         else {
