@@ -403,3 +403,56 @@ fn strangers_cannot_lock_out_a_client_or_make_the_node_hold_memory() {
     );
     assert!(rt.block_on(client.fetch_health()).is_ok());
 }
+
+/// A small progressive JPEG whose last scan is repeated until it has `scans` scans.
+fn scan_bomb(scans: usize) -> Vec<u8> {
+    let img = turbojpeg::Image {
+        pixels: (0..64 * 64 * 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<u8>>(),
+        width: 64,
+        pitch: 64 * 3,
+        height: 64,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_progressive(true).unwrap();
+    let jpeg = c.compress_to_vec(img.as_deref()).unwrap();
+    let sos: Vec<usize> = jpeg
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == &[0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(sos.len() > 2, "progressive output has several scans");
+    let (last, eoi) = (*sos.last().unwrap(), jpeg.len() - 2);
+    let mut out = jpeg[..eoi].to_vec();
+    for _ in sos.len()..scans {
+        out.extend_from_slice(&jpeg[last..eoi]);
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn a_jpeg_with_thousands_of_scans_is_refused_as_a_limit() {
+    let limits = codec::Limits::default();
+    // An ordinary progressive file still decodes.
+    assert!(codec::decode(&scan_bomb(0), &limits).is_ok());
+    let bomb = scan_bomb(5000);
+    match codec::decode(&bomb, &limits) {
+        Err(codec::CodecError::Limit(m)) => assert!(m.contains("5000 scans"), "{m}"),
+        other => panic!("{:?}", other.map(|d| d.format)),
+    }
+    // Through a node: that image fails alone.
+    let dir = tempfile::tempdir().unwrap();
+    let input = inputs(dir.path(), 2, &[("bomb.jpg", bomb)]);
+    let node = Node::start(&[]);
+    let o = run(dir.path(), &[&node], &input);
+    let ev = events(&o);
+    let f = failed(&ev);
+    assert_eq!(f.len(), 1, "{ev:?}");
+    assert!(f[0]["input"].as_str().unwrap().ends_with("bomb.jpg"));
+    assert_eq!(f[0]["kind"], "limit");
+    assert_eq!(summary(&ev)["done"], 2);
+}
