@@ -300,6 +300,14 @@ fn a_silent_authenticated_client_is_disconnected_after_the_idle_timeout() {
         }
         other => panic!("still open or closed for another reason: {other:?}"),
     }
+    // The client connects again for its next image instead of calling the node lost.
+    assert!(rt
+        .block_on(client.process(
+            &work(png(20, 20, 1), "color-manipulation"),
+            &CancelToken::new()
+        ))
+        .is_ok());
+    assert_ne!(client.connection().stable_id(), conn.stable_id());
 }
 
 /// A client that holds the node's fingerprint but not its token.
