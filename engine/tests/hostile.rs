@@ -213,6 +213,46 @@ fn an_image_holds_its_memory_until_its_work_ends() {
 }
 
 #[test]
+fn an_image_given_up_while_it_queues_is_never_decoded() {
+    let mut node = Node::start(&[]);
+    let rt = runtime();
+    let client = Arc::new(
+        rt.block_on(RemoteClient::connect(&node.spec(), &once()))
+            .unwrap(),
+    );
+    // The node's one thread is busy for 2 s with the stuck image...
+    let stuck = {
+        let client = client.clone();
+        rt.spawn(async move {
+            client
+                .process(
+                    &work(png(17, 17, 0), "color-manipulation"),
+                    &CancelToken::new(),
+                )
+                .await
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // ... while an image that would abort the node queues behind it and is given up.
+    let cancel = CancelToken::new();
+    let doomed = {
+        let (client, cancel) = (client.clone(), cancel.clone());
+        rt.spawn(async move {
+            client
+                .process(&work(png(23, 23, 0), "color-manipulation"), &cancel)
+                .await
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    cancel.cancel();
+    assert!(rt.block_on(doomed).unwrap().is_err());
+    assert!(rt.block_on(stuck).unwrap().is_ok());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(&mut node), "the given-up image ran");
+    assert!(rt.block_on(client.fetch_health()).is_ok());
+}
+
+#[test]
 fn an_answer_over_the_frame_cap_fails_its_image_not_the_node() {
     use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
     let dir = tempfile::tempdir().unwrap();
