@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,10 @@ async fn idle_stranger(ep: quinn::Endpoint, addr: SocketAddr, stop: Arc<AtomicBo
     }
 }
 
+/// Handshakes the garbage clients completed, and datagrams sent.
+static GARBAGE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+static GARBAGE_DATAGRAMS: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects again and again, each time writing junk on every stream it may open.
 async fn quic_garbage(ep: quinn::Endpoint, addr: SocketAddr, stop: Arc<AtomicBool>) {
     let junk: Vec<u8> = (0..64 * 1024).map(|i| (i * 31 % 256) as u8).collect();
@@ -123,6 +127,7 @@ async fn quic_garbage(ep: quinn::Endpoint, addr: SocketAddr, stop: Arc<AtomicBoo
         let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), connecting).await else {
             continue;
         };
+        GARBAGE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             let Ok(Ok((mut send, _recv))) =
                 tokio::time::timeout(Duration::from_millis(300), conn.open_bi()).await
@@ -160,6 +165,7 @@ async fn udp_garbage(addr: SocketAddr, stop: Arc<AtomicBool>, seed: u32) {
             pkt[1..5].copy_from_slice(&[0, 0, 0, 1]);
         }
         let _ = sock.send_to(&pkt, addr).await;
+        GARBAGE_DATAGRAMS.fetch_add(1, Ordering::Relaxed);
         n += 1;
         // tokio's timer rounds up to whole milliseconds: 500-1000 datagrams a second.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -314,6 +320,11 @@ fn main() {
     println!(
         "node RSS: peak {quiet_peak:.0} MiB before the last attack, peak {peak:.0} MiB \
          overall, {now:.0} MiB at the end"
+    );
+    println!(
+        "the garbage clients made {} connections and sent {} datagrams",
+        GARBAGE_CONNECTIONS.load(Ordering::Relaxed),
+        GARBAGE_DATAGRAMS.load(Ordering::Relaxed)
     );
     println!(
         "every image finished: {}",
