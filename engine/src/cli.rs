@@ -91,7 +91,7 @@ struct NodeArgs {
     /// Give up on a client that sends or takes nothing for this many ms mid-image.
     #[arg(long, default_value_t = 30_000)]
     stall_timeout_ms: u64,
-    /// Drop a connection after this many ms without any packet (clients keep it alive).
+    /// Close a connection after this many ms without a request (or without any packet).
     #[arg(long, default_value_t = 60_000)]
     idle_timeout_ms: u64,
     /// After SIGTERM, wait this many ms at most for images in flight.

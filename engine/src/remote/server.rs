@@ -62,7 +62,8 @@ pub struct NodeLimits {
     pub image_timeout: Duration,
     /// Time a stream may go without progress (a client that stalls mid-image).
     pub stall_timeout: Duration,
-    /// Time before a connection with no traffic is dropped (clients send keep-alives).
+    /// Time a connection may go without a request in flight (or without any packet)
+    /// before it is closed; keep-alives do not count as requests.
     pub idle_timeout: Duration,
     /// Time a new connection has for its handshake and `hello` together.
     pub hello_timeout: Duration,
