@@ -93,12 +93,16 @@ struct NodeArgs {
     /// Give up on a client that sends or takes nothing for this many ms mid-image.
     #[arg(long, default_value_t = 30_000)]
     stall_timeout_ms: u64,
-    /// Drop a connection after this many ms without any packet (clients keep it alive).
+    /// Close a connection after this many ms without a request (or without any packet).
     #[arg(long, default_value_t = 60_000)]
     idle_timeout_ms: u64,
     /// After SIGTERM, wait this many ms at most for images in flight.
     #[arg(long, default_value_t = 30_000)]
     shutdown_grace_ms: u64,
+    /// Bytes of images (compressed, decoded and working buffers) held at once; more wait
+    /// [default: a quarter of the cgroup's memory.max, else of physical memory].
+    #[arg(long, value_name = "BYTES")]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -479,6 +483,10 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
             stall_timeout: ms(args.stall_timeout_ms.max(1)),
             idle_timeout: ms(args.idle_timeout_ms.max(100)),
             shutdown_grace: ms(args.shutdown_grace_ms),
+            memory_budget: args
+                .memory_budget
+                .map(|b| b.max(1))
+                .unwrap_or_else(crate::exec::default_memory_budget),
             ..NodeLimits::default()
         },
     };

@@ -257,7 +257,14 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
     } else {
         turbojpeg::PixelFormat::RGB
     };
-    let img = match turbojpeg::decompress(bytes, format) {
+    let scans = jpeg_scan_count(bytes);
+    if scans > MAX_JPEG_SCANS {
+        return Err(CodecError::Limit(format!(
+            "JPEG with {scans} scans, over the limit of {MAX_JPEG_SCANS} (real files have \
+             about ten; each scan makes the decoder go over the whole image again)"
+        )));
+    }
+    let img = match decompress_jpeg(bytes, format) {
         Ok(img) => img,
         // libjpeg-turbo's TurboJPEG API cannot turn CMYK/YCCK into RGB; `image` can.
         Err(_)
@@ -268,7 +275,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         {
             return decode_with_image(bytes, Format::Jpeg, limits)
         }
-        Err(e) => return Err(CodecError::Decode(e.to_string())),
+        Err(e) => return Err(e),
     };
     let (w, h) = (img.width as u32, img.height as u32);
     let mut dynamic = if gray {
@@ -290,6 +297,142 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         frame: split_alpha(dynamic, Format::Jpeg),
         format: Format::Jpeg,
         meta: Metadata { exif, icc },
+    })
+}
+
+/// Most scans a JPEG may have. Progressive files have about ten; a crafted one with
+/// thousands of tiny scans makes libjpeg-turbo re-run its whole-image passes thousands of
+/// times (a CPU bomb in a few kilobytes). A few hundred leaves room for odd encoders.
+pub const MAX_JPEG_SCANS: usize = 500;
+
+/// Counts the scans (SOS markers) of a JPEG up to its end marker, skipping entropy-coded
+/// data, without decoding anything.
+fn jpeg_scan_count(b: &[u8]) -> usize {
+    let (mut i, mut scans) = (2, 0);
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            // Entropy-coded data between markers.
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            // Fill byte: the marker starts at the next 0xFF.
+            0xFF => i += 1,
+            // A stuffed zero, a restart marker or TEM: no length follows.
+            0x00 | 0x01 | 0xD0..=0xD7 => i += 2,
+            0xD9 => break,
+            m => {
+                let Some(len) = b.get(i + 2..i + 4) else {
+                    break;
+                };
+                if m == 0xDA {
+                    scans += 1;
+                }
+                i += 2 + u16::from_be_bytes([len[0], len[1]]) as usize;
+            }
+        }
+    }
+    scans
+}
+
+/// libjpeg-turbo's decompressor through its TurboJPEG 3 API with both of its guards
+/// against hostile files, the scan limit and the memory limit (the `turbojpeg` crate
+/// exposes only the first).
+struct TjDecompressor(turbojpeg::raw::tjhandle);
+
+impl TjDecompressor {
+    fn new() -> Result<Self, CodecError> {
+        // SAFETY: tj3Init has no preconditions; a null handle is checked below.
+        let h = unsafe { turbojpeg::raw::tj3Init(turbojpeg::raw::TJINIT_TJINIT_DECOMPRESS as _) };
+        if h.is_null() {
+            return Err(CodecError::Decode("cannot start the JPEG decoder".into()));
+        }
+        Ok(Self(h))
+    }
+
+    fn error(&self) -> String {
+        // SAFETY: the handle is live; the string is owned by it and copied at once.
+        let msg = unsafe { std::ffi::CStr::from_ptr(turbojpeg::raw::tj3GetErrorStr(self.0)) };
+        msg.to_string_lossy().into_owned()
+    }
+
+    fn set(&mut self, param: turbojpeg::raw::TJPARAM, value: i32) -> Result<(), CodecError> {
+        // SAFETY: the handle is live.
+        if unsafe { turbojpeg::raw::tj3Set(self.0, param as _, value) } != 0 {
+            return Err(CodecError::Decode(self.error()));
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, param: turbojpeg::raw::TJPARAM) -> i32 {
+        // SAFETY: the handle is live.
+        unsafe { turbojpeg::raw::tj3Get(self.0, param as _) }
+    }
+}
+
+impl Drop for TjDecompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { turbojpeg::raw::tj3Destroy(self.0) }
+    }
+}
+
+/// Decodes a JPEG to `format` (RGB or GRAY) under the scan limit and a memory limit
+/// derived from its declared size; either one broken is a [`CodecError::Limit`].
+fn decompress_jpeg(
+    bytes: &[u8],
+    format: turbojpeg::PixelFormat,
+) -> Result<turbojpeg::Image<Vec<u8>>, CodecError> {
+    use turbojpeg::raw;
+    let mut d = TjDecompressor::new()?;
+    d.set(raw::TJPARAM_TJPARAM_SCANLIMIT, MAX_JPEG_SCANS as i32)?;
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call.
+    if unsafe { raw::tj3DecompressHeader(d.0, bytes.as_ptr(), bytes.len() as _) } != 0 {
+        return Err(CodecError::Decode(d.error()));
+    }
+    let w = d.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
+    let h = d.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
+    let (w, h) = match (usize::try_from(w), usize::try_from(h)) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
+        _ => return Err(CodecError::Decode(format!("bad JPEG size {w}x{h}"))),
+    };
+    // A progressive image keeps all its coefficients (2 bytes per sample, up to four
+    // components); a file that needs more than that for its declared size is refused.
+    let mib = ((w * h * 8) >> 20) + 64;
+    d.set(
+        raw::TJPARAM_TJPARAM_MAXMEMORY,
+        mib.min(i32::MAX as usize) as i32,
+    )?;
+    let pitch = w * format.size();
+    let mut pixels = vec![0u8; pitch * h];
+    // SAFETY: `pixels` holds `pitch * h` bytes, exactly what a w x h image of `format`
+    // with this pitch needs; `bytes` outlives the call.
+    let rc = unsafe {
+        raw::tj3Decompress8(
+            d.0,
+            bytes.as_ptr(),
+            bytes.len() as _,
+            pixels.as_mut_ptr(),
+            pitch as _,
+            format as _,
+        )
+    };
+    if rc != 0 {
+        let msg = d.error();
+        // libjpeg-turbo says "more than N scans" or, for the memory limit, that it would
+        // need a backing store: limits, not corrupt files.
+        return Err(if msg.contains("scans") || msg.contains("acking store") {
+            CodecError::Limit(format!("JPEG decoder limit: {msg}"))
+        } else {
+            CodecError::Decode(msg)
+        });
+    }
+    Ok(turbojpeg::Image {
+        pixels,
+        width: w,
+        pitch,
+        height: h,
+        format,
     })
 }
 
@@ -734,6 +877,37 @@ mod tests {
         Frame::new(Pixels::Rgb(RgbImage::from_fn(37, 23, |x, y| {
             image::Rgb([(x * 7) as u8, (y * 11) as u8, (x * y) as u8])
         })))
+    }
+
+    #[test]
+    fn libjpeg_turbo_enforces_the_scan_limit_itself() {
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_progressive(true).unwrap();
+        let img = turbojpeg::Image {
+            pixels: vec![90u8; 32 * 32 * 3],
+            width: 32,
+            pitch: 32 * 3,
+            height: 32,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let jpeg = c.compress_to_vec(img.as_deref()).unwrap();
+        let normal = jpeg_scan_count(&jpeg);
+        assert!((2..20).contains(&normal), "{normal} scans");
+        assert!(decompress_jpeg(&jpeg, turbojpeg::PixelFormat::RGB).is_ok());
+        // The last scan again and again, past the limit: the counter sees them all, and
+        // the decoder refuses on its own too (the counter runs first in `decode`).
+        let last = jpeg.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        let eoi = jpeg.len() - 2;
+        let mut bomb = jpeg[..eoi].to_vec();
+        for _ in 0..MAX_JPEG_SCANS {
+            bomb.extend_from_slice(&jpeg[last..eoi]);
+        }
+        bomb.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(jpeg_scan_count(&bomb), normal + MAX_JPEG_SCANS);
+        match decompress_jpeg(&bomb, turbojpeg::PixelFormat::RGB) {
+            Err(CodecError::Limit(m)) => assert!(m.contains("scans"), "{m}"),
+            other => panic!("{:?}", other.map(|i| i.width)),
+        }
     }
 
     #[test]

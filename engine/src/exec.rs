@@ -277,7 +277,13 @@ pub struct RunConfig {
     pub memory_budget: u64,
     /// What happens when an output file is already there.
     pub on_exists: OnExists,
+    /// Times an input may move to another worker after losing one; lost once more, it
+    /// fails, so an image that kills workers cannot take them all down in turn.
+    pub max_moves: u32,
 }
+
+/// The default [`RunConfig::max_moves`].
+pub const DEFAULT_MAX_MOVES: u32 = 2;
 
 impl RunConfig {
     /// Defaults for writing into `out_dir`.
@@ -290,22 +296,75 @@ impl RunConfig {
             encode: EncodeOptions::default(),
             memory_budget: default_memory_budget(),
             on_exists: OnExists::default(),
+            max_moves: DEFAULT_MAX_MOVES,
         }
     }
 }
 
-/// A quarter of physical memory, at least 512 MiB: room for the OS, the UI and decoders.
+/// A quarter of the memory this process may use, at least 512 MiB: room for the OS, the
+/// UI and decoders. The limit is the cgroup's (a container's, or a systemd unit's
+/// `MemoryMax=`) when there is one, since the kernel kills at that limit whatever the
+/// machine has; else physical memory.
 pub fn default_memory_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(8 << 30);
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let total = memory_limit(&read).unwrap_or(8 << 30);
     (total / 4).max(512 << 20)
+}
+
+/// The lowest of the cgroup memory limits on the way from this process's cgroup to the
+/// root (v2 `memory.max`, else v1 `memory.limit_in_bytes`) and `MemTotal`; `read` returns
+/// a file's content.
+fn memory_limit(read: &dyn Fn(&str) -> Option<String>) -> Option<u64> {
+    let meminfo = read("/proc/meminfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = read("/proc/self/cgroup").and_then(|cg| {
+        // v2: "0::/path"; v1: "N:memory:/path" (or "N:cpu,memory:/path").
+        let v2 = cg.lines().find_map(|l| l.strip_prefix("0::"));
+        let v1 = cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            ctrl.split(',').any(|c| c == "memory").then_some(path)
+        });
+        let (root, file, path) = match (v2, v1) {
+            (Some(p), _) => ("/sys/fs/cgroup", "memory.max", p),
+            (None, Some(p)) => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", p),
+            (None, None) => return None,
+        };
+        // A limit may sit on any ancestor (a slice); inside a cgroup namespace the path is
+        // "/" and the files are at the root.
+        let mut dir = std::path::PathBuf::from(path.trim());
+        let mut lowest: Option<u64> = None;
+        loop {
+            let rel = dir
+                .strip_prefix("/")
+                .unwrap_or(&dir)
+                .to_string_lossy()
+                .into_owned();
+            let p = if rel.is_empty() {
+                format!("{root}/{file}")
+            } else {
+                format!("{root}/{rel}/{file}")
+            };
+            // "max" (v2) or a huge value (v1) means no limit there.
+            if let Some(n) = read(&p).and_then(|v| v.trim().parse::<u64>().ok()) {
+                if n < 1 << 60 {
+                    lowest = Some(lowest.map_or(n, |l| l.min(n)));
+                }
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+        lowest
+    });
+    match (cgroup, meminfo) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    }
 }
 
 /// Bytes an image of `pixels` may hold while it runs through `ops`: the heaviest op's
@@ -360,6 +419,8 @@ struct Shared<'a> {
     changed: Condvar,
     budget: Budget,
     moved: Mutex<Vec<usize>>,
+    /// Per input: the workers lost while it ran, and why the last one was.
+    losses: Mutex<Vec<(u32, String)>>,
 }
 
 enum Outcome {
@@ -401,6 +462,7 @@ pub fn run_batch(
             cap: cfg.memory_budget.max(1),
         },
         moved: Mutex::new(Vec::new()),
+        losses: Mutex::new(vec![(0, String::new()); total]),
     };
     let mut ended = vec![false; total];
     let (mut n_done, mut n_failed, mut n_cancelled, mut n_skipped) = (0, 0, 0, 0);
@@ -553,15 +615,31 @@ fn slot_loop(shared: &Shared, worker: &dyn Worker, dead: &AtomicBool, tx: mpsc::
                 let _ = tx.send(Msg::Ended(i, outcome));
             }
             None => {
-                // The worker is lost: hand the input to another one and stop this worker.
-                q.pending.push_front(i);
-                drop(q);
-                shared
-                    .moved
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(i);
+                // The worker is lost: stop it, and hand the input to another one unless it
+                // has already moved as often as allowed.
                 dead.store(true, Ordering::Relaxed);
+                let (lost, why) =
+                    shared.losses.lock().unwrap_or_else(|e| e.into_inner())[i].clone();
+                if lost > shared.cfg.max_moves {
+                    drop(q);
+                    let e = EngineError::new(
+                        ErrorKind::Remote,
+                        format!(
+                            "{lost} workers were lost while processing this input (the last: \
+                             {why}); not moving it again, since the image itself may be what \
+                             brings them down"
+                        ),
+                    );
+                    let _ = tx.send(Msg::Ended(i, Outcome::Failed(e)));
+                } else {
+                    q.pending.push_front(i);
+                    drop(q);
+                    shared
+                        .moved
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i);
+                }
             }
         }
         shared.changed.notify_all();
@@ -654,7 +732,11 @@ fn run_one(
             Err(e) => Outcome::Failed(e),
         },
         Err(WorkError::Input(e)) => Outcome::Failed(e),
-        Err(WorkError::WorkerLost(_)) => {
+        Err(WorkError::WorkerLost(why)) => {
+            let mut losses = shared.losses.lock().unwrap_or_else(|e| e.into_inner());
+            losses[i].0 += 1;
+            losses[i].1 = why;
+            drop(losses);
             shared.budget.release(cost);
             return None;
         }
@@ -714,5 +796,86 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = list
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |p: &str| map.get(p).cloned()
+    }
+
+    const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:  100 kB\n";
+
+    #[test]
+    fn the_memory_limit_is_the_cgroups_when_lower_than_the_machines() {
+        // A systemd unit with MemoryMax=2G, inside a slice without a limit.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/system.slice/prism-node.service\n"),
+            (
+                "/sys/fs/cgroup/system.slice/prism-node.service/memory.max",
+                "2147483648\n",
+            ),
+            ("/sys/fs/cgroup/system.slice/memory.max", "max\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(2 << 30));
+        // ProcSubset=pid hides meminfo: the cgroup alone decides.
+        let read = files(&[
+            ("/proc/self/cgroup", "0::/system.slice/prism-node.service\n"),
+            (
+                "/sys/fs/cgroup/system.slice/prism-node.service/memory.max",
+                "2147483648\n",
+            ),
+        ]);
+        assert_eq!(memory_limit(&read), Some(2 << 30));
+        // A limit on the parent slice counts too.
+        let read = files(&[
+            ("/proc/self/cgroup", "0::/a.slice/b.service\n"),
+            ("/sys/fs/cgroup/a.slice/b.service/memory.max", "max\n"),
+            ("/sys/fs/cgroup/a.slice/memory.max", "1073741824\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(1 << 30));
+        // A container (cgroup namespace): the root's file.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/\n"),
+            ("/sys/fs/cgroup/memory.max", "536870912\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(512 << 20));
+        // cgroup v1.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            (
+                "/proc/self/cgroup",
+                "4:cpu,cpuacct:/x\n7:memory:/docker/abc\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+                "3221225472\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+        ]);
+        assert_eq!(memory_limit(&read), Some(3 << 30));
+    }
+
+    #[test]
+    fn without_a_cgroup_limit_the_machines_memory_counts() {
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/user.slice\n"),
+            ("/sys/fs/cgroup/user.slice/memory.max", "max\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(16_384_000 * 1024));
+        assert_eq!(memory_limit(&files(&[])), None);
     }
 }

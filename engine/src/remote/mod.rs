@@ -6,6 +6,8 @@
 //! spreads work over local cores and nodes alike.
 
 pub mod client;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod proto;
 pub mod server;
 pub mod tls;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: golden inputs and references, comparisons.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::path::PathBuf;
 
 use image::RgbImage;
