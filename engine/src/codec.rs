@@ -234,6 +234,22 @@ fn image_format(format: Format) -> image::ImageFormat {
 }
 
 /// Decodes an image as OpenCV's `imread(IMREAD_COLOR)` would, keeping alpha aside.
+///
+/// ```
+/// use prism_engine::codec::{decode, encode, EncodeOptions, Format, Limits, Metadata};
+/// use prism_engine::{Frame, Pixels};
+///
+/// let img = image::RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30]));
+/// let png = encode(&Frame::new(Pixels::Rgb(img)), Format::Png, &Metadata::default(),
+///                  &EncodeOptions::default())?;
+/// let decoded = decode(&png, &Limits::default())?;
+/// assert_eq!(decoded.format, Format::Png);
+/// assert_eq!((decoded.frame.pixels.width(), decoded.frame.pixels.height()), (4, 3));
+/// // Limits are checked from the header, before any pixel buffer exists.
+/// let tight = Limits { max_pixels: 11, ..Limits::default() };
+/// assert!(decode(&png, &tight).is_err());
+/// # Ok::<(), prism_engine::codec::CodecError>(())
+/// ```
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
     if bytes.len() as u64 > limits.max_bytes {
         return Err(too_many_bytes(bytes.len() as u64, limits));

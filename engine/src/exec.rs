@@ -437,6 +437,31 @@ enum Outcome {
 
 /// Runs a batch over the workers, calling `sink` with every event on this thread.
 /// Returns the summary event's counts: (done, failed).
+///
+/// ```
+/// use std::sync::Arc;
+/// use prism_engine::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
+/// use prism_engine::job::{collect_inputs, Batch};
+/// use prism_engine::ops::CancelToken;
+/// use prism_engine::Op;
+///
+/// let dir = tempfile::tempdir()?;
+/// let input = dir.path().join("photo.png");
+/// image::RgbImage::from_pixel(8, 8, image::Rgb([200, 100, 50])).save(&input)?;
+/// let out = dir.path().join("out");
+/// let batch = Batch {
+///     inputs: collect_inputs(&[input], &out)?,
+///     pipeline: Arc::from(vec![Op::default_for("color-manipulation")?]),
+/// };
+/// let workers: Vec<Arc<dyn Worker>> = vec![Arc::new(LocalWorker::new(1)?)];
+/// let mut events = Vec::new();
+/// let (done, failed) = run_batch(&batch, &workers, &RunConfig::new(&out),
+///                                &CancelToken::new(), &mut |e| events.push(e.clone()));
+/// assert_eq!((done, failed), (1, 0));
+/// assert!(matches!(events.last(), Some(Event::Summary { done: 1, .. })));
+/// assert!(out.join("photo.png").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_batch(
     batch: &Batch,
     workers: &[Arc<dyn Worker>],

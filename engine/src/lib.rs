@@ -6,6 +6,8 @@
 //! [`exec`] (running a batch on rayon with bounded memory), [`remote`] (nodes over QUIC
 //! as more workers) and [`cli`] (the `prism` binary's contract).
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod codec;
 pub mod error;
