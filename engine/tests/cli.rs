@@ -1,46 +1,16 @@
 //! The `prism` binary end to end: the CLI contract of DESIGN.md on real files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::{Frame, Pixels};
 use serde_json::Value;
 
-fn prism() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-}
+mod common;
 
-fn sample(w: u32, h: u32, seed: u32) -> Frame {
-    Frame::new(Pixels::Rgb(RgbImage::from_fn(w, h, |x, y| {
-        let v = (x * 7 + y * 13 + seed * 31) % 256;
-        image::Rgb([v as u8, (x * y % 251) as u8, ((x + seed) * 3 % 256) as u8])
-    })))
-}
-
-fn write_image(path: &Path, frame: &Frame, format: Format) {
-    let bytes = codec::encode(
-        frame,
-        format,
-        &Metadata::default(),
-        &EncodeOptions::default(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
-
-fn of_kind<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == kind).collect()
-}
+use common::cli::{events, of_kind, prism, sample, write_image};
 
 #[test]
 fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
@@ -81,7 +51,7 @@ fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     assert_eq!(ev[0], serde_json::json!({"event": "started", "inputs": 3}));
     let done = of_kind(&ev, "done");
     assert_eq!(done.len(), 3);
@@ -327,7 +297,7 @@ fn bad_inputs_fail_alone_with_a_kind_and_the_rest_finish() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let failed: Vec<(String, String)> = of_kind(&ev, "failed")
         .iter()
         .map(|e| {
@@ -365,7 +335,7 @@ fn bad_inputs_fail_alone_with_a_kind_and_the_rest_finish() {
         .arg(d.join("good1.png"))
         .output()
         .unwrap();
-    assert_eq!(of_kind(&events(&res), "failed")[0]["kind"], "limit");
+    assert_eq!(of_kind(&events(&res.stdout), "failed")[0]["kind"], "limit");
 }
 
 /// A PNG signature and IHDR claiming `w` x `h`, with a valid CRC and no pixel data.
@@ -455,7 +425,7 @@ fn a_corpus_of_broken_files_never_panics_and_ends_each_input_once() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(res.status.code(), Some(1), "{stderr}");
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let mut ended: Vec<String> = ev
         .iter()
         .filter(|e| e["event"] == "done" || e["event"] == "failed")
@@ -615,7 +585,7 @@ fn features_json_lands_beside_the_output() {
     let kps = v["keypoints"].as_array().unwrap();
     assert!(!kps.is_empty());
     // The `done` event counts them.
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     assert_eq!(of_kind(&ev, "done")[0]["keypoints"], kps.len());
     for k in kps {
         for f in ["x", "y", "size", "angle", "response", "octave"] {

@@ -2,16 +2,16 @@
 //! `--jpeg-quality` and `--max-bytes`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use image::{GrayImage, RgbImage};
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::{Frame, Pixels};
 use serde_json::Value;
 
-fn prism() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-}
+mod common;
+
+use common::cli::{events, prism};
 
 /// A colour image with detail everywhere, so JPEG qualities give different files.
 fn sample(w: u32, h: u32) -> Frame {
@@ -64,13 +64,6 @@ fn run(out: &Path, extra: &[&str], inputs: &[PathBuf]) -> Output {
         .args(inputs)
         .output()
         .unwrap()
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
 }
 
 fn assert_exit(res: &Output, code: i32) {
@@ -224,7 +217,7 @@ fn max_bytes_refuses_larger_inputs_as_a_limit_and_the_rest_finish() {
         &[small.clone(), big.clone()],
     );
     assert_exit(&res, 1);
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let failed: Vec<&Value> = ev.iter().filter(|e| e["event"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{ev:?}");
     assert!(failed[0]["input"].as_str().unwrap().ends_with("big.png"));

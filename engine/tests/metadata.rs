@@ -4,11 +4,12 @@
 
 use std::io::Cursor;
 use std::path::Path;
-use std::process::Command;
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Limits, Metadata};
 use prism_engine::{Frame, Pixels};
+
+mod common;
 
 const MAKE: &[u8] = b"PrismCam";
 /// ISOSpeedRatings = 400 as a little-endian IFD entry (tag 0x8827, SHORT, count 1).
@@ -147,7 +148,7 @@ fn exif_and_icc_survive_every_format_and_conversion() {
         std::fs::write(&src, input(from)).unwrap();
         for to in ["same", "jpeg", "png", "webp", "tiff"] {
             let out = dir.path().join(format!("out-{}-{to}", from.extension()));
-            let res = Command::new(env!("CARGO_BIN_EXE_prism"))
+            let res = common::cli::prism()
                 .args(["process", "--op", "color-manipulation", "--format", to])
                 .arg("--out")
                 .arg(&out)

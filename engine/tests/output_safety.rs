@@ -3,16 +3,16 @@
 //! files of same-named inputs, planted temporary names.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::{Frame, Pixels};
 use serde_json::Value;
 
-fn prism() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-}
+mod common;
+
+use common::cli::{events, prism};
 
 fn write_image(path: &Path, seed: u32, format: Format) {
     let img = RgbImage::from_fn(24, 16, |x, y| {
@@ -39,13 +39,6 @@ fn run(args: &[&str], out: &Path, inputs: &[&Path]) -> Output {
         c.arg(i);
     }
     c.output().unwrap()
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -92,7 +85,7 @@ fn an_output_folder_inside_the_input_folder_is_never_walked() {
     // Run twice: the first run's outputs are not inputs of the second.
     let second = run(&["--op", "color-manipulation"], &out, &[&photos]);
     ok(&second);
-    let ev = events(&second);
+    let ev = events(&second.stdout);
     assert_eq!(ev[0]["inputs"], 2, "{ev:?}");
     assert_eq!(
         tree(&photos),
@@ -134,7 +127,7 @@ fn on_exists_rename_is_the_default_and_keeps_the_first_run() {
     ok(&res);
     assert_eq!(read(out.join("a.png")), first);
     assert_ne!(read(out.join("a (2).png")), first);
-    let done = events(&res)
+    let done = events(&res.stdout)
         .into_iter()
         .find(|e| e["event"] == "done")
         .unwrap();
@@ -158,7 +151,7 @@ fn on_exists_skip_leaves_the_file_and_reports_the_input_skipped() {
         &[&a, &b],
     );
     ok(&res);
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let skipped: Vec<&Value> = ev.iter().filter(|e| e["event"] == "skipped").collect();
     assert_eq!(skipped.len(), 1, "{ev:?}");
     assert_eq!(skipped[0]["input"], a.display().to_string());

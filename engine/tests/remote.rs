@@ -49,25 +49,14 @@ fn make_images(dir: &Path, n: usize, w: u32, h: u32) -> PathBuf {
 }
 
 fn prism(args: &[String]) -> Output {
-    Command::new(PRISM).args(args).output().unwrap()
+    common::cli::prism().args(args).output().unwrap()
 }
 
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-fn events(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn summary(ev: &[Value]) -> &Value {
-    ev.iter()
-        .find(|e| e["event"] == "summary")
-        .expect("a summary event")
-}
+use common::cli::{events, summary};
 
 /// Every file under `dir`, relative path -> bytes.
 fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: golden inputs and references, comparisons.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod node;
 
 use std::path::PathBuf;
