@@ -16,7 +16,7 @@ use crate::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
 use crate::output::OnExists;
-use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteWorker};
+use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
 use crate::remote::server::{default_data_dir, NodeConfig, NodeLimits, RunningNode};
 use crate::remote::tls::{read_token_file, Fingerprint};
 
@@ -270,7 +270,13 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         ))
     })?;
     let pipeline = build_pipeline(&args.ops, &args.params)?;
-    let inputs = collect_inputs(&args.inputs, &args.out)?;
+    // The library's errors name no flags; the CLI says which one to change.
+    let inputs = collect_inputs(&args.inputs, &args.out).map_err(|mut e| {
+        if e.message.starts_with("the output folder") {
+            e.message.push_str(" (--out)");
+        }
+        e
+    })?;
     let batch = Batch {
         inputs,
         pipeline: Arc::from(pipeline),
@@ -424,7 +430,11 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
                 remotes.push(w.clone());
                 workers.push(w);
             }
-            Ok(Err(e)) => down.push(e.to_string()),
+            Ok(Err(e)) => down.push(match e {
+                RemoteError::Fingerprint { .. } => format!("{e} (--fingerprint)"),
+                RemoteError::BadToken { .. } => format!("{e} (--token-file)"),
+                e => e.to_string(),
+            }),
             Err(e) => down.push(format!("node {}: {e}", spec.addr)),
         }
     }
@@ -537,7 +547,14 @@ fn run_with_progress_bar(
             kind,
             message,
             ..
-        } => failures.push((input.clone(), format!("{kind}: {message}"))),
+        } => {
+            let hint = if *kind == ErrorKind::Limit {
+                " (--max-pixels and --max-bytes set the limits)"
+            } else {
+                ""
+            };
+            failures.push((input.clone(), format!("{kind}: {message}{hint}")))
+        }
         Event::Summary {
             done,
             failed,

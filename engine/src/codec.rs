@@ -197,7 +197,7 @@ fn check_pixels(w: u64, h: u64, limits: &Limits) -> Result<(), CodecError> {
     }
     if w.saturating_mul(h) > limits.max_pixels {
         return Err(CodecError::Limit(format!(
-            "image is {w}x{h} = {} pixels, over the limit of {} (--max-pixels)",
+            "image is {w}x{h} = {} pixels, over the limit of {}",
             w * h,
             limits.max_pixels
         )));

@@ -724,7 +724,7 @@ fn run_one(
         return fail(EngineError::new(
             ErrorKind::Limit,
             format!(
-                "image has {pixels} pixels, over the limit of {} (--max-pixels)",
+                "image has {pixels} pixels, over the limit of {}",
                 cfg.limits.max_pixels
             ),
         ));

@@ -43,10 +43,7 @@ impl Batch {
     /// Checks every op of every pipeline once, before anything runs.
     pub fn validate(&self) -> Result<(), EngineError> {
         if self.pipeline.is_empty() && self.inputs.iter().any(|i| i.ops.is_none()) {
-            return Err(EngineError::new(
-                ErrorKind::Usage,
-                "no operation given (--op ID)",
-            ));
+            return Err(EngineError::new(ErrorKind::Usage, "no operation given"));
         }
         for op in self.pipeline.iter().chain(
             self.inputs
@@ -125,7 +122,7 @@ pub fn collect_inputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Input>, E
                 std::fs::canonicalize(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
             if out_canon.as_ref() == Some(&canon) {
                 return Err(usage(format!(
-                    "--out {} is the input folder {}; choose another folder so no input is overwritten",
+                    "the output folder {} is the input folder {}; choose another folder so no input is overwritten",
                     out_dir.display(),
                     p.display()
                 )));

@@ -69,7 +69,7 @@ impl Default for ConnectOptions {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RemoteError {
     /// The node's certificate is not the pinned one: nothing was sent.
-    #[error("node {addr} presented certificate {seen}, but --fingerprint pins {pinned}; nothing was sent (is it the right node? was its data dir reset?)")]
+    #[error("node {addr} presented certificate {seen}, but the pinned fingerprint is {pinned}; nothing was sent (is it the right node? was its data dir reset?)")]
     Fingerprint {
         /// The node.
         addr: String,
@@ -79,7 +79,7 @@ pub enum RemoteError {
         pinned: Fingerprint,
     },
     /// The node refused the token: nothing was processed.
-    #[error("node {addr} refused the token; nothing was processed (check --token-file: it must hold the node's token file)")]
+    #[error("node {addr} refused the token; nothing was processed (the token must be the content of the node's token file)")]
     BadToken {
         /// The node.
         addr: String,
