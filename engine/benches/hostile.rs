@@ -215,8 +215,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = inputs(dir.path());
     let threads = std::env::var("PRISM_BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    // `PRISM_BENCH_SOURCE_CREDIT=0` turns the node's per-source credit off, for a before.
+    let credit = std::env::var("PRISM_BENCH_SOURCE_CREDIT").unwrap_or_else(|_| "64".into());
     let mut node = Command::new(env!("CARGO_BIN_EXE_prism"))
         .args(["node", "--listen", "127.0.0.1:0", "--threads", &threads])
+        .args(["--source-credit", &credit])
         .arg("--data-dir")
         .arg(dir.path().join("node"))
         .stdout(Stdio::piped())
