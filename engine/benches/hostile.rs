@@ -4,8 +4,14 @@
 //! UDP datagrams). Prints the node's peak RSS, the honest client's throughput against
 //! the same batch on a quiet node (goal: at least 0.8x) and that every image finished.
 //!
+//! Every attacker sends from a loopback address of its own (127.0.0.2 and up; Linux
+//! answers all of 127/8), the honest client from 127.0.0.1, as on a real network where
+//! attackers do not share the client's address; `PRISM_BENCH_SAME_ADDRESS=1` puts them
+//! all on 127.0.0.1 to see the worst case.
+//!
 //! On one machine the crowd's own CPU (handshakes, datagrams) competes with the node's,
-//! which a real attacker's would not, so the node's CPU time per batch is printed too.
+//! which a real attacker's would not, so the node's CPU time per batch and the crowd's
+//! (its runtime's threads) are printed too.
 //!
 //! `cargo bench -p prism-engine --bench hostile` (release), or quicker to build:
 //! `cargo test -p prism-engine --bench hostile` (the dev profile). Bounded: five quiet
@@ -88,10 +94,43 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn stranger_endpoint(fingerprint: &str) -> quinn::Endpoint {
+/// CPU seconds this process's threads named `prefix`* have used (the crowd's runtime).
+fn thread_cpu_secs(prefix: &str) -> f64 {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (s.find('('), s.rfind(')')) else {
+            continue;
+        };
+        if !s[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+        total +=
+            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0;
+    }
+    total
+}
+
+/// The address attacker `i` sends from: 127.0.0.2 and up, never the honest client's
+/// 127.0.0.1 (Linux answers all of 127/8 on loopback), as real attackers come from
+/// addresses of their own. `PRISM_BENCH_SAME_ADDRESS=1` puts them all on 127.0.0.1.
+fn attacker_ip(i: usize) -> std::net::Ipv4Addr {
+    if std::env::var_os("PRISM_BENCH_SAME_ADDRESS").is_some_and(|v| v == "1") {
+        return std::net::Ipv4Addr::LOCALHOST;
+    }
+    std::net::Ipv4Addr::new(127, 0, (i / 250) as u8, 2 + (i % 250) as u8)
+}
+
+fn stranger_endpoint(fingerprint: &str, from: std::net::Ipv4Addr) -> quinn::Endpoint {
     let (crypto, _) = tls::client_crypto(fingerprint.parse().expect("fp")).expect("tls");
     let cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("ep");
+    let mut ep = quinn::Endpoint::client(SocketAddr::from((from, 0))).expect("ep");
     ep.set_default_client_config(cfg);
     ep
 }
@@ -144,8 +183,8 @@ async fn quic_garbage(ep: quinn::Endpoint, addr: SocketAddr, stop: Arc<AtomicBoo
 }
 
 /// Sends random datagrams, half of them shaped like QUIC v1 Initials, about 1000 a second.
-async fn udp_garbage(addr: SocketAddr, stop: Arc<AtomicBool>, seed: u32) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+async fn udp_garbage(addr: SocketAddr, stop: Arc<AtomicBool>, seed: u32, from: std::net::Ipv4Addr) {
+    let sock = tokio::net::UdpSocket::bind(SocketAddr::from((from, 0)))
         .await
         .expect("udp");
     let mut s = seed.wrapping_mul(2_654_435_761).max(1);
@@ -176,8 +215,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let files = inputs(dir.path());
     let threads = std::env::var("PRISM_BENCH_THREADS").unwrap_or_else(|_| "2".into());
+    // `PRISM_BENCH_SOURCE_CREDIT=0` turns the node's per-source credit off, for a before.
+    let credit = std::env::var("PRISM_BENCH_SOURCE_CREDIT").unwrap_or_else(|_| "64".into());
     let mut node = Command::new(env!("CARGO_BIN_EXE_prism"))
         .args(["node", "--listen", "127.0.0.1:0", "--threads", &threads])
+        .args(["--source-credit", &credit])
         .arg("--data-dir")
         .arg(dir.path().join("node"))
         .stdout(Stdio::piped())
@@ -213,13 +255,14 @@ fn main() {
     // The crowd has a runtime of its own, as it would have a machine of its own.
     let crowd_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("bench-crowd")
         .enable_all()
         .build()
         .expect("runtime");
 
     let idle_strangers = crowd_size("PRISM_BENCH_IDLE", 200);
     let garbage_clients = crowd_size("PRISM_BENCH_GARBAGE", 20);
-    let batch_once = |round: usize, hostile: bool| -> (f64, f64, usize, usize) {
+    let batch_once = |round: usize, hostile: bool| -> (f64, f64, f64, usize, usize) {
         let out = dir
             .path()
             .join(format!("out-{}-{round}", if hostile { "h" } else { "q" }));
@@ -231,10 +274,11 @@ fn main() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut crowd = Vec::new();
         if hostile {
-            for _ in 0..idle_strangers {
+            // Each idle stranger and each garbage client has an address of its own.
+            for s in 0..idle_strangers {
                 let ep = {
                     let _rt = crowd_rt.enter();
-                    stranger_endpoint(&fingerprint)
+                    stranger_endpoint(&fingerprint, attacker_ip(garbage_clients + s))
                 };
                 crowd.push(crowd_rt.spawn(idle_stranger(ep, addr, stop.clone())));
             }
@@ -242,17 +286,26 @@ fn main() {
                 if i % 2 == 0 {
                     let ep = {
                         let _rt = crowd_rt.enter();
-                        stranger_endpoint(&fingerprint)
+                        stranger_endpoint(&fingerprint, attacker_ip(i))
                     };
                     crowd.push(crowd_rt.spawn(quic_garbage(ep, addr, stop.clone())));
                 } else {
-                    crowd.push(crowd_rt.spawn(udp_garbage(addr, stop.clone(), i as u32)));
+                    crowd.push(crowd_rt.spawn(udp_garbage(
+                        addr,
+                        stop.clone(),
+                        i as u32,
+                        attacker_ip(i),
+                    )));
                 }
             }
             // The crowd arrives first; the client connects into it.
             std::thread::sleep(Duration::from_millis(300));
         }
-        let (t0, cpu0) = (Instant::now(), cpu_secs(pid));
+        let (t0, cpu0, crowd0) = (
+            Instant::now(),
+            cpu_secs(pid),
+            thread_cpu_secs("bench-crowd"),
+        );
         let worker: Vec<Arc<dyn Worker>> = vec![Arc::new(
             RemoteWorker::connect(client_rt.handle(), &spec, &ConnectOptions::default())
                 .expect("the client with the token connects"),
@@ -264,7 +317,11 @@ fn main() {
             &CancelToken::new(),
             &mut |_| {},
         );
-        let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_secs(pid) - cpu0);
+        let (secs, cpu, crowd_cpu) = (
+            t0.elapsed().as_secs_f64(),
+            cpu_secs(pid) - cpu0,
+            thread_cpu_secs("bench-crowd") - crowd0,
+        );
         // Goodbye, so the node frees the connection at once.
         drop(worker);
         stop.store(true, Ordering::Relaxed);
@@ -272,28 +329,29 @@ fn main() {
             let _ =
                 crowd_rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), t).await });
         }
-        (secs, cpu, done, failed)
+        (secs, cpu, crowd_cpu, done, failed)
     };
 
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (mut quiet, mut hostile, mut quiet_cpu, mut hostile_cpu) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut quiet, mut hostile, mut quiet_cpu, mut hostile_cpu, mut crowd_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut all_done = true;
     let mut quiet_peak = 0.0;
     for r in 0..ROUNDS {
-        let (s, cpu, done, failed) = batch_once(r, false);
+        let (s, cpu, _, done, failed) = batch_once(r, false);
         all_done &= done == IMAGES as usize && failed == 0;
         quiet.push(s);
         quiet_cpu.push(cpu);
         quiet_peak = rss_mib(pid).0;
-        let (s, cpu, done, failed) = batch_once(r, true);
+        let (s, cpu, crowd, done, failed) = batch_once(r, true);
         println!("hostile round {r}: {done} done, {failed} failed in {s:.2} s");
         all_done &= done == IMAGES as usize && failed == 0;
         hostile.push(s);
         hostile_cpu.push(cpu);
+        crowd_cpu.push(crowd);
     }
     let (peak, now) = rss_mib(pid);
     let (q, h) = (median(quiet.clone()), median(hostile.clone()));
@@ -316,6 +374,10 @@ fn main() {
         "node CPU per batch: {:.2} s quiet, {:.2} s under attack (medians)",
         median(quiet_cpu),
         median(hostile_cpu)
+    );
+    println!(
+        "the crowd's own CPU per hostile batch (same 2 cores): {:.2} s (median)",
+        median(crowd_cpu)
     );
     println!(
         "node RSS: peak {quiet_peak:.0} MiB before the last attack, peak {peak:.0} MiB \

@@ -99,6 +99,10 @@ struct NodeArgs {
     /// After SIGTERM, wait this many ms at most for images in flight.
     #[arg(long, default_value_t = 30_000)]
     shutdown_grace_ms: u64,
+    /// Credit per source address for connections that fail before hello (8 a failure,
+    /// one back every 250 ms); a source that cannot afford a failure is ignored. 0 = off.
+    #[arg(long, default_value_t = 64)]
+    source_credit: u32,
     /// Bytes of images (compressed, decoded and working buffers) held at once; more wait
     /// [default: a quarter of the cgroup's memory.max, else of physical memory].
     #[arg(long, value_name = "BYTES")]
@@ -493,6 +497,10 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
             stall_timeout: ms(args.stall_timeout_ms.max(1)),
             idle_timeout: ms(args.idle_timeout_ms.max(100)),
             shutdown_grace: ms(args.shutdown_grace_ms),
+            source_credit: crate::remote::sources::SourceCredit {
+                burst: args.source_credit,
+                ..Default::default()
+            },
             memory_budget: args
                 .memory_budget
                 .map(|b| b.max(1))

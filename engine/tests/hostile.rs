@@ -452,6 +452,53 @@ fn strangers_cannot_lock_out_a_client_or_make_the_node_hold_memory() {
     assert!(rt.block_on(client.fetch_health()).is_ok());
 }
 
+/// Connects from `from` and sends garbage where hello belongs; true if the handshake
+/// completed (the node answered at all).
+async fn garbage_from(node: &Node, from: [u8; 4]) -> bool {
+    let (crypto, _) = tls::client_crypto(node.fingerprint.parse().unwrap()).unwrap();
+    let mut ep = quinn::Endpoint::client(SocketAddr::from((from, 0))).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = ep.connect(node.addr, tls::SERVER_NAME).unwrap();
+    let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), connecting).await else {
+        return false;
+    };
+    if let Ok((mut send, _recv)) = conn.open_bi().await {
+        let _ = send.write_all(&[0xa5; 4096]).await;
+        let _ = send.finish();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    true
+}
+
+#[test]
+fn an_address_that_keeps_sending_garbage_is_ignored_while_others_get_in() {
+    let node = Node::start(&[]);
+    let rt = runtime();
+    // Eight failures spend a source's credit (64, at 8 a failure); it comes back at four
+    // a second, slower than a client that reconnects at once fails, so soon one attempt
+    // is not answered at all: no retry, no handshake. Without the credit, all are.
+    let mut answered = 0;
+    while rt.block_on(garbage_from(&node, [127, 0, 0, 2])) {
+        answered += 1;
+        assert!(
+            answered < 20,
+            "a source that keeps sending garbage keeps getting handshakes"
+        );
+    }
+    assert!(answered >= 8, "shut out after {answered} failures");
+    // Another address, and the client with the token on 127.0.0.1, are not affected.
+    assert!(rt.block_on(garbage_from(&node, [127, 0, 0, 3])));
+    let client = rt
+        .block_on(RemoteClient::connect(&node.spec(), &once()))
+        .unwrap();
+    assert!(rt
+        .block_on(client.process(
+            &work(png(32, 32, 3), "color-manipulation"),
+            &CancelToken::new()
+        ))
+        .is_ok());
+}
+
 /// A small progressive JPEG whose last scan is repeated until it has `scans` scans.
 fn scan_bomb(scans: usize) -> Vec<u8> {
     let img = turbojpeg::Image {

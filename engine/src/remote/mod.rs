@@ -10,5 +10,6 @@ pub mod client;
 mod fault;
 pub mod proto;
 pub mod server;
+pub mod sources;
 pub mod tls;
 mod wire;

@@ -12,6 +12,9 @@
 //! cap, and when it is full the oldest one makes room, so idle strangers cannot lock out a
 //! client that holds the token. Only authenticated connections count against
 //! `max_connections`, and only they get the full stream count and flow-control windows.
+//! A source address whose connections keep failing before `hello` runs out of credit and
+//! is then ignored before any retry or TLS work until it earns credit back
+//! ([`super::sources`]); clients with the token, from other addresses, never notice.
 //!
 //! Limits, each answered with an error code while the node keeps serving everyone else:
 //! connections, bidirectional streams per connection (no unidirectional ones), bytes and
@@ -36,6 +39,7 @@ use super::proto::{
     self as proto, Caps, DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, ProtoError,
     Request, Response, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER, VERSION,
 };
+use super::sources::{self, SourceCredit, Sources};
 use super::tls::{self, Fingerprint};
 use super::wire::{self, ReadFail};
 use crate::codec::{self, EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
@@ -73,6 +77,9 @@ pub struct NodeLimits {
     pub memory_budget: u64,
     /// Cap on an answer's JSON frame (features); a bigger answer fails its image.
     pub max_response_header: u32,
+    /// Credit per source address for connections that fail before `hello`; a source
+    /// without credit has its new connections ignored (see [`super::sources`]).
+    pub source_credit: SourceCredit,
 }
 
 impl Default for NodeLimits {
@@ -90,6 +97,7 @@ impl Default for NodeLimits {
             shutdown_grace: Duration::from_secs(30),
             memory_budget: crate::exec::default_memory_budget(),
             max_response_header: MAX_RESPONSE_HEADER,
+            source_credit: SourceCredit::default(),
         }
     }
 }
@@ -137,6 +145,8 @@ struct State {
     connections: AtomicUsize,
     /// Connections before `hello`, oldest first, each with the signal that closes it.
     unauthenticated: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    /// Credit of the source addresses whose connections failed before `hello` lately.
+    sources: Mutex<Sources>,
     next_conn: AtomicU64,
     in_flight: AtomicUsize,
     running: AtomicUsize,
@@ -240,6 +250,7 @@ impl RunningNode {
             cores,
             connections: AtomicUsize::new(0),
             unauthenticated: Mutex::new(VecDeque::new()),
+            sources: Mutex::new(Sources::new(limits.source_credit)),
             next_conn: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -429,14 +440,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Spends a source's credit for a connection that did not get to `hello`.
+fn charge(state: &State, peer: SocketAddr, cost: u32) {
+    lock(&state.sources).charge(peer.ip(), cost, std::time::Instant::now());
+}
+
 async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
+    let peer = incoming.remote_address();
+    // A source out of credit (it kept failing before hello) is not answered at all: no
+    // retry packet, no state, no TLS work, so reconnecting at once gains it nothing.
+    if !lock(&state.sources).allows(peer.ip(), std::time::Instant::now()) {
+        incoming.ignore();
+        return;
+    }
     // A source that has not proven its address gets a retry packet and nothing else: no
     // state and no TLS work until it echoes the token, so spoofed floods cost nothing.
+    // Only validated sources are charged below, so spoofing cannot spend anyone's credit.
     if !incoming.remote_address_validated() && incoming.may_retry() {
         let _ = incoming.retry();
         return;
     }
-    let peer = incoming.remote_address();
     let stranger = Stranger::enter(&state);
     let deadline = Instant::now() + state.limits.hello_timeout;
     let Ok(connecting) = incoming.accept() else {
@@ -446,23 +469,29 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
     let conn = tokio::select! {
         c = connecting => match c {
             Ok(c) => c,
-            Err(_) => return,
+            Err(_) => return charge(&state, peer, sources::FAIL_COST),
         },
-        _ = sleep_until(deadline) => return,
-        _ = stranger.evicted.notified() => return,
+        _ = sleep_until(deadline) => return charge(&state, peer, sources::FAIL_COST),
+        _ = stranger.evicted.notified() => return charge(&state, peer, sources::EVICT_COST),
     };
     let admitted = tokio::select! {
         r = authenticate(&conn, &state, deadline) => r,
-        _ = stranger.evicted.notified() => Err((
-            ErrorCode::Busy,
-            "node busy: too many connections waiting to say hello".to_string(),
-        )),
+        _ = stranger.evicted.notified() => {
+            charge(&state, peer, sources::EVICT_COST);
+            Err((
+                ErrorCode::Busy,
+                "node busy: too many connections waiting to say hello".to_string(),
+            ))
+        }
     };
     drop(stranger);
     let _counted = match admitted {
         Ok(counted) => counted,
         Err((c, msg)) => {
             if c != ErrorCode::Busy {
+                // Garbage, a wrong token or no hello in time (a full node is not the
+                // client's fault, and an eviction was charged above).
+                charge(&state, peer, sources::FAIL_COST);
                 eprintln!("prism node: refused {peer}: {msg}");
             }
             conn.close(code(c), msg.as_bytes());
