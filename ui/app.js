@@ -472,15 +472,16 @@ async function saveAll() {
   try {
     const dir = await ipc.pickFolder(`Save all into a folder (inside "${S.saveAllFolder}")`);
     if (!dir) return;
-    const r = await ipc.saveAll(dir);
+    const r = await ipc.saveAll(dir, $("on-exists").value);
+    const skipped = r.skipped.length ? `; ${plural(r.skipped.length, "image")} skipped (name taken)` : "";
     if (r.failed.length) {
       const f = r.failed[0];
-      toast(`Saved ${plural(r.files.length, "image")}; ${plural(r.failed.length, "image")} not saved: ${f.message}`, {
+      toast(`Saved ${plural(r.files.length, "image")}${skipped}; ${plural(r.failed.length, "image")} not saved: ${f.message}`, {
         kind: "error",
         hint: "Check that the folder is writable and the disk has space, then save again.",
       });
     } else {
-      toast(`Saved ${plural(r.files.length, "image")}`, { kind: "ok", hint: r.folder });
+      toast(`Saved ${plural(r.files.length, "image")}${skipped}`, { kind: "ok", hint: r.folder });
     }
   } catch (e) {
     errorToast(e, "Not saved");

@@ -25,7 +25,7 @@ export const updateSettings = (patch) => invoke("update_settings", { patch });
 export const cancel = (job) => invoke("cancel", { job });
 export const suggestedName = (id) => invoke("suggested_name", { id });
 export const saveOne = (id, dest) => invoke("save_one", { id, dest });
-export const saveAll = (dir) => invoke("save_all", { dir });
+export const saveAll = (dir, onExists) => invoke("save_all", { dir, onExists });
 export const nodes = () => invoke("nodes");
 export const addNode = (address) => invoke("add_node", { address });
 export const removeNode = (address) => invoke("remove_node", { address });

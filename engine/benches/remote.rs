@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{run_batch, LocalWorker, RunConfig, Worker};
-use prism_engine::job::{collect_inputs, Batch, OutputFormat};
+use prism_engine::job::{collect_inputs, Batch};
 use prism_engine::ops::{CancelToken, Op};
 use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteWorker};
 use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
@@ -49,7 +49,7 @@ fn remote(c: &mut Criterion) {
     let files = inputs(dir.path());
     let out = dir.path().join("out");
     let batch = Batch {
-        inputs: collect_inputs(&files, &out, OutputFormat::Same).expect("inputs"),
+        inputs: collect_inputs(&files, &out).expect("inputs"),
         pipeline: Arc::from(vec![Op::default_for("color-manipulation").expect("op")]),
     };
     let cfg = RunConfig::new(&out);

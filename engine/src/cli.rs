@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::codec::{EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
@@ -14,7 +15,8 @@ use crate::error::{EngineError, ErrorKind};
 use crate::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
-use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteWorker};
+use crate::output::OnExists;
+use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
 use crate::remote::server::{default_data_dir, NodeConfig, NodeLimits, RunningNode};
 use crate::remote::tls::{read_token_file, Fingerprint};
 
@@ -91,12 +93,20 @@ struct NodeArgs {
     /// Give up on a client that sends or takes nothing for this many ms mid-image.
     #[arg(long, default_value_t = 30_000)]
     stall_timeout_ms: u64,
-    /// Drop a connection after this many ms without any packet (clients keep it alive).
+    /// Close a connection after this many ms without a request (or without any packet).
     #[arg(long, default_value_t = 60_000)]
     idle_timeout_ms: u64,
     /// After SIGTERM, wait this many ms at most for images in flight.
     #[arg(long, default_value_t = 30_000)]
     shutdown_grace_ms: u64,
+    /// Credit per source address for connections that fail before hello (8 a failure,
+    /// one back every 250 ms); a source that cannot afford a failure is ignored. 0 = off.
+    #[arg(long, default_value_t = 64)]
+    source_credit: u32,
+    /// Bytes of images (compressed, decoded and working buffers) held at once; more wait
+    /// [default: a quarter of the cgroup's memory.max, else of physical memory].
+    #[arg(long, value_name = "BYTES")]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +123,13 @@ struct ProcessArgs {
     /// Output format: same, png, jpeg, webp, tiff or bmp.
     #[arg(long, default_value = "same")]
     format: String,
+    /// When an output file is already there: rename (write `photo (2).jpg` beside it),
+    /// skip (leave it and skip that input, e.g. to resume a batch), or overwrite.
+    /// An input of the batch is never overwritten, whatever this says.
+    #[arg(long, default_value_t = OnExists::Rename, value_name = "POLICY",
+          value_parser = clap::builder::PossibleValuesParser::new(OnExists::NAMES)
+              .map(|s| s.parse::<OnExists>().unwrap_or_default()))]
+    on_exists: OnExists,
     /// Threads for the work (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -257,12 +274,19 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
         ))
     })?;
     let pipeline = build_pipeline(&args.ops, &args.params)?;
-    let inputs = collect_inputs(&args.inputs, &args.out, format)?;
+    // The library's errors name no flags; the CLI says which one to change.
+    let inputs = collect_inputs(&args.inputs, &args.out).map_err(|mut e| {
+        if e.message.starts_with("the output folder") {
+            e.message.push_str(" (--out)");
+        }
+        e
+    })?;
     let batch = Batch {
         inputs,
         pipeline: Arc::from(pipeline),
     };
     batch.validate()?;
+    batch.check_outputs(&args.out, format, args.features)?;
     std::fs::create_dir_all(&args.out).map_err(|e| {
         EngineError::new(
             ErrorKind::Io,
@@ -272,6 +296,7 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     let mut cfg = RunConfig::new(&args.out);
     cfg.format = format;
     cfg.features = args.features;
+    cfg.on_exists = args.on_exists;
     cfg.limits = Limits {
         max_pixels: args.max_pixels,
         max_bytes: args.max_bytes,
@@ -288,8 +313,9 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
-        // A second handler cannot be installed (tests call this twice); the first one stays.
-        let _ = ctrlc::set_handler(move || cancel.cancel());
+        // Without it, Ctrl-C would kill the batch mid-write instead of ending it cleanly.
+        ctrlc::set_handler(move || cancel.cancel())
+            .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot handle Ctrl-C: {e}")))?;
     }
     let (_done, failed) = if args.json {
         let mut out = std::io::stdout().lock();
@@ -408,7 +434,11 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
                 remotes.push(w.clone());
                 workers.push(w);
             }
-            Ok(Err(e)) => down.push(e.to_string()),
+            Ok(Err(e)) => down.push(match e {
+                RemoteError::Fingerprint { .. } => format!("{e} (--fingerprint)"),
+                RemoteError::BadToken { .. } => format!("{e} (--token-file)"),
+                e => e.to_string(),
+            }),
             Err(e) => down.push(format!("node {}: {e}", spec.addr)),
         }
     }
@@ -467,6 +497,14 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
             stall_timeout: ms(args.stall_timeout_ms.max(1)),
             idle_timeout: ms(args.idle_timeout_ms.max(100)),
             shutdown_grace: ms(args.shutdown_grace_ms),
+            source_credit: crate::remote::sources::SourceCredit {
+                burst: args.source_credit,
+                ..Default::default()
+            },
+            memory_budget: args
+                .memory_budget
+                .map(|b| b.max(1))
+                .unwrap_or_else(crate::exec::default_memory_budget),
             ..NodeLimits::default()
         },
     };
@@ -516,23 +554,38 @@ fn run_with_progress_bar(
             input,
             kind,
             message,
-        } => failures.push((input.clone(), format!("{kind}: {message}"))),
+            ..
+        } => {
+            let hint = if *kind == ErrorKind::Limit {
+                " (--max-pixels and --max-bytes set the limits)"
+            } else {
+                ""
+            };
+            failures.push((input.clone(), format!("{kind}: {message}{hint}")))
+        }
         Event::Summary {
             done,
             failed,
+            cancelled,
+            skipped,
             moved,
             wall_ms,
             ..
         } => {
             bar.finish_and_clear();
             let rate = (*done + *failed) as f64 / (wall_ms / 1e3).max(1e-9);
-            let moved = if *moved > 0 {
-                format!(", {moved} moved")
-            } else {
-                String::new()
-            };
+            let mut extra = String::new();
+            if *cancelled > 0 {
+                extra += &format!(" ({cancelled} cancelled)");
+            }
+            if *skipped > 0 {
+                extra += &format!(", {skipped} skipped (output already there)");
+            }
+            if *moved > 0 {
+                extra += &format!(", {moved} moved");
+            }
             eprintln!(
-                "{done} done, {failed} failed{moved} in {:.2} s ({rate:.1} images/s)",
+                "{done} done, {failed} failed{extra} in {:.2} s ({rate:.1} images/s)",
                 wall_ms / 1e3
             );
         }

@@ -1,7 +1,8 @@
 //! Bytes to pixels and back, with limits on everything that comes from outside.
 //!
 //! Decoding follows OpenCV's `imread(IMREAD_COLOR)`: 8 bits per channel (16-bit samples
-//! keep their high byte), EXIF orientation applied, alpha split off (Prism carries it
+//! keep their high byte, except TIFF colour, which libtiff's RGBA reader rounds to
+//! `(v + 128) / 257`), EXIF orientation applied, alpha split off (Prism carries it
 //! through to colour outputs). Grey sources stay one channel: every op gives the same
 //! answer on grey as on grey replicated to BGR, at a third of the memory.
 //!
@@ -196,7 +197,7 @@ fn check_pixels(w: u64, h: u64, limits: &Limits) -> Result<(), CodecError> {
     }
     if w.saturating_mul(h) > limits.max_pixels {
         return Err(CodecError::Limit(format!(
-            "image is {w}x{h} = {} pixels, over the limit of {} (--max-pixels)",
+            "image is {w}x{h} = {} pixels, over the limit of {}",
             w * h,
             limits.max_pixels
         )));
@@ -233,6 +234,22 @@ fn image_format(format: Format) -> image::ImageFormat {
 }
 
 /// Decodes an image as OpenCV's `imread(IMREAD_COLOR)` would, keeping alpha aside.
+///
+/// ```
+/// use prism_engine::codec::{decode, encode, EncodeOptions, Format, Limits, Metadata};
+/// use prism_engine::{Frame, Pixels};
+///
+/// let img = image::RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30]));
+/// let png = encode(&Frame::new(Pixels::Rgb(img)), Format::Png, &Metadata::default(),
+///                  &EncodeOptions::default())?;
+/// let decoded = decode(&png, &Limits::default())?;
+/// assert_eq!(decoded.format, Format::Png);
+/// assert_eq!((decoded.frame.pixels.width(), decoded.frame.pixels.height()), (4, 3));
+/// // Limits are checked from the header, before any pixel buffer exists.
+/// let tight = Limits { max_pixels: 11, ..Limits::default() };
+/// assert!(decode(&png, &tight).is_err());
+/// # Ok::<(), prism_engine::codec::CodecError>(())
+/// ```
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
     if bytes.len() as u64 > limits.max_bytes {
         return Err(too_many_bytes(bytes.len() as u64, limits));
@@ -256,7 +273,14 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
     } else {
         turbojpeg::PixelFormat::RGB
     };
-    let img = match turbojpeg::decompress(bytes, format) {
+    let scans = jpeg_scan_count(bytes);
+    if scans > MAX_JPEG_SCANS {
+        return Err(CodecError::Limit(format!(
+            "JPEG with {scans} scans, over the limit of {MAX_JPEG_SCANS} (real files have \
+             about ten; each scan makes the decoder go over the whole image again)"
+        )));
+    }
+    let img = match decompress_jpeg(bytes, format) {
         Ok(img) => img,
         // libjpeg-turbo's TurboJPEG API cannot turn CMYK/YCCK into RGB; `image` can.
         Err(_)
@@ -267,7 +291,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         {
             return decode_with_image(bytes, Format::Jpeg, limits)
         }
-        Err(e) => return Err(CodecError::Decode(e.to_string())),
+        Err(e) => return Err(e),
     };
     let (w, h) = (img.width as u32, img.height as u32);
     let mut dynamic = if gray {
@@ -286,9 +310,145 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
         reset_orientation(e)
     });
     Ok(Decoded {
-        frame: split_alpha(dynamic),
+        frame: split_alpha(dynamic, Format::Jpeg),
         format: Format::Jpeg,
         meta: Metadata { exif, icc },
+    })
+}
+
+/// Most scans a JPEG may have. Progressive files have about ten; a crafted one with
+/// thousands of tiny scans makes libjpeg-turbo re-run its whole-image passes thousands of
+/// times (a CPU bomb in a few kilobytes). A few hundred leaves room for odd encoders.
+pub const MAX_JPEG_SCANS: usize = 500;
+
+/// Counts the scans (SOS markers) of a JPEG up to its end marker, skipping entropy-coded
+/// data, without decoding anything.
+fn jpeg_scan_count(b: &[u8]) -> usize {
+    let (mut i, mut scans) = (2, 0);
+    while i + 1 < b.len() {
+        if b[i] != 0xFF {
+            // Entropy-coded data between markers.
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            // Fill byte: the marker starts at the next 0xFF.
+            0xFF => i += 1,
+            // A stuffed zero, a restart marker or TEM: no length follows.
+            0x00 | 0x01 | 0xD0..=0xD7 => i += 2,
+            0xD9 => break,
+            m => {
+                let Some(len) = b.get(i + 2..i + 4) else {
+                    break;
+                };
+                if m == 0xDA {
+                    scans += 1;
+                }
+                i += 2 + u16::from_be_bytes([len[0], len[1]]) as usize;
+            }
+        }
+    }
+    scans
+}
+
+/// libjpeg-turbo's decompressor through its TurboJPEG 3 API with both of its guards
+/// against hostile files, the scan limit and the memory limit (the `turbojpeg` crate
+/// exposes only the first).
+struct TjDecompressor(turbojpeg::raw::tjhandle);
+
+impl TjDecompressor {
+    fn new() -> Result<Self, CodecError> {
+        // SAFETY: tj3Init has no preconditions; a null handle is checked below.
+        let h = unsafe { turbojpeg::raw::tj3Init(turbojpeg::raw::TJINIT_TJINIT_DECOMPRESS as _) };
+        if h.is_null() {
+            return Err(CodecError::Decode("cannot start the JPEG decoder".into()));
+        }
+        Ok(Self(h))
+    }
+
+    fn error(&self) -> String {
+        // SAFETY: the handle is live; the string is owned by it and copied at once.
+        let msg = unsafe { std::ffi::CStr::from_ptr(turbojpeg::raw::tj3GetErrorStr(self.0)) };
+        msg.to_string_lossy().into_owned()
+    }
+
+    fn set(&mut self, param: turbojpeg::raw::TJPARAM, value: i32) -> Result<(), CodecError> {
+        // SAFETY: the handle is live.
+        if unsafe { turbojpeg::raw::tj3Set(self.0, param as _, value) } != 0 {
+            return Err(CodecError::Decode(self.error()));
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, param: turbojpeg::raw::TJPARAM) -> i32 {
+        // SAFETY: the handle is live.
+        unsafe { turbojpeg::raw::tj3Get(self.0, param as _) }
+    }
+}
+
+impl Drop for TjDecompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { turbojpeg::raw::tj3Destroy(self.0) }
+    }
+}
+
+/// Decodes a JPEG to `format` (RGB or GRAY) under the scan limit and a memory limit
+/// derived from its declared size; either one broken is a [`CodecError::Limit`].
+fn decompress_jpeg(
+    bytes: &[u8],
+    format: turbojpeg::PixelFormat,
+) -> Result<turbojpeg::Image<Vec<u8>>, CodecError> {
+    use turbojpeg::raw;
+    let mut d = TjDecompressor::new()?;
+    d.set(raw::TJPARAM_TJPARAM_SCANLIMIT, MAX_JPEG_SCANS as i32)?;
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call.
+    if unsafe { raw::tj3DecompressHeader(d.0, bytes.as_ptr(), bytes.len() as _) } != 0 {
+        return Err(CodecError::Decode(d.error()));
+    }
+    let w = d.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
+    let h = d.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
+    let (w, h) = match (usize::try_from(w), usize::try_from(h)) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
+        _ => return Err(CodecError::Decode(format!("bad JPEG size {w}x{h}"))),
+    };
+    // A progressive image keeps all its coefficients (2 bytes per sample, up to four
+    // components); a file that needs more than that for its declared size is refused.
+    let mib = ((w * h * 8) >> 20) + 64;
+    d.set(
+        raw::TJPARAM_TJPARAM_MAXMEMORY,
+        mib.min(i32::MAX as usize) as i32,
+    )?;
+    let pitch = w * format.size();
+    let mut pixels = vec![0u8; pitch * h];
+    // SAFETY: `pixels` holds `pitch * h` bytes, exactly what a w x h image of `format`
+    // with this pitch needs; `bytes` outlives the call.
+    let rc = unsafe {
+        raw::tj3Decompress8(
+            d.0,
+            bytes.as_ptr(),
+            bytes.len() as _,
+            pixels.as_mut_ptr(),
+            pitch as _,
+            format as _,
+        )
+    };
+    if rc != 0 {
+        let msg = d.error();
+        // libjpeg-turbo says "more than N scans" or, for the memory limit, that it would
+        // need a backing store: limits, not corrupt files.
+        return Err(if msg.contains("scans") || msg.contains("acking store") {
+            CodecError::Limit(format!("JPEG decoder limit: {msg}"))
+        } else {
+            CodecError::Decode(msg)
+        });
+    }
+    Ok(turbojpeg::Image {
+        pixels,
+        width: w,
+        pitch,
+        height: h,
+        format,
     })
 }
 
@@ -301,19 +461,26 @@ fn decode_with_image(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w as u64, h as u64, limits)?;
+    let icc = match format {
+        Format::Tiff => crate::exif::icc_from_tiff_file(bytes),
+        _ => decoder.icc_profile().ok().flatten(),
+    };
     let mut lim = image::Limits::default();
     // 16-bit RGBA is the widest layout: 8 bytes a pixel, plus the decoder's own buffers.
     lim.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     decoder.set_limits(lim).map_err(image_error)?;
-    let icc = decoder.icc_profile().ok().flatten();
-    let exif = decoder.exif_metadata().ok().flatten();
+    // TIFF keeps EXIF fields in its own IFDs, not as one blob: lift them into one.
+    let exif = match format {
+        Format::Tiff => crate::exif::blob_from_tiff_file(bytes),
+        _ => decoder.exif_metadata().ok().flatten(),
+    };
     let orientation = decoder.orientation().ok();
     let mut dynamic = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     if let Some(o) = orientation {
         dynamic.apply_orientation(o);
     }
     Ok(Decoded {
-        frame: split_alpha(dynamic),
+        frame: split_alpha(dynamic, format),
         format,
         meta: Metadata {
             exif: exif.map(reset_orientation),
@@ -334,9 +501,29 @@ fn image_error(e: image::ImageError) -> CodecError {
     }
 }
 
+/// A 16-bit colour sample as OpenCV's `IMREAD_COLOR` reads it from `format`: libtiff's RGBA
+/// reader (OpenCV's TIFF path to 8 bits) rounds with `(v + 128) / 257`; libpng's
+/// `png_set_strip_16` and the rest keep the high byte. Grey always keeps the high byte
+/// (libtiff's grey reader does too).
+fn colour16_to_8(format: Format) -> fn(&u16) -> u8 {
+    fn high(v: &u16) -> u8 {
+        (v >> 8) as u8
+    }
+    fn rounded(v: &u16) -> u8 {
+        ((*v as u32 + 128) / 257) as u8
+    }
+    if format == Format::Tiff {
+        rounded
+    } else {
+        high
+    }
+}
+
 /// Splits any decoded layout into 8-bit grey or RGB plus an optional alpha channel.
-/// 16-bit and float samples keep their high byte, as OpenCV's `IMREAD_COLOR` does.
-fn split_alpha(img: DynamicImage) -> Frame {
+/// 16-bit samples become 8-bit as OpenCV's `IMREAD_COLOR` reads them from `format`
+/// ([`colour16_to_8`]; alpha as the colour); float samples keep their high byte.
+fn split_alpha(img: DynamicImage, format: Format) -> Frame {
+    let colour16 = colour16_to_8(format);
     match img {
         DynamicImage::ImageLuma8(g) => Frame::new(Pixels::Gray(g)),
         DynamicImage::ImageRgb8(c) => Frame::new(Pixels::Rgb(c)),
@@ -347,7 +534,7 @@ fn split_alpha(img: DynamicImage) -> Frame {
         }
         DynamicImage::ImageRgb16(c) => {
             let (w, h) = c.dimensions();
-            let raw = c.as_raw().iter().map(|v| (v >> 8) as u8).collect();
+            let raw = c.as_raw().iter().map(colour16).collect();
             Frame::new(Pixels::Rgb(RgbImage::from_raw(w, h, raw).expect("sized")))
         }
         DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLumaA16(_) => {
@@ -373,7 +560,7 @@ fn split_alpha(img: DynamicImage) -> Frame {
                 DynamicImage::ImageRgba8(x) => x,
                 DynamicImage::ImageRgba16(x) => {
                     let (w, h) = x.dimensions();
-                    let raw = x.as_raw().iter().map(|v| (v >> 8) as u8).collect();
+                    let raw = x.as_raw().iter().map(colour16).collect();
                     image::RgbaImage::from_raw(w, h, raw).expect("sized")
                 }
                 x => x.to_rgba8(),
@@ -507,7 +694,7 @@ pub fn encode(
     match format {
         Format::Jpeg => encode_jpeg(&frame.pixels, meta, opts),
         Format::Png => encode_png(frame, meta),
-        _ => encode_with_image(frame, format),
+        _ => encode_with_image(frame, format, meta),
     }
 }
 
@@ -626,7 +813,11 @@ fn encode_png(frame: &Frame, meta: &Metadata) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn encode_with_image(frame: &Frame, format: Format) -> Result<Vec<u8>, CodecError> {
+fn encode_with_image(
+    frame: &Frame,
+    format: Format,
+    meta: &Metadata,
+) -> Result<Vec<u8>, CodecError> {
     let (data, color) = interleaved(frame);
     let ct = match color {
         png::ColorType::Grayscale => image::ExtendedColorType::L8,
@@ -654,10 +845,39 @@ fn encode_with_image(frame: &Frame, format: Format) -> Result<Vec<u8>, CodecErro
                 ),
                 _ => (data, ct),
             };
-            image::codecs::webp::WebPEncoder::new_lossless(&mut out).encode(&data, w, h, ct)
+            let mut enc = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            if let Some(icc) = &meta.icc {
+                let _ = enc.set_icc_profile(icc.clone());
+            }
+            if let Some(exif) = &meta.exif {
+                let _ = enc.set_exif_metadata(exif.clone());
+            }
+            enc.write_image(&data, w, h, ct)
         }
         Format::Tiff => {
-            image::codecs::tiff::TiffEncoder::new(&mut out).write_image(&data, w, h, ct)
+            // TIFF has no grey + alpha layout in the encoder: widen to RGBA.
+            let (data, channels) = match ct {
+                image::ExtendedColorType::L8 => (data, 1),
+                image::ExtendedColorType::La8 => (
+                    Cow::Owned(
+                        data.chunks_exact(2)
+                            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                            .collect(),
+                    ),
+                    4,
+                ),
+                image::ExtendedColorType::Rgba8 => (data, 4),
+                _ => (data, 3),
+            };
+            return crate::exif::encode_tiff(
+                &data,
+                w,
+                h,
+                channels,
+                meta.icc.as_deref(),
+                meta.exif.as_deref(),
+            )
+            .map_err(|e| CodecError::Encode(e.to_string()));
         }
         _ => image::codecs::bmp::BmpEncoder::new(&mut out).write_image(&data, w, h, ct),
     };
@@ -673,6 +893,37 @@ mod tests {
         Frame::new(Pixels::Rgb(RgbImage::from_fn(37, 23, |x, y| {
             image::Rgb([(x * 7) as u8, (y * 11) as u8, (x * y) as u8])
         })))
+    }
+
+    #[test]
+    fn libjpeg_turbo_enforces_the_scan_limit_itself() {
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_progressive(true).unwrap();
+        let img = turbojpeg::Image {
+            pixels: vec![90u8; 32 * 32 * 3],
+            width: 32,
+            pitch: 32 * 3,
+            height: 32,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let jpeg = c.compress_to_vec(img.as_deref()).unwrap();
+        let normal = jpeg_scan_count(&jpeg);
+        assert!((2..20).contains(&normal), "{normal} scans");
+        assert!(decompress_jpeg(&jpeg, turbojpeg::PixelFormat::RGB).is_ok());
+        // The last scan again and again, past the limit: the counter sees them all, and
+        // the decoder refuses on its own too (the counter runs first in `decode`).
+        let last = jpeg.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        let eoi = jpeg.len() - 2;
+        let mut bomb = jpeg[..eoi].to_vec();
+        for _ in 0..MAX_JPEG_SCANS {
+            bomb.extend_from_slice(&jpeg[last..eoi]);
+        }
+        bomb.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(jpeg_scan_count(&bomb), normal + MAX_JPEG_SCANS);
+        match decompress_jpeg(&bomb, turbojpeg::PixelFormat::RGB) {
+            Err(CodecError::Limit(m)) => assert!(m.contains("scans"), "{m}"),
+            other => panic!("{:?}", other.map(|i| i.width)),
+        }
     }
 
     #[test]

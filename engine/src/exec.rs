@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -18,6 +18,7 @@ use crate::codec::{self, EncodeOptions, Format, Limits};
 use crate::error::{EngineError, ErrorKind};
 use crate::job::{claimed_format, output_rel, Batch, OutputFormat};
 use crate::ops::{run_pipeline, CancelToken, Features, Op, OpContext};
+use crate::output::{self, OnExists, Placed};
 
 /// Milliseconds spent per stage of one input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -180,6 +181,15 @@ pub enum Event {
         /// How many inputs.
         inputs: usize,
     },
+    /// An input was handed to a worker (again, when its first worker was lost).
+    Running {
+        /// The input's position in the batch (0-based, the order of `started`).
+        index: usize,
+        /// The input path.
+        input: String,
+        /// Who runs it.
+        worker: String,
+    },
     /// After each input ends.
     Progress {
         /// Inputs ended so far.
@@ -189,17 +199,39 @@ pub enum Event {
     },
     /// One input was written.
     Done {
+        /// The input's position in the batch.
+        index: usize,
         /// The input path.
         input: String,
         /// The output path.
         output: String,
+        /// The output's format.
+        format: Format,
         /// Who processed it.
         worker: String,
+        /// How many keypoints the feature op found (corner-detection, sift).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        keypoints: Option<usize>,
+        /// The keypoints and descriptors themselves, for library users; `--json` leaves
+        /// them out (they go to `.features.json` with `--features`).
+        #[serde(skip)]
+        features: Option<Arc<Features>>,
         /// Per-stage times in milliseconds.
         timings_ms: Timings,
     },
+    /// One input was not processed because its output is already there (`skip`).
+    Skipped {
+        /// The input's position in the batch.
+        index: usize,
+        /// The input path.
+        input: String,
+        /// The file already there.
+        output: String,
+    },
     /// One input failed; the rest go on.
     Failed {
+        /// The input's position in the batch.
+        index: usize,
         /// The input path.
         input: String,
         /// The fault.
@@ -211,8 +243,14 @@ pub enum Event {
     Summary {
         /// Inputs written.
         done: usize,
-        /// Inputs failed.
+        /// Inputs failed (cancelled ones included).
         failed: usize,
+        /// Inputs failed because the batch was cancelled.
+        #[serde(default)]
+        cancelled: usize,
+        /// Inputs skipped because their output was already there.
+        #[serde(default)]
+        skipped: usize,
         /// Inputs that moved to another worker after theirs was lost.
         moved: usize,
         /// Which inputs moved.
@@ -237,7 +275,15 @@ pub struct RunConfig {
     pub encode: EncodeOptions,
     /// Bytes of decoded images (with working buffers) allowed in flight at once.
     pub memory_budget: u64,
+    /// What happens when an output file is already there.
+    pub on_exists: OnExists,
+    /// Times an input may move to another worker after losing one; lost once more, it
+    /// fails, so an image that kills workers cannot take them all down in turn.
+    pub max_moves: u32,
 }
+
+/// The default [`RunConfig::max_moves`].
+pub const DEFAULT_MAX_MOVES: u32 = 2;
 
 impl RunConfig {
     /// Defaults for writing into `out_dir`.
@@ -249,22 +295,76 @@ impl RunConfig {
             limits: Limits::default(),
             encode: EncodeOptions::default(),
             memory_budget: default_memory_budget(),
+            on_exists: OnExists::default(),
+            max_moves: DEFAULT_MAX_MOVES,
         }
     }
 }
 
-/// A quarter of physical memory, at least 512 MiB: room for the OS, the UI and decoders.
+/// A quarter of the memory this process may use, at least 512 MiB: room for the OS, the
+/// UI and decoders. The limit is the cgroup's (a container's, or a systemd unit's
+/// `MemoryMax=`) when there is one, since the kernel kills at that limit whatever the
+/// machine has; else physical memory.
 pub fn default_memory_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(8 << 30);
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let total = memory_limit(&read).unwrap_or(8 << 30);
     (total / 4).max(512 << 20)
+}
+
+/// The lowest of the cgroup memory limits on the way from this process's cgroup to the
+/// root (v2 `memory.max`, else v1 `memory.limit_in_bytes`) and `MemTotal`; `read` returns
+/// a file's content.
+fn memory_limit(read: &dyn Fn(&str) -> Option<String>) -> Option<u64> {
+    let meminfo = read("/proc/meminfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = read("/proc/self/cgroup").and_then(|cg| {
+        // v2: "0::/path"; v1: "N:memory:/path" (or "N:cpu,memory:/path").
+        let v2 = cg.lines().find_map(|l| l.strip_prefix("0::"));
+        let v1 = cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            ctrl.split(',').any(|c| c == "memory").then_some(path)
+        });
+        let (root, file, path) = match (v2, v1) {
+            (Some(p), _) => ("/sys/fs/cgroup", "memory.max", p),
+            (None, Some(p)) => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", p),
+            (None, None) => return None,
+        };
+        // A limit may sit on any ancestor (a slice); inside a cgroup namespace the path is
+        // "/" and the files are at the root.
+        let mut dir = std::path::PathBuf::from(path.trim());
+        let mut lowest: Option<u64> = None;
+        loop {
+            let rel = dir
+                .strip_prefix("/")
+                .unwrap_or(&dir)
+                .to_string_lossy()
+                .into_owned();
+            let p = if rel.is_empty() {
+                format!("{root}/{file}")
+            } else {
+                format!("{root}/{rel}/{file}")
+            };
+            // "max" (v2) or a huge value (v1) means no limit there.
+            if let Some(n) = read(&p).and_then(|v| v.trim().parse::<u64>().ok()) {
+                if n < 1 << 60 {
+                    lowest = Some(lowest.map_or(n, |l| l.min(n)));
+                }
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+        lowest
+    });
+    match (cgroup, meminfo) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    }
 }
 
 /// Bytes an image of `pixels` may hold while it runs through `ops`: the heaviest op's
@@ -319,20 +419,49 @@ struct Shared<'a> {
     changed: Condvar,
     budget: Budget,
     moved: Mutex<Vec<usize>>,
-    tmp_seq: AtomicU64,
+    /// Per input: the workers lost while it ran, and why the last one was.
+    losses: Mutex<Vec<(u32, String)>>,
 }
 
 enum Outcome {
     Done {
         output: PathBuf,
+        format: Format,
+        features: Option<Features>,
         worker: String,
         timings: Timings,
     },
+    Skipped(PathBuf),
     Failed(EngineError),
 }
 
 /// Runs a batch over the workers, calling `sink` with every event on this thread.
 /// Returns the summary event's counts: (done, failed).
+///
+/// ```
+/// use std::sync::Arc;
+/// use prism_engine::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
+/// use prism_engine::job::{collect_inputs, Batch};
+/// use prism_engine::ops::CancelToken;
+/// use prism_engine::Op;
+///
+/// let dir = tempfile::tempdir()?;
+/// let input = dir.path().join("photo.png");
+/// image::RgbImage::from_pixel(8, 8, image::Rgb([200, 100, 50])).save(&input)?;
+/// let out = dir.path().join("out");
+/// let batch = Batch {
+///     inputs: collect_inputs(&[input], &out)?,
+///     pipeline: Arc::from(vec![Op::default_for("color-manipulation")?]),
+/// };
+/// let workers: Vec<Arc<dyn Worker>> = vec![Arc::new(LocalWorker::new(1)?)];
+/// let mut events = Vec::new();
+/// let (done, failed) = run_batch(&batch, &workers, &RunConfig::new(&out),
+///                                &CancelToken::new(), &mut |e| events.push(e.clone()));
+/// assert_eq!((done, failed), (1, 0));
+/// assert!(matches!(events.last(), Some(Event::Summary { done: 1, .. })));
+/// assert!(out.join("photo.png").exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_batch(
     batch: &Batch,
     workers: &[Arc<dyn Worker>],
@@ -358,11 +487,11 @@ pub fn run_batch(
             cap: cfg.memory_budget.max(1),
         },
         moved: Mutex::new(Vec::new()),
-        tmp_seq: AtomicU64::new(0),
+        losses: Mutex::new(vec![(0, String::new()); total]),
     };
     let mut ended = vec![false; total];
-    let (mut n_done, mut n_failed) = (0, 0);
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    let (mut n_done, mut n_failed, mut n_cancelled, mut n_skipped) = (0, 0, 0, 0);
+    let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::scope(|scope| {
         for worker in workers {
             let dead = Arc::new(AtomicBool::new(false));
@@ -381,20 +510,36 @@ pub fn run_batch(
             match outcome {
                 Outcome::Done {
                     output,
+                    format,
+                    features,
                     worker,
                     timings,
                 } => {
                     n_done += 1;
                     sink(&Event::Done {
+                        index: i,
                         input,
                         output: output.display().to_string(),
+                        format,
                         worker,
+                        keypoints: features.as_ref().map(|f| f.keypoints.len()),
+                        features: features.map(Arc::new),
                         timings_ms: timings,
+                    });
+                }
+                Outcome::Skipped(output) => {
+                    n_skipped += 1;
+                    sink(&Event::Skipped {
+                        index: i,
+                        input,
+                        output: output.display().to_string(),
                     });
                 }
                 Outcome::Failed(e) => {
                     n_failed += 1;
+                    n_cancelled += usize::from(e.kind == ErrorKind::Cancelled);
                     sink(&Event::Failed {
+                        index: i,
                         input,
                         kind: e.kind,
                         message: e.message,
@@ -402,12 +547,20 @@ pub fn run_batch(
                 }
             }
             sink(&Event::Progress {
-                done: n_done + n_failed,
+                done: n_done + n_failed + n_skipped,
                 total,
             });
         };
-        for (i, outcome) in rx {
-            emit(i, outcome, sink);
+        for msg in rx {
+            match msg {
+                // An input runs again only after its worker was lost, never after it ended.
+                Msg::Running(i, worker) => sink(&Event::Running {
+                    index: i,
+                    input: batch.inputs[i].source.display().to_string(),
+                    worker,
+                }),
+                Msg::Ended(i, outcome) => emit(i, outcome, sink),
+            }
         }
         // Every slot has exited: whatever did not end was cancelled or had no worker left.
         let reason = if cancel.is_cancelled() {
@@ -438,6 +591,8 @@ pub fn run_batch(
     sink(&Event::Summary {
         done: n_done,
         failed: n_failed,
+        cancelled: n_cancelled,
+        skipped: n_skipped,
         moved: moved.len(),
         moved_inputs: moved,
         wall_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -445,12 +600,15 @@ pub fn run_batch(
     (n_done, n_failed)
 }
 
-fn slot_loop(
-    shared: &Shared,
-    worker: &dyn Worker,
-    dead: &AtomicBool,
-    tx: mpsc::Sender<(usize, Outcome)>,
-) {
+/// What slot threads tell the thread that owns the sink.
+enum Msg {
+    /// Input `i` was handed to this worker.
+    Running(usize, String),
+    /// Input `i` ended.
+    Ended(usize, Outcome),
+}
+
+fn slot_loop(shared: &Shared, worker: &dyn Worker, dead: &AtomicBool, tx: mpsc::Sender<Msg>) {
     loop {
         let i = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -473,24 +631,40 @@ fn slot_loop(
                     .0;
             }
         };
-        let result = run_one(shared, worker, i);
+        let result = run_one(shared, worker, i, &tx);
         let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.in_flight -= 1;
         match result {
             Some(outcome) => {
                 drop(q);
-                let _ = tx.send((i, outcome));
+                let _ = tx.send(Msg::Ended(i, outcome));
             }
             None => {
-                // The worker is lost: hand the input to another one and stop this worker.
-                q.pending.push_front(i);
-                drop(q);
-                shared
-                    .moved
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(i);
+                // The worker is lost: stop it, and hand the input to another one unless it
+                // has already moved as often as allowed.
                 dead.store(true, Ordering::Relaxed);
+                let (lost, why) =
+                    shared.losses.lock().unwrap_or_else(|e| e.into_inner())[i].clone();
+                if lost > shared.cfg.max_moves {
+                    drop(q);
+                    let e = EngineError::new(
+                        ErrorKind::Remote,
+                        format!(
+                            "{lost} workers were lost while processing this input (the last: \
+                             {why}); not moving it again, since the image itself may be what \
+                             brings them down"
+                        ),
+                    );
+                    let _ = tx.send(Msg::Ended(i, Outcome::Failed(e)));
+                } else {
+                    q.pending.push_front(i);
+                    drop(q);
+                    shared
+                        .moved
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i);
+                }
             }
         }
         shared.changed.notify_all();
@@ -498,12 +672,28 @@ fn slot_loop(
 }
 
 /// Processes input `i` on `worker`; `None` when the worker was lost and `i` must move.
-fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
+fn run_one(
+    shared: &Shared,
+    worker: &dyn Worker,
+    i: usize,
+    tx: &mpsc::Sender<Msg>,
+) -> Option<Outcome> {
     let input = &shared.batch.inputs[i];
     let cfg = shared.cfg;
     let fail = |e: EngineError| Some(Outcome::Failed(e));
     if shared.cancel.is_cancelled() {
         return fail(EngineError::new(ErrorKind::Cancelled, "batch cancelled"));
+    }
+    if cfg.on_exists == OnExists::Skip {
+        // Decided before the work, so a resumed batch costs nothing for what is done.
+        let planned = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
+        let mut written = vec![planned.clone()];
+        if cfg.features && shared.batch.pipeline_for(i).iter().any(Op::finds_features) {
+            written.push(features_path(&planned));
+        }
+        if let Some(there) = written.into_iter().find(|p| p.symlink_metadata().is_ok()) {
+            return Some(Outcome::Skipped(there));
+        }
     }
     let bytes = match codec::read_file(&input.source, &cfg.limits) {
         Ok(b) => b,
@@ -534,7 +724,7 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
         return fail(EngineError::new(
             ErrorKind::Limit,
             format!(
-                "image has {pixels} pixels, over the limit of {} (--max-pixels)",
+                "image has {pixels} pixels, over the limit of {}",
                 cfg.limits.max_pixels
             ),
         ));
@@ -551,19 +741,27 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
         encode: cfg.encode,
         limits: cfg.limits,
     };
+    let _ = tx.send(Msg::Running(i, worker.name()));
     let result = worker.process(&req, shared.cancel);
     drop(req);
     let outcome = match result {
         Ok(res) => match write_outputs(shared, i, &res) {
-            Ok(output) => Outcome::Done {
-                output,
+            Ok(Placed::Written(paths)) => Outcome::Done {
+                output: paths.into_iter().next().unwrap_or_default(),
+                format: res.format,
+                features: res.features,
                 worker: worker.name(),
                 timings: res.timings,
             },
+            Ok(Placed::Skipped(there)) => Outcome::Skipped(there),
             Err(e) => Outcome::Failed(e),
         },
         Err(WorkError::Input(e)) => Outcome::Failed(e),
-        Err(WorkError::WorkerLost(_)) => {
+        Err(WorkError::WorkerLost(why)) => {
+            let mut losses = shared.losses.lock().unwrap_or_else(|e| e.into_inner());
+            losses[i].0 += 1;
+            losses[i].1 = why;
+            drop(losses);
             shared.budget.release(cost);
             return None;
         }
@@ -572,36 +770,47 @@ fn run_one(shared: &Shared, worker: &dyn Worker, i: usize) -> Option<Outcome> {
     Some(outcome)
 }
 
-fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<PathBuf, EngineError> {
+/// Writes the output (and its features) under the batch's policy for taken names.
+fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<Placed, EngineError> {
     let input = &shared.batch.inputs[i];
     let cfg = shared.cfg;
     let out = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
     let io = |what: &str, p: &Path, e: std::io::Error| {
         EngineError::new(ErrorKind::Io, format!("cannot {what} {}: {e}", p.display()))
     };
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
-    }
-    if same_file(&out, &input.source) {
+    let parent = out.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    // The batch was checked up front (`Batch::check_outputs`); this catches a link or a
+    // file moved into place since then.
+    if cfg.on_exists == OnExists::Overwrite && same_file(&out, &input.source) {
         return Err(EngineError::new(
             ErrorKind::Usage,
             format!(
-                "output {} is the input itself; choose another --out",
+                "output {} is the input itself; choose another output folder",
                 out.display()
             ),
         ));
     }
-    write_atomic(shared, &out, &res.bytes)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = output::split_name(&name);
+    let json;
+    let mut files: Vec<(&str, &[u8])> = vec![(&ext, &res.bytes)];
     if cfg.features {
         if let Some(f) = &res.features {
-            let json = serde_json::to_vec(f).map_err(|e| {
+            json = serde_json::to_vec(f).map_err(|e| {
                 EngineError::new(ErrorKind::Io, format!("cannot encode features: {e}"))
             })?;
-            write_atomic(shared, &features_path(&out), &json)?;
+            files.push((FEATURES_SUFFIX, &json));
         }
     }
-    Ok(out)
+    output::write_group(parent, &stem, &files, cfg.on_exists).map_err(|e| io("write", &out, e))
 }
+
+/// What `DIR/photo.jpg`'s features file is called after the stem: `.features.json`.
+pub const FEATURES_SUFFIX: &str = ".features.json";
 
 /// `DIR/photo.jpg` -> `DIR/photo.features.json`.
 pub fn features_path(out: &Path) -> PathBuf {
@@ -615,25 +824,83 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Writes to a temporary name in the same folder, then renames: a crash or Ctrl-C
-/// leaves either the old file or the whole new one, never half a file.
-fn write_atomic(shared: &Shared, path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.prism-{}-{}.tmp",
-        std::process::id(),
-        shared.tmp_seq.fetch_add(1, Ordering::Relaxed)
-    ));
-    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(EngineError::new(
-            ErrorKind::Io,
-            format!("cannot write {}: {e}", path.display()),
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = list
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |p: &str| map.get(p).cloned()
     }
-    Ok(())
+
+    const MEMINFO: &str = "MemTotal:       16384000 kB\nMemFree:  100 kB\n";
+
+    #[test]
+    fn the_memory_limit_is_the_cgroups_when_lower_than_the_machines() {
+        // A systemd unit with MemoryMax=2G, inside a slice without a limit.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/system.slice/prism-node.service\n"),
+            (
+                "/sys/fs/cgroup/system.slice/prism-node.service/memory.max",
+                "2147483648\n",
+            ),
+            ("/sys/fs/cgroup/system.slice/memory.max", "max\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(2 << 30));
+        // ProcSubset=pid hides meminfo: the cgroup alone decides.
+        let read = files(&[
+            ("/proc/self/cgroup", "0::/system.slice/prism-node.service\n"),
+            (
+                "/sys/fs/cgroup/system.slice/prism-node.service/memory.max",
+                "2147483648\n",
+            ),
+        ]);
+        assert_eq!(memory_limit(&read), Some(2 << 30));
+        // A limit on the parent slice counts too.
+        let read = files(&[
+            ("/proc/self/cgroup", "0::/a.slice/b.service\n"),
+            ("/sys/fs/cgroup/a.slice/b.service/memory.max", "max\n"),
+            ("/sys/fs/cgroup/a.slice/memory.max", "1073741824\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(1 << 30));
+        // A container (cgroup namespace): the root's file.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/\n"),
+            ("/sys/fs/cgroup/memory.max", "536870912\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(512 << 20));
+        // cgroup v1.
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            (
+                "/proc/self/cgroup",
+                "4:cpu,cpuacct:/x\n7:memory:/docker/abc\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+                "3221225472\n",
+            ),
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+        ]);
+        assert_eq!(memory_limit(&read), Some(3 << 30));
+    }
+
+    #[test]
+    fn without_a_cgroup_limit_the_machines_memory_counts() {
+        let read = files(&[
+            ("/proc/meminfo", MEMINFO),
+            ("/proc/self/cgroup", "0::/user.slice\n"),
+            ("/sys/fs/cgroup/user.slice/memory.max", "max\n"),
+        ]);
+        assert_eq!(memory_limit(&read), Some(16_384_000 * 1024));
+        assert_eq!(memory_limit(&files(&[])), None);
+    }
 }

@@ -2,7 +2,7 @@
 //! overrides (an override replaces the global pipeline for that input, as in the
 //! original app), plus where each output lands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,10 +43,7 @@ impl Batch {
     /// Checks every op of every pipeline once, before anything runs.
     pub fn validate(&self) -> Result<(), EngineError> {
         if self.pipeline.is_empty() && self.inputs.iter().any(|i| i.ops.is_none()) {
-            return Err(EngineError::new(
-                ErrorKind::Usage,
-                "no operation given (--op ID)",
-            ));
+            return Err(EngineError::new(ErrorKind::Usage, "no operation given"));
         }
         for op in self.pipeline.iter().chain(
             self.inputs
@@ -111,13 +108,11 @@ pub fn output_rel(rel: &Path, format: OutputFormat) -> PathBuf {
 }
 
 /// Expands files and folders into inputs: a file lands flat in the output folder, a
-/// folder is walked recursively (image extensions only) and mirrored. Refuses two inputs
-/// with the same output path and an output folder equal to an input folder.
-pub fn collect_inputs(
-    paths: &[PathBuf],
-    out_dir: &Path,
-    format: OutputFormat,
-) -> Result<Vec<Input>, EngineError> {
+/// folder is walked recursively (image extensions only) and mirrored. The output folder
+/// is never walked, even when it lies inside an input folder, so a second run does not
+/// take the first run's outputs for inputs. Refuses an output folder equal to an input
+/// folder; [`Batch::check_outputs`] checks the files the batch will write.
+pub fn collect_inputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Input>, EngineError> {
     let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
     let out_canon = std::fs::canonicalize(out_dir).ok();
     let mut inputs = Vec::new();
@@ -127,7 +122,7 @@ pub fn collect_inputs(
                 std::fs::canonicalize(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
             if out_canon.as_ref() == Some(&canon) {
                 return Err(usage(format!(
-                    "--out {} is the input folder {}; choose another folder so no input is overwritten",
+                    "the output folder {} is the input folder {}; choose another folder so no input is overwritten",
                     out_dir.display(),
                     p.display()
                 )));
@@ -135,6 +130,11 @@ pub fn collect_inputs(
             let mut found: Vec<PathBuf> = walkdir::WalkDir::new(p)
                 .follow_links(false)
                 .into_iter()
+                .filter_entry(|e| {
+                    !(e.file_type().is_dir()
+                        && out_canon.is_some()
+                        && std::fs::canonicalize(e.path()).ok() == out_canon)
+                })
                 .filter_map(Result::ok)
                 .filter(|e| e.file_type().is_file() && claimed_format(e.path()).is_some())
                 .map(|e| e.into_path())
@@ -160,21 +160,79 @@ pub fn collect_inputs(
             });
         }
     }
-    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
-    for i in &inputs {
-        let out = output_rel(&i.rel, format);
-        // Case-insensitive file systems would merge these too.
-        let key = PathBuf::from(out.to_string_lossy().to_lowercase());
-        if let Some(prev) = seen.insert(key, &i.source) {
-            return Err(usage(format!(
-                "{} and {} would both be written to {}; rename one or give their folder instead",
-                prev.display(),
-                i.source.display(),
-                out_dir.join(&out).display()
-            )));
+    Ok(inputs)
+}
+
+impl Batch {
+    /// Checks every file the batch will write (outputs, and features files where a
+    /// feature op runs and `features` is on) before anything runs: two inputs may not
+    /// write the same file, and no file written may be an input of the batch.
+    pub fn check_outputs(
+        &self,
+        out_dir: &Path,
+        format: OutputFormat,
+        features: bool,
+    ) -> Result<(), EngineError> {
+        let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
+        // Case-insensitive file systems would merge names that differ in case only.
+        let key = |p: &Path| PathBuf::from(p.to_string_lossy().to_lowercase());
+        let out_abs = absolute(out_dir);
+        let sources: HashSet<PathBuf> = self
+            .inputs
+            .iter()
+            .filter_map(|i| std::fs::canonicalize(&i.source).ok())
+            .map(|p| key(&p))
+            .collect();
+        let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+        for (n, input) in self.inputs.iter().enumerate() {
+            let out = out_abs.join(output_rel(&input.rel, format));
+            let mut written = vec![out.clone()];
+            if features && self.pipeline_for(n).iter().any(Op::finds_features) {
+                written.push(out.with_extension("features.json"));
+            }
+            for w in written {
+                if sources.contains(&key(&w)) {
+                    return Err(usage(format!(
+                        "{} would be written over {}, an input of this batch; choose another output folder",
+                        input.source.display(),
+                        w.display()
+                    )));
+                }
+                if let Some(prev) = seen.insert(key(&w), &input.source) {
+                    return Err(usage(format!(
+                        "{} and {} would both be written to {}; rename one or give their folder instead",
+                        prev.display(),
+                        input.source.display(),
+                        w.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `p` made absolute with its existing part resolved (links, `..`), so it compares with
+/// canonical input paths even when the rest does not exist yet.
+fn absolute(p: &Path) -> PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return p.to_path_buf(),
         }
     }
-    Ok(inputs)
 }
 
 #[cfg(test)]
@@ -192,7 +250,6 @@ mod tests {
         let got = collect_inputs(
             &[dir.path().join("shots"), PathBuf::from("x/single.png")],
             &out,
-            OutputFormat::Same,
         )
         .unwrap();
         let rels: Vec<_> = got.iter().map(|i| i.rel.clone()).collect();
@@ -206,29 +263,98 @@ mod tests {
         );
     }
 
+    fn batch(paths: &[PathBuf], out: &Path, op: &str) -> Batch {
+        Batch {
+            inputs: collect_inputs(paths, out).unwrap(),
+            pipeline: Arc::from(vec![Op::default_for(op).unwrap()]),
+        }
+    }
+
     #[test]
     fn duplicate_names_are_refused() {
-        let err = collect_inputs(
-            &[PathBuf::from("a/photo.jpg"), PathBuf::from("b/photo.jpg")],
-            Path::new("out"),
-            OutputFormat::Same,
-        )
-        .unwrap_err();
+        let out = Path::new("out");
+        let same = [PathBuf::from("a/photo.jpg"), PathBuf::from("b/photo.jpg")];
+        let err = batch(&same, out, "erosion")
+            .check_outputs(out, OutputFormat::Same, false)
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Usage);
         // Different extensions collide once both become PNG.
-        assert!(collect_inputs(
-            &[PathBuf::from("a/photo.jpg"), PathBuf::from("b/photo.bmp")],
-            Path::new("out"),
-            OutputFormat::Fixed(Format::Png),
-        )
-        .is_err());
+        let two = [PathBuf::from("a/photo.jpg"), PathBuf::from("b/photo.bmp")];
+        let png = OutputFormat::Fixed(Format::Png);
+        assert!(batch(&two, out, "erosion")
+            .check_outputs(out, png, false)
+            .is_err());
+        assert!(batch(&two, out, "erosion")
+            .check_outputs(out, OutputFormat::Same, false)
+            .is_ok());
+    }
+
+    #[test]
+    fn features_files_are_part_of_the_check() {
+        let out = Path::new("out");
+        let two = [PathBuf::from("d/a.png"), PathBuf::from("d/a.jpg")];
+        let same = OutputFormat::Same;
+        // a.png and a.jpg both write a.features.json when a feature op runs with features on.
+        let err = batch(&two, out, "sift")
+            .check_outputs(out, same, true)
+            .unwrap_err();
+        assert!(err.message.contains("a.features.json"), "{err}");
+        assert!(batch(&two, out, "sift")
+            .check_outputs(out, same, false)
+            .is_ok());
+        assert!(batch(&two, out, "erosion")
+            .check_outputs(out, same, true)
+            .is_ok());
+    }
+
+    #[test]
+    fn no_output_may_land_on_any_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(dir.path().join("a.png"), b"x").unwrap();
+        std::fs::write(out.join("a.png"), b"x").unwrap();
+        // x/a.png lands on out/a.png, which is the second input.
+        let inputs = [dir.path().join("a.png"), out.join("a.png")];
+        let err = Batch {
+            inputs: vec![
+                Input {
+                    source: inputs[0].clone(),
+                    rel: PathBuf::from("a.png"),
+                    ops: None,
+                },
+                Input {
+                    source: inputs[1].clone(),
+                    rel: PathBuf::from("b.png"),
+                    ops: None,
+                },
+            ],
+            pipeline: Arc::from(vec![Op::default_for("erosion").unwrap()]),
+        }
+        .check_outputs(&out, OutputFormat::Same, false)
+        .unwrap_err();
+        assert!(err.message.contains("an input of this batch"), "{err}");
+    }
+
+    #[test]
+    fn the_output_folder_is_not_walked_when_inside_an_input_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let photos = dir.path().join("photos");
+        std::fs::create_dir_all(photos.join("processed/sub")).unwrap();
+        std::fs::write(photos.join("a.jpg"), b"x").unwrap();
+        std::fs::write(photos.join("processed/a.jpg"), b"x").unwrap();
+        std::fs::write(photos.join("processed/sub/b.jpg"), b"x").unwrap();
+        // Given with a different spelling, still recognised.
+        let out = photos.join("./processed");
+        let got = collect_inputs(std::slice::from_ref(&photos), &out).unwrap();
+        let rels: Vec<_> = got.iter().map(|i| i.rel.clone()).collect();
+        assert_eq!(rels, vec![PathBuf::from("a.jpg")]);
     }
 
     #[test]
     fn out_equal_to_input_folder_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = collect_inputs(&[dir.path().to_path_buf()], dir.path(), OutputFormat::Same)
-            .unwrap_err();
+        let err = collect_inputs(&[dir.path().to_path_buf()], dir.path()).unwrap_err();
         assert!(err.message.contains("input folder"), "{err}");
     }
 }

@@ -6,13 +6,18 @@
 //! [`exec`] (running a batch on rayon with bounded memory), [`remote`] (nodes over QUIC
 //! as more workers) and [`cli`] (the `prism` binary's contract).
 
+#![warn(missing_docs)]
+
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod exec;
+mod exif;
 pub mod frame;
 pub mod job;
 pub mod ops;
+pub mod output;
 pub mod remote;
 
 pub use error::{EngineError, ErrorKind};

@@ -1,46 +1,16 @@
 //! The `prism` binary end to end: the CLI contract of DESIGN.md on real files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::{Frame, Pixels};
 use serde_json::Value;
 
-fn prism() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-}
+mod common;
 
-fn sample(w: u32, h: u32, seed: u32) -> Frame {
-    Frame::new(Pixels::Rgb(RgbImage::from_fn(w, h, |x, y| {
-        let v = (x * 7 + y * 13 + seed * 31) % 256;
-        image::Rgb([v as u8, (x * y % 251) as u8, ((x + seed) * 3 % 256) as u8])
-    })))
-}
-
-fn write_image(path: &Path, frame: &Frame, format: Format) {
-    let bytes = codec::encode(
-        frame,
-        format,
-        &Metadata::default(),
-        &EncodeOptions::default(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
-
-fn of_kind<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == kind).collect()
-}
+use common::cli::{events, of_kind, prism, sample, write_image};
 
 #[test]
 fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
@@ -81,7 +51,7 @@ fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     assert_eq!(ev[0], serde_json::json!({"event": "started", "inputs": 3}));
     let done = of_kind(&ev, "done");
     assert_eq!(done.len(), 3);
@@ -90,6 +60,29 @@ fn files_land_flat_folders_mirror_and_json_events_follow_the_contract() {
         for k in ["decode", "op", "encode"] {
             assert!(d["timings_ms"][k].as_f64().unwrap() >= 0.0);
         }
+    }
+    // Each input is named by its index in `started`'s order, runs once on one worker, and
+    // its `done` names the output's format.
+    let mut indices: Vec<u64> = done.iter().map(|d| d["index"].as_u64().unwrap()).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2]);
+    for d in &done {
+        let running: Vec<&Value> = of_kind(&ev, "running")
+            .into_iter()
+            .filter(|r| r["index"] == d["index"])
+            .collect();
+        assert_eq!(running.len(), 1, "{d}");
+        assert_eq!(running[0]["input"], d["input"]);
+        assert_eq!(running[0]["worker"], d["worker"]);
+        let at = |e: &Value| ev.iter().position(|x| x == e).unwrap();
+        assert!(at(running[0]) < at(d), "running comes before done");
+        let ext = Path::new(d["output"].as_str().unwrap())
+            .extension()
+            .unwrap()
+            .to_string_lossy()
+            .replace("jpg", "jpeg");
+        assert_eq!(d["format"], ext.as_str());
+        assert!(d.get("keypoints").is_none(), "colour ops find no keypoints");
     }
     let progress = of_kind(&ev, "progress");
     assert_eq!(progress.last().unwrap()["done"], 3);
@@ -253,15 +246,21 @@ fn an_input_is_never_overwritten() {
     let input = dir.path().join("photo.png");
     write_image(&input, &sample(8, 8, 5), Format::Png);
     let before = std::fs::read(&input).unwrap();
-    let res = prism()
-        .args(["process", "--op", "color-manipulation", "--json", "--out"])
-        .arg(dir.path())
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert_eq!(res.status.code(), Some(1));
-    assert_eq!(std::fs::read(&input).unwrap(), before);
-    assert_eq!(of_kind(&events(&res), "failed").len(), 1);
+    // Refused before anything runs, whatever the policy for taken names says.
+    for policy in ["rename", "skip", "overwrite"] {
+        let res = prism()
+            .args(["process", "--op", "color-manipulation", "--json"])
+            .args(["--on-exists", policy, "--out"])
+            .arg(dir.path())
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert_eq!(res.status.code(), Some(2), "{policy}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(err.contains("an input of this batch"), "{policy}: {err}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+        assert_eq!(walk(dir.path()), std::slice::from_ref(&input));
+    }
 }
 
 #[test]
@@ -298,7 +297,7 @@ fn bad_inputs_fail_alone_with_a_kind_and_the_rest_finish() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let failed: Vec<(String, String)> = of_kind(&ev, "failed")
         .iter()
         .map(|e| {
@@ -336,7 +335,7 @@ fn bad_inputs_fail_alone_with_a_kind_and_the_rest_finish() {
         .arg(d.join("good1.png"))
         .output()
         .unwrap();
-    assert_eq!(of_kind(&events(&res), "failed")[0]["kind"], "limit");
+    assert_eq!(of_kind(&events(&res.stdout), "failed")[0]["kind"], "limit");
 }
 
 /// A PNG signature and IHDR claiming `w` x `h`, with a valid CRC and no pixel data.
@@ -426,7 +425,7 @@ fn a_corpus_of_broken_files_never_panics_and_ends_each_input_once() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(res.status.code(), Some(1), "{stderr}");
-    let ev = events(&res);
+    let ev = events(&res.stdout);
     let mut ended: Vec<String> = ev
         .iter()
         .filter(|e| e["event"] == "done" || e["event"] == "failed")
@@ -476,64 +475,77 @@ fn ops_json_lists_every_op_with_params() {
 }
 
 #[test]
-fn ctrl_c_cancels_cleanly() {
+fn ctrl_c_stops_the_batch_early_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("in");
-    for i in 0..60 {
+    // Denoise on one thread: seconds of work per image, far more than the signal needs.
+    const N: usize = 16;
+    for i in 0..N {
         write_image(
             &d.join(format!("img{i:02}.png")),
-            &sample(900, 700, i),
+            &sample(400, 300, i as u32),
             Format::Png,
         );
     }
     let out = dir.path().join("out");
-    let child = prism()
-        .args([
-            "process",
-            "--op",
-            "histogram-equalization",
-            "--op",
-            "color-manipulation",
-        ])
-        .args(["--threads", "1", "--json", "--out"])
+    let mut child = prism()
+        .args(["process", "--op", "denoise", "--threads", "1", "--json"])
+        .arg("--out")
         .arg(&out)
         .arg(&d)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the batch has started writing, then interrupt it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !out.exists() || std::fs::read_dir(&out).unwrap().count() == 0 {
-        assert!(std::time::Instant::now() < deadline, "batch never started");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // Wait for the first image to be written, then interrupt.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut ev: Vec<Value> = Vec::new();
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let first_done = v["event"] == "done";
+        ev.push(v);
+        if first_done {
+            break;
+        }
     }
+    assert!(
+        !of_kind(&ev, "done").is_empty(),
+        "batch never wrote an image"
+    );
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let res = child.wait_with_output().unwrap();
-    let ev = events(&res);
-    let ended = ev
-        .iter()
-        .filter(|e| e["event"] == "done" || e["event"] == "failed")
-        .count();
-    assert_eq!(ended, 60, "every input ends once, cancelled or not");
+    ev.extend(lines.map(|l| serde_json::from_str(&l.unwrap()).unwrap()));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled batch exits 1");
     let summary = ev.last().unwrap();
     assert_eq!(summary["event"], "summary");
     let done = summary["done"].as_u64().unwrap() as usize;
-    if done < 60 {
-        assert_eq!(res.status.code(), Some(1));
-        assert!(of_kind(&ev, "failed")
-            .iter()
-            .all(|e| e["kind"] == "cancelled"));
-    }
+    let cancelled = summary["cancelled"].as_u64().unwrap() as usize;
+    assert!(
+        done < N,
+        "Ctrl-C did not stop the batch: {done} of {N} done"
+    );
+    assert_eq!(summary["failed"].as_u64().unwrap() as usize, N - done);
+    assert_eq!(
+        cancelled,
+        N - done,
+        "every input not done counts as cancelled"
+    );
+    let failed = of_kind(&ev, "failed");
+    assert_eq!(failed.len(), cancelled);
+    assert!(
+        failed.iter().all(|e| e["kind"] == "cancelled"),
+        "{failed:?}"
+    );
     // Only whole outputs: every file in out/ decodes, and none is a temporary.
     let files = walk(&out);
     assert_eq!(files.len(), done);
     for f in files {
-        assert!(!f.to_string_lossy().ends_with(".tmp"), "{}", f.display());
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "{}", f.display());
         codec::decode(&std::fs::read(&f).unwrap(), &Default::default()).unwrap();
     }
 }
@@ -550,7 +562,14 @@ fn features_json_lands_beside_the_output() {
     write_image(&input, &Frame::new(Pixels::Rgb(img)), Format::Png);
     let out = dir.path().join("out");
     let res = prism()
-        .args(["process", "--op", "corner-detection", "--features", "--out"])
+        .args([
+            "process",
+            "--op",
+            "corner-detection",
+            "--features",
+            "--json",
+        ])
+        .arg("--out")
         .arg(&out)
         .arg(&input)
         .output()
@@ -565,6 +584,9 @@ fn features_json_lands_beside_the_output() {
         serde_json::from_slice(&std::fs::read(out.join("board.features.json")).unwrap()).unwrap();
     let kps = v["keypoints"].as_array().unwrap();
     assert!(!kps.is_empty());
+    // The `done` event counts them.
+    let ev = events(&res.stdout);
+    assert_eq!(of_kind(&ev, "done")[0]["keypoints"], kps.len());
     for k in kps {
         for f in ["x", "y", "size", "angle", "response", "octave"] {
             assert!(k[f].is_number(), "{f} missing in {k}");

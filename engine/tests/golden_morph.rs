@@ -18,23 +18,10 @@ fn run(op: &Op, name: &str) -> Pixels {
     .pixels
 }
 
-/// Compares `op` with the references in `ref_dir` for every input that has one;
-/// returns how many were compared.
-fn check(id: &str, params: &[(&str, &str)], ref_dir: &str) -> usize {
+/// Compares `op` with the reference in `ref_dir` of each of `names`; every one must exist.
+fn check(id: &str, params: &[(&str, &str)], ref_dir: &str, names: &[&str]) {
     let op = Op::from_pairs(id, params.iter().copied()).unwrap();
-    let mut checked = 0;
-    for name in input_names() {
-        let Some(expected) = load_golden(ref_dir, &name) else {
-            continue;
-        };
-        assert_same(
-            &run(&op, &name),
-            &expected,
-            &format!("{id} {params:?} vs {ref_dir}/{name}"),
-        );
-        checked += 1;
-    }
-    checked
+    check_listed(ref_dir, names, |name| run(&op, name));
 }
 
 const OPS: [&str; 2] = ["erosion", "dilation"];
@@ -42,7 +29,7 @@ const OPS: [&str; 2] = ["erosion", "dilation"];
 #[test]
 fn default_is_rect_5_once_on_every_input() {
     for id in OPS {
-        assert_eq!(check(id, &[], id), input_names().len(), "{id}");
+        check(id, &[], id, &INPUTS);
     }
 }
 
@@ -51,18 +38,17 @@ fn rect_3_twice_is_opencvs_rect_5() {
     // make_morph.py asserts OpenCV gives the same image for both, and stores it once.
     for id in OPS {
         let params = [("size", "3"), ("iterations", "2")];
-        assert_eq!(check(id, &params, id), input_names().len(), "{id}");
+        check(id, &params, id, &INPUTS);
     }
 }
 
 #[test]
 fn ellipse_7_and_cross_5_on_every_input() {
     for id in OPS {
-        let n = input_names().len();
         let ellipse = [("shape", "ellipse"), ("size", "7")];
-        assert_eq!(check(id, &ellipse, &format!("{id}-ellipse7")), n);
+        check(id, &ellipse, &format!("{id}-ellipse7"), &INPUTS);
         let cross = [("shape", "cross"), ("size", "5")];
-        assert_eq!(check(id, &cross, &format!("{id}-cross5")), n);
+        check(id, &cross, &format!("{id}-cross5"), &INPUTS);
     }
 }
 
@@ -70,8 +56,7 @@ fn ellipse_7_and_cross_5_on_every_input() {
 fn size_1_is_a_copy_of_the_decoded_input() {
     for id in OPS {
         for shape in ["rect", "ellipse", "cross"] {
-            let n = check(id, &[("shape", shape), ("size", "1")], "decode");
-            assert_eq!(n, input_names().len());
+            check(id, &[("shape", shape), ("size", "1")], "decode", &INPUTS);
         }
     }
 }
@@ -97,11 +82,12 @@ fn large_even_and_iterated_elements_on_small_inputs() {
     ];
     for id in OPS {
         for (suffix, params) in cases {
-            assert_eq!(
-                check(id, params, &format!("{id}-{suffix}")),
-                4,
-                "{id}-{suffix}"
-            );
+            check(id, params, &format!("{id}-{suffix}"), &SMALL_INPUTS);
         }
     }
+}
+
+#[test]
+fn every_test_passes_on_every_kernel_level() {
+    rerun_on_other_kernel_levels("every_test_passes_on_every_kernel_level");
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use image::GrayImage;
+use prism_engine::ops::dispatch::{kernels, Kernels};
 use prism_engine::ops::sift::{detect_and_compute, draw, SiftParams};
 use prism_engine::ops::{KeyPoint, OpContext};
 use prism_engine::Pixels;
@@ -56,19 +57,65 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn goldens() -> Vec<(String, Golden)> {
-    let mut v: Vec<(String, Golden)> = std::fs::read_dir(sift_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter(|p| p.file_stem().is_some_and(|s| s != "pair"))
-        .map(|p| {
-            let g = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (p.file_stem().unwrap().to_string_lossy().into_owned(), g)
-        })
+/// The inputs with a drawing reference (`DRAWN` in make_sift.py).
+const DRAWN: [&str; 5] = ["astronaut", "camera_grey", "checker", "odd37x23", "text"];
+
+/// The folder of keypoint references for this process's kernel level: OpenCV's AVX2 code
+/// (`make_sift.py`) or, at the portable level, its SSE code (`make_sse.py`).
+fn level_dir() -> &'static str {
+    match kernels() {
+        Kernels::Avx2 => "sift",
+        Kernels::Portable => "sift-sse",
+    }
+}
+
+/// The keypoint references in `dir`: one per golden input, the variants with other
+/// parameters, and (in `sift`) the larger photo make_sift.py adds.
+fn golden_stems(dir: &str) -> Vec<String> {
+    let extra: &[&str] = if dir == "sift" {
+        &["astronaut.v0", "coffee.v0", "rocket"]
+    } else {
+        &["astronaut.v0", "coffee.v0"]
+    };
+    let mut v: Vec<String> = INPUTS
+        .iter()
+        .map(|n| n.rsplit_once('.').unwrap().0.to_string())
+        .chain(extra.iter().map(|s| s.to_string()))
         .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort();
     v
+}
+
+/// Every listed keypoint reference in `dir`, loaded; fails if one is missing or an
+/// unlisted file is in the folder.
+fn goldens_in(dir: &str) -> Vec<(String, Golden)> {
+    let mut files: Vec<String> = golden_stems(dir)
+        .iter()
+        .map(|s| format!("{s}.json"))
+        .collect();
+    if dir == "sift" {
+        files.extend(DRAWN.iter().map(|s| format!("{s}.draw.png")));
+        files.extend(["pair.json", "pair_a.jpg", "pair_b.jpg", "rocket.jpg"].map(String::from));
+    }
+    files.sort();
+    assert_eq!(
+        file_names(&golden_dir().join(dir)),
+        files,
+        "{dir}: not the listed files"
+    );
+    golden_stems(dir)
+        .into_iter()
+        .map(|stem| {
+            let p = golden_dir().join(dir).join(format!("{stem}.json"));
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (stem, serde_json::from_slice(&bytes).unwrap())
+        })
+        .collect()
+}
+
+/// The references for this process's kernel level.
+fn goldens() -> Vec<(String, Golden)> {
+    goldens_in(level_dir())
 }
 
 fn angle_diff(a: f32, b: f32) -> f32 {
@@ -76,129 +123,104 @@ fn angle_diff(a: f32, b: f32) -> f32 {
     d.min(360.0 - d)
 }
 
-/// For each of `from`, the index of the nearest of `to` within 0.5 px at the same
-/// octave with the angle within 2 degrees.
-fn matches(from: &[KeyPoint], to: &[KeyPoint]) -> Vec<Option<usize>> {
-    from.iter()
-        .map(|a| {
-            to.iter()
-                .enumerate()
-                .filter(|(_, b)| {
-                    a.octave & 255 == b.octave & 255
-                        && angle_diff(a.angle, b.angle) <= 2.0
-                        && (a.x - b.x).hypot(a.y - b.y) <= 0.5
-                })
-                .min_by(|(_, b1), (_, b2)| {
-                    let d =
-                        |b: &KeyPoint| (a.x - b.x).hypot(a.y - b.y) + angle_diff(a.angle, b.angle);
-                    d(b1).total_cmp(&d(b2))
-                })
-                .map(|(i, _)| i)
-        })
-        .collect()
+/// How far apart two keypoints are, field by field: position and angle absolute (px,
+/// degrees), size and response relative, octave 0 or 1.
+fn keypoint_diff(a: &KeyPoint, b: &KeyPoint) -> [f32; 6] {
+    let rel = |x: f32, y: f32| {
+        if x == y {
+            0.0
+        } else {
+            (x - y).abs() / x.abs().max(y.abs())
+        }
+    };
+    [
+        (a.x - b.x).abs(),
+        (a.y - b.y).abs(),
+        rel(a.size, b.size),
+        angle_diff(a.angle, b.angle),
+        rel(a.response, b.response),
+        (a.octave != b.octave) as i32 as f32,
+    ]
 }
 
-fn l2(a: &[u8], b: &[u8]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
-}
+/// The most each field may differ: positions 1e-4 px, sizes 1e-6 relative, angles 1e-4
+/// degree, responses 1e-6 relative, octaves not at all. That is float rounding (an ulp of
+/// 360 degrees is 3e-5): OpenCV 5.0's own output moves by as much between CPUs (AVX2 and
+/// AVX-512 machines give angles one ulp apart), so bit-exact keypoints cannot be promised.
+const KEYPOINT_TOLERANCE: [f32; 6] = [1e-4, 1e-4, 1e-6, 1e-4, 1e-6, 0.0];
 
 #[test]
 fn keypoints_and_descriptors_match_opencv() {
+    // The same keypoints in the same order, each within float rounding of OpenCV's
+    // (KEYPOINT_TOLERANCE), and the same descriptors bit for bit.
     let ctx = OpContext::default();
-    let mut images = 0;
     let mut failures = Vec::new();
+    println!("references: {}", level_dir());
     println!(
-        "{:<14} {:>6} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9}",
-        "image", "opencv", "prism", "cv->pr", "pr->cv", "exact", "desc==", "L2/norm"
+        "{:<14} {:>6} {:>6} {:>8} {:>8}  max diff (x, y, size, angle, response, octave)",
+        "image", "opencv", "prism", "exact", "desc=="
     );
     for (stem, g) in goldens() {
         let grey = load(&g.input).to_gray();
         let (kps, descs) = detect_and_compute(&grey, &g.params, &ctx).unwrap();
         let cv: Vec<KeyPoint> = g.keypoints.iter().map(keypoint).collect();
         let cv_desc: Vec<Vec<u8>> = g.descriptors.iter().map(|s| hex(s)).collect();
-        let fwd = matches(&cv, &kps);
-        let rev = matches(&kps, &cv);
-        let frac = |m: &[Option<usize>]| {
-            if m.is_empty() {
-                1.0
-            } else {
-                m.iter().filter(|x| x.is_some()).count() as f64 / m.len() as f64
-            }
-        };
-        let exact =
-            cv.iter().zip(&kps).filter(|(a, b)| a == b).count() as f64 / cv.len().max(1) as f64;
-        let (mut dist, mut norm, mut same, mut pairs) = (0.0, 0.0, 0, 0);
-        for (i, m) in fwd.iter().enumerate() {
-            if let Some(j) = m {
-                dist += l2(&cv_desc[i], &descs[*j]);
-                norm += l2(&cv_desc[i], &[0; 128]);
-                same += (cv_desc[i] == descs[*j]) as usize;
-                pairs += 1;
+        let exact = cv.iter().zip(&kps).filter(|(a, b)| a == b).count();
+        let same_desc = cv_desc
+            .iter()
+            .zip(&descs)
+            .filter(|(a, b)| a.as_slice() == b.as_slice())
+            .count();
+        let mut max = [0f32; 6];
+        for (a, b) in cv.iter().zip(&kps) {
+            for (m, d) in max.iter_mut().zip(keypoint_diff(a, b)) {
+                *m = m.max(d);
             }
         }
-        let rel = if pairs > 0 { dist / norm } else { 0.0 };
-        let (f, r) = (frac(&fwd), frac(&rev));
         println!(
-            "{stem:<14} {:>6} {:>6} {:>7.2}% {:>7.2}% {:>7.2}% {:>8.2}% {:>9.5}",
+            "{stem:<14} {:>6} {:>6} {:>8} {:>8}  {max:?}",
             cv.len(),
             kps.len(),
-            100.0 * f,
-            100.0 * r,
-            100.0 * exact,
-            100.0 * same as f64 / pairs.max(1) as f64,
-            rel
+            exact,
+            same_desc
         );
-        if f < 0.95 || r < 0.95 || rel >= 0.05 {
+        let within = max.iter().zip(KEYPOINT_TOLERANCE).all(|(m, t)| *m <= t);
+        if kps.len() != cv.len() || same_desc != cv.len() || !within {
             failures.push(stem.clone());
         }
-        images += 1;
     }
-    assert!(images >= 6, "only {images} references");
-    assert!(failures.is_empty(), "below the bar: {failures:?}");
+    assert!(failures.is_empty(), "differ from OpenCV: {failures:?}");
 }
 
 #[test]
 fn nfeatures_keeps_opencvs_selection_and_order() {
     let ctx = OpContext::default();
-    let mut checked = 0;
     for (stem, g) in goldens() {
-        if g.params.nfeatures == 0 {
+        if stem != "astronaut.v0" {
+            assert_eq!(g.params.nfeatures, 0, "{stem}");
             continue;
         }
+        assert_eq!(g.params.nfeatures, 60, "{stem}");
         let grey = load(&g.input).to_gray();
         let (kps, _) = detect_and_compute(&grey, &g.params, &ctx).unwrap();
         let cv: Vec<KeyPoint> = g.keypoints.iter().map(keypoint).collect();
-        // Same keypoint at the same index (angles and responses may differ in the last bits).
-        let same_place = cv
-            .iter()
-            .zip(&kps)
-            .filter(|(a, b)| {
-                (a.x - b.x).abs() < 1e-3
-                    && (a.y - b.y).abs() < 1e-3
-                    && a.octave == b.octave
-                    && angle_diff(a.angle, b.angle) < 0.01
-            })
-            .count();
-        println!("{stem}: {} of {} in the same place", same_place, cv.len());
         assert_eq!(kps.len(), cv.len(), "{stem}");
-        assert!(same_place as f64 >= 0.95 * cv.len() as f64, "{stem}");
-        checked += 1;
+        for (i, (a, b)) in cv.iter().zip(&kps).enumerate() {
+            let d = keypoint_diff(a, b);
+            let within = d.iter().zip(KEYPOINT_TOLERANCE).all(|(m, t)| *m <= t);
+            assert!(within, "{stem}: keypoint {i}: {a:?} vs {b:?}");
+        }
     }
-    assert!(checked >= 1);
 }
 
 #[test]
 fn drawing_matches_draw_keypoints_rich() {
-    let mut checked = 0;
-    for (stem, g) in goldens() {
-        let reference = sift_dir().join(format!("{stem}.draw.png"));
-        if !reference.exists() {
+    // The drawing does not depend on the kernel level: it draws OpenCV's keypoints.
+    for (stem, g) in goldens_in("sift") {
+        if !DRAWN.contains(&stem.as_str()) {
             continue;
         }
+        let reference = sift_dir().join(format!("{stem}.draw.png"));
         let expected =
             prism_engine::codec::decode(&std::fs::read(&reference).unwrap(), &Default::default())
                 .unwrap()
@@ -212,9 +234,7 @@ fn drawing_matches_draw_keypoints_rich() {
             &expected,
             &format!("sift/{stem}.draw"),
         );
-        checked += 1;
     }
-    assert!(checked >= 4, "only {checked} drawing references");
 }
 
 #[derive(Deserialize)]
@@ -242,6 +262,14 @@ fn grey_of(path: &Path) -> GrayImage {
         .frame
         .pixels
         .to_gray()
+}
+
+fn l2(a: &[u8], b: &[u8]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Brute-force L2 matching A -> B with Lowe's ratio test, as `BFMatcher.knnMatch(k=2)`.
@@ -304,4 +332,9 @@ fn matching_a_rotated_scaled_pair_is_as_good_as_opencv() {
         per_kp >= pair.opencv.correct_per_keypoint,
         "correct/kp {per_kp}"
     );
+}
+
+#[test]
+fn every_test_passes_on_every_kernel_level() {
+    rerun_on_other_kernel_levels("every_test_passes_on_every_kernel_level");
 }

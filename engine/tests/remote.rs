@@ -2,101 +2,21 @@
 //! free port) and the `prism` CLI or the library client talking to them.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
-use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteClient};
+use prism_engine::remote::client::{ConnectOptions, RemoteClient};
 use prism_engine::remote::proto::{self, ErrorCode, ProcessHeader, Request, Response};
-use prism_engine::remote::tls::read_token_file;
 use prism_engine::{Frame, Op, Pixels};
 use serde_json::Value;
 
-const PRISM: &str = env!("CARGO_BIN_EXE_prism");
+mod common;
 
-/// A `prism node` child process, killed when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    fingerprint: String,
-    token_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(extra: &[&str]) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(PRISM)
-            .args([
-                "node",
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "1",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prism node starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut next = || lines.next().expect("node prints its address").unwrap();
-        let first = next();
-        let addr = first
-            .split_whitespace()
-            .find_map(|w| w.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
-        let fingerprint = next().strip_prefix("fingerprint: ").unwrap().to_string();
-        let token_file = PathBuf::from(next().strip_prefix("token file: ").unwrap());
-        Node {
-            child,
-            addr,
-            fingerprint,
-            token_file,
-            _dir: dir,
-        }
-    }
-
-    fn name(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// `--remote`, `--fingerprint` and `--token-file` for this node.
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--remote".into(),
-            self.name(),
-            "--fingerprint".into(),
-            self.fingerprint.clone(),
-            "--token-file".into(),
-            self.token_file.display().to_string(),
-        ]
-    }
-
-    fn spec(&self) -> NodeSpec {
-        NodeSpec {
-            addr: self.name(),
-            fingerprint: self.fingerprint.parse().unwrap(),
-            token: read_token_file(&self.token_file).unwrap(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::node::{Node, PRISM};
 
 /// `n` small images with different content, PNG and JPEG mixed.
 fn make_images(dir: &Path, n: usize, w: u32, h: u32) -> PathBuf {
@@ -129,25 +49,14 @@ fn make_images(dir: &Path, n: usize, w: u32, h: u32) -> PathBuf {
 }
 
 fn prism(args: &[String]) -> Output {
-    Command::new(PRISM).args(args).output().unwrap()
+    common::cli::prism().args(args).output().unwrap()
 }
 
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-fn events(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn summary(ev: &[Value]) -> &Value {
-    ev.iter()
-        .find(|e| e["event"] == "summary")
-        .expect("a summary event")
-}
+use common::cli::{events, summary};
 
 /// Every file under `dir`, relative path -> bytes.
 fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {

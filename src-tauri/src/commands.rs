@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prism_engine::ops::OpInfo;
+use prism_engine::output::OnExists;
 use prism_engine::Op;
 use serde_json::Value;
 use tauri::ipc::Channel;
@@ -155,8 +156,13 @@ pub async fn save_one(
 
 /// Saves every result into `dir/Processed Images/`.
 #[tauri::command]
-pub async fn save_all(core: State<'_, Arc<Core>>, dir: PathBuf) -> Result<SaveAllReport, AppError> {
-    blocking(core, move |core| core.save_all(&dir)).await
+pub async fn save_all(
+    core: State<'_, Arc<Core>>,
+    dir: PathBuf,
+    on_exists: Option<OnExists>,
+) -> Result<SaveAllReport, AppError> {
+    let policy = on_exists.unwrap_or_default();
+    blocking(core, move |core| core.save_all(&dir, policy)).await
 }
 
 /// Adds a remote node by `host:port`.

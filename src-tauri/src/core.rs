@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prism_engine::exec::{LocalWorker, Worker};
+use prism_engine::output::OnExists;
 use prism_engine::remote::tls::Fingerprint;
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,8 @@ pub struct SaveAllReport {
     pub folder: String,
     /// Every file written, in library order.
     pub files: Vec<String>,
+    /// Names left alone because a file was there (policy `skip`).
+    pub skipped: Vec<String>,
     /// Results that could not be written (the others were).
     pub failed: Vec<SaveFailure>,
 }
@@ -309,8 +312,8 @@ impl Core {
         save::save_one(&output, dest, format)
     }
 
-    /// Saves every result into `dir/Processed Images/`, never overwriting.
-    pub fn save_all(&self, dir: &Path) -> Result<SaveAllReport, AppError> {
+    /// Saves every result into `dir/Processed Images/`; taken names follow `policy`.
+    pub fn save_all(&self, dir: &Path, policy: OnExists) -> Result<SaveAllReport, AppError> {
         let items: Vec<(PathBuf, String)> = {
             let lib = lock(&self.library);
             lib.views()
@@ -325,11 +328,17 @@ impl Core {
         if items.is_empty() {
             return Err(AppError::Nothing("no processed images to save".into()));
         }
-        let (folder, files, failed) = save::save_all(&items, dir)?;
+        let saved = save::save_all(&items, dir, policy)?;
         Ok(SaveAllReport {
-            folder: folder.display().to_string(),
-            files: files.iter().map(|f| f.display().to_string()).collect(),
-            failed: failed
+            folder: saved.folder.display().to_string(),
+            files: saved
+                .written
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect(),
+            skipped: saved.skipped,
+            failed: saved
+                .failed
                 .into_iter()
                 .map(|(name, e)| SaveFailure {
                     name,

@@ -6,17 +6,14 @@
 //! ops (the engine hands that `Arc` to the worker unchanged), and a wrapping worker
 //! recognises the input by the pointer: exact, and no change to the engine.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use prism_engine::codec::Format;
-use prism_engine::exec::{
-    features_path, run_batch, Event, RunConfig, Timings, WorkError, WorkRequest, WorkResult, Worker,
-};
-use prism_engine::job::{claimed_format, Batch, Input};
+use prism_engine::exec::{run_batch, Event, RunConfig, WorkError, WorkRequest, WorkResult, Worker};
+use prism_engine::job::{Batch, Input};
 use prism_engine::ops::CancelToken;
+use prism_engine::output::OnExists;
 use prism_engine::{ErrorKind, Op};
 use serde::Serialize;
 
@@ -130,21 +127,14 @@ pub struct JobStarted {
     pub ids: Vec<ImageId>,
 }
 
-/// Announces each input as a worker picks it up, then lets the real worker run it, and
-/// reports the worker when it is lost.
-struct Tracking {
+/// Lets the real worker run each input and reports the worker the moment it is lost
+/// (the engine's events say which inputs moved only when the batch ends).
+struct LossReporter {
     inner: Arc<dyn Worker>,
-    ids: Arc<HashMap<usize, ImageId>>,
-    on_start: Arc<dyn Fn(ImageId, String) + Send + Sync>,
     on_lost: Arc<dyn Fn(String, String) + Send + Sync>,
 }
 
-/// The identity of an input's ops allocation.
-fn key(ops: &Arc<[Op]>) -> usize {
-    Arc::as_ptr(ops) as *const Op as usize
-}
-
-impl Worker for Tracking {
+impl Worker for LossReporter {
     fn name(&self) -> String {
         self.inner.name()
     }
@@ -154,27 +144,12 @@ impl Worker for Tracking {
     }
 
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
-        if let Some(&id) = self.ids.get(&key(&req.ops)) {
-            (self.on_start)(id, self.inner.name());
-        }
         let res = self.inner.process(req, cancel);
         if let Err(WorkError::WorkerLost(why)) = &res {
             (self.on_lost)(self.inner.name(), why.clone());
         }
         res
     }
-}
-
-/// Counts keypoints in a features file without keeping descriptors in memory.
-pub fn count_keypoints(path: &Path) -> Option<usize> {
-    #[derive(serde::Deserialize)]
-    struct Counted {
-        keypoints: Vec<serde::de::IgnoredAny>,
-    }
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice::<Counted>(&bytes)
-        .ok()
-        .map(|c| c.keypoints.len())
 }
 
 /// What the batch thread needs to know about each input.
@@ -222,8 +197,8 @@ impl Core {
             }));
         }
         let mut inputs = Vec::with_capacity(ids.len());
-        let mut planned = HashMap::new();
-        let mut by_key = HashMap::new();
+        // In input order: the engine's events name inputs by their index.
+        let mut planned = Vec::with_capacity(ids.len());
         for &id in &ids {
             let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
             let op = e
@@ -231,10 +206,8 @@ impl Core {
                 .clone()
                 .unwrap_or_else(|| settings.global_op.clone());
             op.validate()?;
-            // One allocation per input: `Tracking` recognises inputs by it.
             let ops: Arc<[Op]> = Arc::from(vec![op.clone()]);
-            by_key.insert(key(&ops), id);
-            planned.insert(e.source.display().to_string(), Planned { id, op });
+            planned.push(Planned { id, op });
             inputs.push(Input {
                 source: e.source.clone(),
                 // The id keeps same-named files from different folders apart.
@@ -255,22 +228,11 @@ impl Core {
         drop(lib);
         let mut cfg = RunConfig::new(&job_dir);
         cfg.format = settings.output_format();
-        cfg.features = true;
+        // Keypoint counts come with each `done` event; no features file is needed.
+        cfg.features = false;
+        // The job's own work folder: a retry replaces its earlier result there.
+        cfg.on_exists = OnExists::Overwrite;
         let cancel = CancelToken::new();
-        let on_start: Arc<dyn Fn(ImageId, String) + Send + Sync> = {
-            let core = Arc::downgrade(self);
-            let sink = sink.clone();
-            Arc::new(move |id, worker: String| {
-                if let Some(core) = core.upgrade() {
-                    if let Some(e) = lock(&core.library).get_mut(id) {
-                        e.state = ImageState::Running {
-                            worker: worker.clone(),
-                        };
-                    }
-                }
-                sink(JobEvent::Running { id, worker });
-            })
-        };
         let on_lost: Arc<dyn Fn(String, String) + Send + Sync> = {
             let remote = self.remote.clone();
             let sink = sink.clone();
@@ -288,14 +250,11 @@ impl Core {
             .map(|w| w.name())
             .filter(|n| n != "local")
             .collect();
-        let by_key = Arc::new(by_key);
         let tracked: Vec<Arc<dyn Worker>> = workers
             .into_iter()
             .map(|inner| {
-                Arc::new(Tracking {
+                Arc::new(LossReporter {
                     inner,
-                    ids: by_key.clone(),
-                    on_start: on_start.clone(),
                     on_lost: on_lost.clone(),
                 }) as Arc<dyn Worker>
             })
@@ -336,7 +295,7 @@ impl Core {
         workers: &[Arc<dyn Worker>],
         cfg: &RunConfig,
         cancel: &CancelToken,
-        planned: &HashMap<String, Planned>,
+        planned: &[Planned],
         sink: &EventSink,
     ) {
         let mut summary = (0, 0, 0.0);
@@ -360,7 +319,7 @@ impl Core {
                 prism_engine::exec::panic_message(panic.as_ref())
             );
             let mut lib = lock(&self.library);
-            for p in planned.values() {
+            for p in planned {
                 let Some(e) = lib.get_mut(p.id) else { continue };
                 if matches!(e.state, ImageState::Queued | ImageState::Running { .. }) {
                     e.state = ImageState::failed(ErrorKind::Io, message.clone());
@@ -399,7 +358,7 @@ impl Core {
         workers: &[Arc<dyn Worker>],
         cfg: &RunConfig,
         cancel: &CancelToken,
-        planned: &HashMap<String, Planned>,
+        planned: &[Planned],
         sink: &EventSink,
         summary: &mut (usize, usize, f64),
     ) {
@@ -412,22 +371,48 @@ impl Core {
                 done: *done,
                 total: *total,
             }),
+            Event::Running { index, worker, .. } => {
+                if let Some(p) = planned.get(*index) {
+                    if let Some(e) = lock(&self.library).get_mut(p.id) {
+                        e.state = ImageState::Running {
+                            worker: worker.clone(),
+                        };
+                    }
+                    sink(JobEvent::Running {
+                        id: p.id,
+                        worker: worker.clone(),
+                    });
+                }
+            }
             Event::Done {
-                input,
+                index,
                 output,
+                format,
                 worker,
+                keypoints,
                 timings_ms,
+                ..
             } => {
-                if let Some(p) = planned.get(input) {
-                    sink(self.finish_done(p, Path::new(output), worker, *timings_ms));
+                if let Some(p) = planned.get(*index) {
+                    let record = ResultRecord {
+                        rev: 0,
+                        output: PathBuf::from(output),
+                        op: p.op.clone(),
+                        format: *format,
+                        worker: worker.clone(),
+                        keypoints: *keypoints,
+                        timings: *timings_ms,
+                    };
+                    sink(self.finish_done(p, record));
                 }
             }
             Event::Failed {
-                input,
+                index,
                 kind,
                 message,
+                ..
             } => {
-                if let Some(p) = planned.get(input) {
+                if let Some(p) = planned.get(*index) {
                     let state = ImageState::failed(*kind, message.clone());
                     if let Some(e) = lock(&self.library).get_mut(p.id) {
                         e.state = state;
@@ -440,6 +425,8 @@ impl Core {
                     });
                 }
             }
+            // The work folder is the job's own and written with `overwrite`: never skipped.
+            Event::Skipped { .. } => {}
             Event::Summary {
                 done,
                 failed,
@@ -450,18 +437,7 @@ impl Core {
     }
 
     /// Records a finished input in the library and builds its event.
-    fn finish_done(&self, p: &Planned, output: &Path, worker: &str, timings: Timings) -> JobEvent {
-        let format = claimed_format(output).unwrap_or(Format::Png);
-        let keypoints = count_keypoints(&features_path(output));
-        let record = ResultRecord {
-            rev: 0,
-            output: output.to_path_buf(),
-            op: p.op.clone(),
-            format,
-            worker: worker.to_string(),
-            keypoints,
-            timings,
-        };
+    fn finish_done(&self, p: &Planned, record: ResultRecord) -> JobEvent {
         let mut lib = lock(&self.library);
         lib.record_result(p.id, record);
         match lib.view(p.id).and_then(|v| v.result) {
@@ -486,6 +462,7 @@ mod tests {
     use prism_engine::exec::process_bytes;
     use prism_engine::job::OutputFormat;
     use prism_engine::ops::OpContext;
+    use std::path::Path;
     use std::sync::mpsc;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -646,7 +623,7 @@ mod tests {
         // Save all: names from source and op, inside "Processed Images", never over.
         let dest = f.root.join("dest");
         std::fs::create_dir(&dest).unwrap();
-        let report = f.core.save_all(&dest).unwrap();
+        let report = f.core.save_all(&dest, OnExists::Rename).unwrap();
         let names: Vec<_> = report
             .files
             .iter()
@@ -671,7 +648,7 @@ mod tests {
             std::fs::read(&report.files[1]).unwrap(),
             cli_bytes(&b, &own)
         );
-        let again = f.core.save_all(&dest).unwrap();
+        let again = f.core.save_all(&dest, OnExists::Rename).unwrap();
         assert!(again.files[0].ends_with("a-color-manipulation (3).png"));
         // Save one, with the name the dialog proposes.
         let name = f.core.suggested_name(ids[0]).unwrap();
@@ -796,7 +773,7 @@ mod tests {
             Err(AppError::UnknownImage(7))
         ));
         assert!(matches!(
-            f.core.save_all(&f.root),
+            f.core.save_all(&f.root, OnExists::Rename),
             Err(AppError::Nothing(_))
         ));
         assert!(f.core.set_override(3, None).is_err());

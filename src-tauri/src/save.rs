@@ -1,22 +1,19 @@
 //! Saving results out of the work folder: names from the source and the op, a
-//! "Processed Images" folder for Save all (as the original app had), and never
-//! overwriting a file that is already there (a numbered suffix instead).
+//! "Processed Images" folder for Save all (as the original app had), and a policy for
+//! names already taken (a numbered suffix by default, as `prism process` does). Files
+//! are placed by the engine's `output` module: exclusive random temporaries beside the
+//! target, moved in one step, never replacing what the policy says to keep.
 
-use std::fs::OpenOptions;
-use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use prism_engine::codec::Format;
 use prism_engine::job::claimed_format;
+use prism_engine::output::{self, OnExists, Placed};
 
 use crate::error::AppError;
 
 /// The subfolder Save all writes into.
 pub const SAVE_ALL_FOLDER: &str = "Processed Images";
-
-/// How many numbered names are tried before giving up.
-const MAX_SUFFIX: u32 = 10_000;
 
 /// `photo.jpg` processed by `sift` into JPEG -> `photo-sift.jpg`. The source's own
 /// extension is kept when it names the output's format (`scan.TIF` -> `scan-sift.TIF`).
@@ -35,18 +32,8 @@ pub fn suggested_name(source_name: &str, op_id: &str, format: Format) -> String 
 
 /// `name` for `n == 1`, else `stem (n).ext`.
 pub fn numbered(name: &str, n: u32) -> String {
-    if n <= 1 {
-        return name.to_string();
-    }
-    let path = Path::new(name);
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match path.extension() {
-        Some(ext) => format!("{stem} ({n}).{}", ext.to_string_lossy()),
-        None => format!("{stem} ({n})"),
-    }
+    let (stem, ext) = output::split_name(name);
+    format!("{}{ext}", output::numbered_stem(&stem, n))
 }
 
 /// Saves one result where the user chose in the save dialog (which already asked before
@@ -57,112 +44,86 @@ pub fn save_one(output: &Path, dest: &Path, format: Format) -> Result<PathBuf, A
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .ok_or_else(|| AppError::Io(format!("{} is not a file path", dest.display())))?;
-    if claimed_format(dest) == Some(format) {
-        let tmp = temp_copy(output, dir)?;
-        return std::fs::rename(&tmp, dest)
-            .map(|_| dest.to_path_buf())
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                AppError::Io(format!("cannot write {}: {e}", dest.display()))
-            });
-    }
-    let stem = dest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
-    let name = format!("{stem}.{}", format.extension());
-    copy_no_overwrite(output, dir, &name)
+    let (stem, ext) = output::split_name(&name);
+    let (ext, policy) = if claimed_format(dest) == Some(format) {
+        (ext, OnExists::Overwrite)
+    } else {
+        (format!(".{}", format.extension()), OnExists::Rename)
+    };
+    match copy(output, dir, &stem, &ext, policy)? {
+        SaveOutcome::Written(p) => Ok(p),
+        SaveOutcome::Skipped(p) => Err(AppError::Io(format!("{} is there", p.display()))),
+    }
 }
 
-/// What Save all did: the folder, the files written, and the names not written with why.
-pub type SavedAll = (PathBuf, Vec<PathBuf>, Vec<(String, AppError)>);
+/// What Save all did: the folder, the files written, the names skipped because a file
+/// was there (policy `skip`), and the names not written with why.
+pub struct SavedAll {
+    /// The "Processed Images" folder.
+    pub folder: PathBuf,
+    /// Files written, in order.
+    pub written: Vec<PathBuf>,
+    /// Names left alone because a file of that name was there.
+    pub skipped: Vec<String>,
+    /// Names not written, with the reason.
+    pub failed: Vec<(String, AppError)>,
+}
 
-/// Copies every `(output, name)` into `dir/Processed Images/`, creating it, never
-/// overwriting. Returns the folder, the files written in order, and the names that
-/// could not be written with the reason: one failure does not stop the others.
-pub fn save_all(items: &[(PathBuf, String)], dir: &Path) -> Result<SavedAll, AppError> {
+/// Copies every `(output, name)` into `dir/Processed Images/`, creating it; a name that
+/// is taken is handled by `policy`. One failure does not stop the others.
+pub fn save_all(
+    items: &[(PathBuf, String)],
+    dir: &Path,
+    policy: OnExists,
+) -> Result<SavedAll, AppError> {
     if !dir.is_dir() {
         return Err(AppError::Io(format!("{} is not a folder", dir.display())));
     }
     let folder = dir.join(SAVE_ALL_FOLDER);
     std::fs::create_dir_all(&folder)
         .map_err(|e| AppError::Io(format!("cannot create {}: {e}", folder.display())))?;
-    let mut written = Vec::with_capacity(items.len());
-    let mut failed = Vec::new();
+    let mut report = SavedAll {
+        folder: folder.clone(),
+        written: Vec::with_capacity(items.len()),
+        skipped: Vec::new(),
+        failed: Vec::new(),
+    };
     for (output, name) in items {
-        match copy_no_overwrite(output, &folder, name) {
-            Ok(p) => written.push(p),
-            Err(e) => failed.push((name.clone(), e)),
+        let (stem, ext) = output::split_name(name);
+        match copy(output, &folder, &stem, &ext, policy) {
+            Ok(SaveOutcome::Written(p)) => report.written.push(p),
+            Ok(SaveOutcome::Skipped(_)) => report.skipped.push(name.clone()),
+            Err(e) => report.failed.push((name.clone(), e)),
         }
     }
-    Ok((folder, written, failed))
+    Ok(report)
 }
 
-/// Copies `src` into `dir` as `name`, or `name (2)`, `name (3)`, ... whichever is free.
-/// The bytes go to a temporary file first and are hard-linked to the final name, which
-/// fails atomically when the name exists, so a file appearing meanwhile is not
-/// overwritten and a crash leaves no half-written file under a final name.
-pub fn copy_no_overwrite(src: &Path, dir: &Path, name: &str) -> Result<PathBuf, AppError> {
-    let tmp = temp_copy(src, dir)?;
-    let result = place(&tmp, dir, name);
-    let _ = std::fs::remove_file(&tmp);
-    result
+enum SaveOutcome {
+    Written(PathBuf),
+    Skipped(PathBuf),
 }
 
-fn place(tmp: &Path, dir: &Path, name: &str) -> Result<PathBuf, AppError> {
-    let write_err =
-        |p: &Path, e: std::io::Error| AppError::Io(format!("cannot write {}: {e}", p.display()));
-    for n in 1..=MAX_SUFFIX {
-        let candidate = dir.join(numbered(name, n));
-        match std::fs::hard_link(tmp, &candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) if e.kind() == IoKind::AlreadyExists => continue,
-            // File systems without hard links (FAT, some network shares): exclusive create.
-            Err(_) => match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&candidate)
-            {
-                Ok(mut f) => {
-                    let copied = std::fs::File::open(tmp)
-                        .and_then(|mut from| std::io::copy(&mut from, &mut f))
-                        .and_then(|_| f.sync_all());
-                    return match copied {
-                        Ok(()) => Ok(candidate),
-                        Err(e) => {
-                            let _ = std::fs::remove_file(&candidate);
-                            Err(write_err(&candidate, e))
-                        }
-                    };
-                }
-                Err(e) if e.kind() == IoKind::AlreadyExists => continue,
-                Err(e) => return Err(write_err(&candidate, e)),
-            },
-        }
-    }
-    Err(AppError::Io(format!(
-        "{} already has {MAX_SUFFIX} files named like {name}",
-        dir.display()
-    )))
-}
-
-/// Copies `src` to a hidden temporary file in `dir` (the same file system as the target).
-fn temp_copy(src: &Path, dir: &Path) -> Result<PathBuf, AppError> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".prism-save-{}-{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::copy(src, &tmp).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        AppError::Io(format!(
-            "cannot copy {} to {}: {e}",
+fn copy(
+    src: &Path,
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+    policy: OnExists,
+) -> Result<SaveOutcome, AppError> {
+    match output::copy_into(src, dir, stem, ext, policy) {
+        Ok(Placed::Written(mut p)) => Ok(SaveOutcome::Written(p.remove(0))),
+        Ok(Placed::Skipped(p)) => Ok(SaveOutcome::Skipped(p)),
+        Err(e) => Err(AppError::Io(format!(
+            "cannot save {} into {}: {e}",
             src.display(),
             dir.display()
-        ))
-    })?;
-    Ok(tmp)
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +163,12 @@ mod tests {
             (src.clone(), "a-sift.png".to_string()),
             (src.clone(), "b-sift.png".to_string()),
         ];
-        let (folder, written, failed) = save_all(&items, &dest).unwrap();
+        let SavedAll {
+            folder,
+            written,
+            failed,
+            ..
+        } = save_all(&items, &dest, OnExists::Rename).unwrap();
         assert!(failed.is_empty());
         assert_eq!(folder, dest.join(SAVE_ALL_FOLDER));
         let names: Vec<_> = written
@@ -224,7 +190,17 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0);
-        assert!(save_all(&items, &dir.path().join("missing")).is_err());
+        assert!(save_all(&items, &dir.path().join("missing"), OnExists::Rename).is_err());
+        // Skip leaves every taken name alone; overwrite replaces.
+        let r = save_all(&items[2..], &dest, OnExists::Skip).unwrap();
+        assert_eq!(
+            (r.written.len(), r.skipped.as_slice()),
+            (0, &["b-sift.png".to_string()][..])
+        );
+        std::fs::write(&src, b"newer").unwrap();
+        let r = save_all(&items[..1], &dest, OnExists::Overwrite).unwrap();
+        assert_eq!(r.written, std::slice::from_ref(&existing));
+        assert_eq!(std::fs::read(&existing).unwrap(), b"newer");
     }
 
     #[test]
@@ -236,7 +212,12 @@ mod tests {
             (dir.path().join("gone.png"), "a-sift.png".to_string()),
             (src, "b-sift.png".to_string()),
         ];
-        let (folder, written, failed) = save_all(&items, dir.path()).unwrap();
+        let SavedAll {
+            folder,
+            written,
+            failed,
+            ..
+        } = save_all(&items, dir.path(), OnExists::Rename).unwrap();
         assert_eq!(written, [folder.join("b-sift.png")]);
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].0, "a-sift.png");

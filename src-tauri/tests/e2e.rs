@@ -473,6 +473,13 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
         .expect("save_all");
     assert_eq!(names_in(&folder).len(), 6);
     assert!(folder.join("b-histogram-equalization (2).jpg").exists());
+    // With the page's "skip" choice, a third save writes nothing and says so.
+    let skipped = invoke(&c, "save_all", json!({ "dir": dest, "onExists": "skip" }))
+        .await
+        .expect("save_all skip");
+    assert_eq!(skipped["files"], json!([]));
+    assert_eq!(skipped["skipped"].as_array().map(Vec::len), Some(3));
+    assert_eq!(names_in(&folder).len(), 6);
     // Saving into a folder that does not exist says what to do.
     let err = invoke(&c, "save_all", json!({ "dir": w.join("nowhere") }))
         .await

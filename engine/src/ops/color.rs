@@ -12,7 +12,8 @@
 //! OpenCV runs it in two ways within each row: blocks of SIMD pixels (values truncated to
 //! 8 bits) and a scalar tail (rounded), and its AVX2 build contracts `1 - s*h` into a fused
 //! multiply-add. Which pixels fall in the tail depends on the SIMD width OpenCV dispatched
-//! to, so [`HsvProfile`] picks it the way OpenCV does on this CPU. Checked against
+//! to, so [`HsvProfile`] picks it the way OpenCV does on this CPU, or without AVX2 when
+//! `PRISM_KERNELS=portable` forces that level (`ops::dispatch`). Checked against
 //! OpenCV 5.0 for every (H, S, V) triple, AVX2 and with `OPENCV_CPU_DISABLE=AVX2,FMA3`.
 
 use image::{GrayImage, RgbImage};
@@ -201,18 +202,16 @@ impl HsvProfile {
         fma: false,
     };
 
-    /// The profile OpenCV picks on this CPU. On x86-64 it follows OpenCV's dispatch (AVX2
+    /// The profile OpenCV picks on a CPU like this one at the process's kernel level
+    /// ([`crate::ops::dispatch::kernels`]). On x86-64 it follows OpenCV's dispatch (AVX2
     /// needs FMA too); elsewhere it assumes NEON-like 4 lanes with contraction, which is
     /// not checked against OpenCV.
     pub fn detect() -> HsvProfile {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                HsvProfile::AVX2
-            } else {
-                HsvProfile::SSE
+            match crate::ops::dispatch::kernels() {
+                crate::ops::dispatch::Kernels::Avx2 => HsvProfile::AVX2,
+                crate::ops::dispatch::Kernels::Portable => HsvProfile::SSE,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -256,8 +255,8 @@ fn hsv_row_dispatch(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if profile.fma && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports FMA, checked just above.
+        if profile.fma && crate::ops::dispatch::avx2() {
+            // SAFETY: the AVX2 level means the CPU has FMA.
             unsafe { hsv_row_fma(dst, src, shift, sat, profile, t) };
             return;
         }

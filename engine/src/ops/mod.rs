@@ -7,7 +7,7 @@
 pub mod canny;
 pub mod color;
 pub mod denoise;
-mod dispatch;
+pub mod dispatch;
 pub mod equalize;
 pub mod harris;
 pub mod morph;
@@ -166,6 +166,18 @@ macro_rules! op_table {
             }
 
             /// Builds an op from its id and `key=value` pairs over the defaults.
+            ///
+            /// ```
+            /// use prism_engine::Op;
+            ///
+            /// let canny = Op::from_pairs("edge-detection", [("low", "50"), ("high", "150")])?;
+            /// assert_eq!(canny.id(), "edge-detection");
+            /// // Out of range, unknown keys and unknown ops are errors, never silently dropped.
+            /// assert!(Op::from_pairs("edge-detection", [("low", "-1")]).is_err());
+            /// assert!(Op::from_pairs("edge-detection", [("lo", "50")]).is_err());
+            /// assert!(Op::from_pairs("blur", []).is_err());
+            /// # Ok::<(), prism_engine::ops::ParamError>(())
+            /// ```
             pub fn from_pairs<'a>(
                 id: &str,
                 pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -233,6 +245,11 @@ impl Op {
         Op::from_pairs(id, std::iter::empty())
     }
 
+    /// Whether the op reports keypoints (written as `<name>.features.json` on request).
+    pub fn finds_features(&self) -> bool {
+        matches!(self, Op::CornerDetection(_) | Op::Sift(_))
+    }
+
     /// Bytes per input pixel the op holds at its peak (input, output and working planes),
     /// an upper estimate that memory admission charges before the image is decoded.
     pub fn peak_bytes_per_pixel(&self) -> u64 {
@@ -280,6 +297,25 @@ impl Op {
 
 /// Runs ops in order, each on the previous one's output; features come from the last op
 /// that produced any.
+///
+/// ```
+/// use prism_engine::ops::{run_pipeline, OpContext};
+/// use prism_engine::{Op, Pixels};
+///
+/// // A white square on black: equalize (a no-op here), then Harris corners.
+/// let img = image::RgbImage::from_fn(64, 64, |x, y| {
+///     let inside = (16..48).contains(&x) && (16..48).contains(&y);
+///     image::Rgb(if inside { [255; 3] } else { [0; 3] })
+/// });
+/// let ops = [
+///     Op::default_for("histogram-equalization")?,
+///     Op::default_for("corner-detection")?,
+/// ];
+/// let out = run_pipeline(&ops, Pixels::Rgb(img), &OpContext::default())?;
+/// assert_eq!((out.pixels.width(), out.pixels.height()), (64, 64));
+/// assert!(!out.features.expect("corners").keypoints.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_pipeline(ops: &[Op], input: Pixels, ctx: &OpContext) -> Result<OpOutput, OpError> {
     let mut out = OpOutput::pixels(input);
     for op in ops {

@@ -581,12 +581,12 @@ fn run_pass<E: Extremum>(
     Ok(img)
 }
 
-/// Computes one band in place, with AVX2 when the CPU has it.
+/// Computes one band in place, with AVX2 at the AVX2 kernel level.
 fn band<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
+        if crate::ops::dispatch::avx2() {
+            // SAFETY: the AVX2 level means the CPU has AVX2.
             unsafe { band_avx2::<E>(pass, rows) };
             return;
         }

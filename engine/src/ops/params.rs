@@ -14,11 +14,26 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     /// An integer in `min..=max`.
-    Int { min: i64, max: i64 },
+    Int {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
     /// An odd integer in `min..=max` (window sizes).
-    OddInt { min: i64, max: i64 },
+    OddInt {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
     /// A finite number in `min..=max`.
-    Float { min: f64, max: f64 },
+    Float {
+        /// The smallest value allowed.
+        min: f64,
+        /// The largest value allowed.
+        max: f64,
+    },
     /// `true` or `false`.
     Bool,
     /// One of a fixed set of names.

@@ -69,7 +69,7 @@ impl Default for ConnectOptions {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum RemoteError {
     /// The node's certificate is not the pinned one: nothing was sent.
-    #[error("node {addr} presented certificate {seen}, but --fingerprint pins {pinned}; nothing was sent (is it the right node? was its data dir reset?)")]
+    #[error("node {addr} presented certificate {seen}, but the pinned fingerprint is {pinned}; nothing was sent (is it the right node? was its data dir reset?)")]
     Fingerprint {
         /// The node.
         addr: String,
@@ -79,7 +79,7 @@ pub enum RemoteError {
         pinned: Fingerprint,
     },
     /// The node refused the token: nothing was processed.
-    #[error("node {addr} refused the token; nothing was processed (check --token-file: it must hold the node's token file)")]
+    #[error("node {addr} refused the token; nothing was processed (the token must be the content of the node's token file)")]
     BadToken {
         /// The node.
         addr: String,
@@ -112,10 +112,19 @@ pub enum RemoteError {
 /// A connection to one node, after the pin and the token were accepted.
 pub struct RemoteClient {
     addr: String,
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
+    /// The socket and the connection; replaced when the node closed an idle connection.
+    link: std::sync::Mutex<Link>,
+    /// One reconnection at a time.
+    reconnecting: tokio::sync::Mutex<()>,
+    spec: NodeSpec,
     health: Health,
     opts: ConnectOptions,
+}
+
+#[derive(Clone)]
+struct Link {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
 }
 
 /// One failed attempt: worth retrying or not.
@@ -187,8 +196,9 @@ impl RemoteClient {
         match res {
             Ok(Ok((conn, health))) => Ok(RemoteClient {
                 addr: spec.addr.clone(),
-                endpoint,
-                conn,
+                link: std::sync::Mutex::new(Link { endpoint, conn }),
+                reconnecting: tokio::sync::Mutex::new(()),
+                spec: spec.clone(),
                 health,
                 opts: *opts,
             }),
@@ -217,13 +227,45 @@ impl RemoteClient {
     }
 
     /// The QUIC connection (for tests that speak the protocol by hand).
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.conn
+    pub fn connection(&self) -> quinn::Connection {
+        self.link().conn
+    }
+
+    fn link(&self) -> Link {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The connection to send on. A node closes a connection that had no request for its
+    /// idle timeout (so idle clients do not hold its slots); the next request connects
+    /// again, once, instead of calling the node lost.
+    async fn open_bi(&self) -> Result<(quinn::SendStream, quinn::RecvStream), WorkError> {
+        let conn = self.link().conn;
+        if !closed_for_idling(&conn) {
+            return conn.open_bi().await.map_err(|e| self.lost(e));
+        }
+        let _one = self.reconnecting.lock().await;
+        let current = self.link();
+        let conn = if closed_for_idling(&current.conn) {
+            let opts = ConnectOptions {
+                retries: 0,
+                ..self.opts
+            };
+            let fresh = Self::connect(&self.spec, &opts)
+                .await
+                .map_err(|e| WorkError::WorkerLost(format!("node {}: {e}", self.addr)))?;
+            let link = fresh.link();
+            current.endpoint.close(VarInt::from_u32(0), b"");
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()) = link.clone();
+            link.conn
+        } else {
+            current.conn
+        };
+        conn.open_bi().await.map_err(|e| self.lost(e))
     }
 
     /// Asks the node for its current health.
     pub async fn fetch_health(&self) -> Result<Health, WorkError> {
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.open_bi().await?;
         wire::write_frame(&mut send, &Request::Health, self.opts.stall_timeout)
             .await
             .map_err(|e| self.lost(e))?;
@@ -270,7 +312,7 @@ impl RemoteClient {
             image_len: req.bytes.len() as u64,
         };
         let stall = self.opts.stall_timeout;
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.open_bi().await?;
         let sent = async {
             wire::write_frame(&mut send, &Request::Process(header.clone()), stall).await?;
             wire::write_bytes(&mut send, &req.bytes, stall).await?;
@@ -319,7 +361,7 @@ impl RemoteClient {
     }
 
     fn lost(&self, why: impl std::fmt::Display) -> WorkError {
-        let why = match self.conn.close_reason() {
+        let why = match self.link().conn.close_reason() {
             Some(reason) => reason.to_string(),
             None => why.to_string(),
         };
@@ -337,13 +379,12 @@ impl RemoteClient {
         }
     }
 
-    /// Maps a node's error answer: shutting down or busy moves the image elsewhere,
-    /// anything about the image itself is final for it.
+    /// Maps a node's error answer: shutting down or busy moves the image elsewhere;
+    /// anything else is final for the image, since a node that answers is not lost (an
+    /// internal error on one image would only take the next node down with it).
     fn refusal(&self, msg: ErrorMsg) -> WorkError {
         match msg.code {
-            ErrorCode::ShuttingDown | ErrorCode::Busy | ErrorCode::Internal => {
-                self.lost(&msg.message)
-            }
+            ErrorCode::ShuttingDown | ErrorCode::Busy => self.lost(&msg.message),
             // The engine's own verdict reads the same as a local run's.
             ErrorCode::Input => WorkError::Input(EngineError::new(msg.kind, msg.message)),
             _ => WorkError::Input(EngineError::new(
@@ -357,14 +398,26 @@ impl RemoteClient {
     /// the connection at once instead of after its idle timeout.
     pub async fn goodbye(&self) {
         self.close();
-        let _ = timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+        let endpoint = self.link().endpoint;
+        let _ = timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
     }
 
     /// Closes the connection.
     pub fn close(&self) {
-        self.conn.close(VarInt::from_u32(0), b"done");
-        self.endpoint.close(VarInt::from_u32(0), b"done");
+        let link = self.link();
+        link.conn.close(VarInt::from_u32(0), b"done");
+        link.endpoint.close(VarInt::from_u32(0), b"done");
     }
+}
+
+/// Whether the node closed `conn` because it had no request for the node's idle timeout.
+fn closed_for_idling(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if ErrorCode::from_u32(c.error_code.into_inner() as u32) == Some(ErrorCode::Timeout)
+                && c.reason.starts_with(b"idle")
+    )
 }
 
 fn client_transport(opts: &ConnectOptions) -> Result<TransportConfig, RemoteError> {

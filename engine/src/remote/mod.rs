@@ -6,7 +6,10 @@
 //! spreads work over local cores and nodes alike.
 
 pub mod client;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod proto;
 pub mod server;
+pub mod sources;
 pub mod tls;
 mod wire;

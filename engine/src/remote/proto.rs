@@ -324,6 +324,17 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {
     Ok(out)
 }
 
+/// [`encode`], refusing a payload over `cap`: what the peer's reader would refuse, found
+/// before anything is sent.
+pub fn encode_capped<T: Serialize>(msg: &T, cap: u32) -> Result<Vec<u8>, ProtoError> {
+    let frame = encode(msg)?;
+    let len = (frame.len() - HEAD_LEN) as u32;
+    if len > cap {
+        return Err(ProtoError::TooLarge { len, cap });
+    }
+    Ok(frame)
+}
+
 /// Checks a frame head and returns its payload length, refusing one over `cap`.
 pub fn parse_head(head: &[u8; HEAD_LEN], cap: u32) -> Result<u32, ProtoError> {
     if head[..4] != MAGIC {
@@ -399,6 +410,24 @@ mod tests {
         let (back, used): (T, usize) = decode_frame(&frame, MAX_RESPONSE_HEADER).unwrap().unwrap();
         assert_eq!(back, msg);
         assert_eq!(used, frame.len());
+    }
+
+    #[test]
+    fn a_frame_over_the_cap_is_refused_before_sending() {
+        let msg = Response::Error(ErrorMsg::new(
+            ErrorCode::Input,
+            ErrorKind::BadInput,
+            "x".repeat(100),
+        ));
+        let len = encode(&msg).unwrap().len() - HEAD_LEN;
+        assert!(encode_capped(&msg, len as u32).is_ok());
+        assert_eq!(
+            encode_capped(&msg, len as u32 - 1),
+            Err(ProtoError::TooLarge {
+                len: len as u32,
+                cap: len as u32 - 1
+            })
+        );
     }
 
     #[test]

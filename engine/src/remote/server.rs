@@ -4,17 +4,31 @@
 //! The async runtime only moves bytes; every image runs on the node's rayon pool through
 //! [`crate::exec::process_bytes`], the same function local workers call, so remote results
 //! are byte-identical to local ones. Each connection must say `hello` with the token on its
-//! first stream (compared in constant time) before anything else is read. Limits, each
-//! answered with an error code while the node keeps serving everyone else: connections,
-//! bidirectional streams per connection (no unidirectional ones), bytes and pixels per
-//! image, time per image, stalled reads and writes, and an idle timeout (clients send
-//! keep-alives). SIGTERM stops new work, lets in-flight images finish until a deadline,
-//! then closes.
+//! first stream (compared in constant time) before anything else is read.
+//!
+//! Until `hello` succeeds a connection costs almost nothing: its source address is
+//! validated first (QUIC retry), it may open one stream and send a few kilobytes, no
+//! datagrams, and it has a few seconds; unauthenticated connections have their own small
+//! cap, and when it is full the oldest one makes room, so idle strangers cannot lock out a
+//! client that holds the token. Only authenticated connections count against
+//! `max_connections`, and only they get the full stream count and flow-control windows.
+//! A source address whose connections keep failing before `hello` runs out of credit and
+//! is then ignored before any retry or TLS work until it earns credit back
+//! ([`super::sources`]); clients with the token, from other addresses, never notice.
+//!
+//! Limits, each answered with an error code while the node keeps serving everyone else:
+//! connections, bidirectional streams per connection (no unidirectional ones), bytes and
+//! pixels per image, memory for images in flight, time per image, stalled reads and
+//! writes, and an idle timeout (a connection with no request in flight for that long is
+//! closed, whatever its keep-alives say). A panic or an oversized answer costs that image
+//! only. SIGTERM stops new work, lets in-flight images finish until a deadline, then
+//! closes.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
@@ -22,22 +36,25 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::proto::{
-    Caps, DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, Request, Response,
-    MAX_REQUEST_HEADER, VERSION,
+    self as proto, Caps, DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, ProtoError,
+    Request, Response, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER, VERSION,
 };
+use super::sources::{self, SourceCredit, Sources};
 use super::tls::{self, Fingerprint};
 use super::wire::{self, ReadFail};
 use crate::codec::{self, EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
-use crate::error::ErrorKind;
-use crate::exec::{process_bytes, working_bytes, WorkRequest};
+use crate::error::{EngineError, ErrorKind};
+use crate::exec::{panic_message, process_bytes, working_bytes, WorkRequest, WorkResult};
 use crate::job::OutputFormat;
 use crate::ops::{CancelToken, OpContext};
 
 /// What a node refuses or gives up on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeLimits {
-    /// Connections served at once; one more is closed with `busy`.
+    /// Authenticated connections served at once; one more is refused with `busy`.
     pub max_connections: usize,
+    /// Connections still in their handshake or before `hello`; one more closes the oldest.
+    pub max_unauthenticated: usize,
     /// Bidirectional streams (images in flight) per connection; QUIC flow control makes a
     /// client wait for credit, and a client that ignores it is closed by the transport.
     pub max_streams: u32,
@@ -49,29 +66,38 @@ pub struct NodeLimits {
     pub image_timeout: Duration,
     /// Time a stream may go without progress (a client that stalls mid-image).
     pub stall_timeout: Duration,
-    /// Time before a connection with no traffic is dropped (clients send keep-alives).
+    /// Time a connection may go without a request in flight (or without any packet)
+    /// before it is closed; keep-alives do not count as requests.
     pub idle_timeout: Duration,
-    /// Time a new connection has to say `hello`.
+    /// Time a new connection has for its handshake and `hello` together.
     pub hello_timeout: Duration,
     /// Time in-flight images get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// Bytes of images (compressed and decoded) the node holds at once; more wait.
     pub memory_budget: u64,
+    /// Cap on an answer's JSON frame (features); a bigger answer fails its image.
+    pub max_response_header: u32,
+    /// Credit per source address for connections that fail before `hello`; a source
+    /// without credit has its new connections ignored (see [`super::sources`]).
+    pub source_credit: SourceCredit,
 }
 
 impl Default for NodeLimits {
     fn default() -> Self {
         Self {
             max_connections: 64,
+            max_unauthenticated: 32,
             max_streams: 64,
             max_image_bytes: DEFAULT_MAX_BYTES,
             max_pixels: DEFAULT_MAX_PIXELS,
             image_timeout: Duration::from_secs(600),
             stall_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            hello_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(30),
             memory_budget: crate::exec::default_memory_budget(),
+            max_response_header: MAX_RESPONSE_HEADER,
+            source_credit: SourceCredit::default(),
         }
     }
 }
@@ -115,13 +141,20 @@ struct State {
     limits: NodeLimits,
     pool: Arc<rayon::ThreadPool>,
     cores: u32,
+    /// Authenticated connections.
     connections: AtomicUsize,
+    /// Connections before `hello`, oldest first, each with the signal that closes it.
+    unauthenticated: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    /// Credit of the source addresses whose connections failed before `hello` lately.
+    sources: Mutex<Sources>,
+    next_conn: AtomicU64,
     in_flight: AtomicUsize,
     running: AtomicUsize,
     idle: Notify,
     shutting_down: AtomicBool,
-    /// Admission by bytes, in KiB permits (a semaphore counts in usize units).
-    memory: Semaphore,
+    /// Admission by bytes, in KiB permits (a semaphore counts in usize units); a permit
+    /// moves into the image's job, so it lives as long as the work.
+    memory: Arc<Semaphore>,
     memory_kib: usize,
 }
 
@@ -196,7 +229,10 @@ impl RunningNode {
         let limits = cfg.limits;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(tls::server_crypto(&id)?));
         server.transport_config(Arc::new(transport(&limits)?));
-        server.max_incoming(limits.max_connections.saturating_mul(2).max(16));
+        server.max_incoming(limits.max_unauthenticated.saturating_mul(2).max(16));
+        // Packets that arrive for a connection not yet accepted are buffered: keep that small.
+        server.incoming_buffer_size(64 << 10);
+        server.incoming_buffer_size_total(4 << 20);
         let endpoint = {
             let _guard = runtime.enter();
             quinn::Endpoint::server(server, cfg.listen)
@@ -213,11 +249,14 @@ impl RunningNode {
             pool: Arc::new(pool),
             cores,
             connections: AtomicUsize::new(0),
+            unauthenticated: Mutex::new(VecDeque::new()),
+            sources: Mutex::new(Sources::new(limits.source_credit)),
+            next_conn: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             shutting_down: AtomicBool::new(false),
-            memory: Semaphore::new(memory_kib),
+            memory: Arc::new(Semaphore::new(memory_kib)),
             memory_kib,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -233,23 +272,12 @@ impl RunningNode {
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Blocks until SIGTERM or SIGINT (Ctrl-C elsewhere), then shuts down gracefully.
     pub fn run_until_signal(mut self) -> Result<(), NodeError> {
         let Some(rt) = self.runtime.as_ref() else {
             return Ok(());
         };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term =
-                signal(SignalKind::terminate()).map_err(|e| NodeError::Io(e.to_string()))?;
-            let mut int =
-                signal(SignalKind::interrupt()).map_err(|e| NodeError::Io(e.to_string()))?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            Ok::<(), NodeError>(())
-        })?;
+        rt.block_on(wait_for_signal())?;
         eprintln!("prism node: shutting down, finishing images in flight");
         self.finish();
         Ok(())
@@ -275,10 +303,46 @@ impl Drop for RunningNode {
     }
 }
 
+#[cfg(unix)]
+async fn wait_for_signal() -> Result<(), NodeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| NodeError::Io(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| NodeError::Io(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<(), NodeError> {
+    // No SIGTERM here: Ctrl-C (and a console close on Windows) is the stop signal.
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| NodeError::Io(e.to_string()))
+}
+
+/// Bytes a stream may have in flight towards the node: room for a few images per stream
+/// on fast links.
+const STREAM_WINDOW: u32 = 8 << 20;
+/// Bytes a connection may send before `hello` succeeds: the hello frame fits many times.
+const HELLO_WINDOW: u32 = 16 << 10;
+/// Bytes the node buffers towards a connection before `hello` (its welcome or refusal).
+const HELLO_SEND_WINDOW: u64 = 64 << 10;
+/// Bytes the node buffers towards an authenticated connection.
+const SEND_WINDOW: u64 = 64 << 20;
+
+/// The transport a connection starts with: what a stranger may cost before `hello`.
+/// [`open_up`] raises the limits once the token is right.
 fn transport(limits: &NodeLimits) -> Result<TransportConfig, NodeError> {
     let mut t = TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(1));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.receive_window(VarInt::from_u32(HELLO_WINDOW));
+    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+    t.send_window(HELLO_SEND_WINDOW);
+    t.datagram_receive_buffer_size(None);
     t.max_idle_timeout(Some(IdleTimeout::try_from(limits.idle_timeout).map_err(
         |_| {
             NodeError::Io(format!(
@@ -288,10 +352,17 @@ fn transport(limits: &NodeLimits) -> Result<TransportConfig, NodeError> {
         },
     )?));
     t.keep_alive_interval(Some(limits.idle_timeout / 3));
-    // Room for a few images in flight per stream on fast links.
-    t.stream_receive_window(VarInt::from_u32(8 << 20));
-    t.send_window(64 << 20);
     Ok(t)
+}
+
+/// Gives an authenticated connection its streams and windows.
+fn open_up(conn: &quinn::Connection, limits: &NodeLimits) {
+    // Every stream may fill its window while it waits for memory, and the ones admitted
+    // must still get their bytes: the connection window covers them all.
+    let window = u64::from(STREAM_WINDOW) * u64::from(limits.max_streams);
+    conn.set_receive_window(VarInt::from_u64(window).unwrap_or(VarInt::MAX));
+    conn.set_max_concurrent_bi_streams(VarInt::from_u32(limits.max_streams));
+    conn.set_send_window(SEND_WINDOW);
 }
 
 async fn serve(endpoint: quinn::Endpoint, state: Arc<State>, mut stop: watch::Receiver<bool>) {
@@ -333,41 +404,167 @@ fn code(c: ErrorCode) -> VarInt {
     VarInt::from_u32(c.as_u32())
 }
 
-async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
-    let _conn_count = Counted::new(&state.connections, None);
-    let peer = incoming.remote_address();
-    let conn = match timeout(state.limits.hello_timeout, incoming).await {
-        Ok(Ok(c)) => c,
-        _ => return,
-    };
-    if state.connections.load(Ordering::SeqCst) > state.limits.max_connections {
-        let msg = format!(
-            "node busy: it serves {} connections at most",
-            state.limits.max_connections
-        );
-        conn.close(code(ErrorCode::Busy), msg.as_bytes());
-        return;
-    }
-    if let Err((c, msg)) = authenticate(&conn, &state).await {
-        eprintln!("prism node: refused {peer}: {msg}");
-        conn.close(code(c), msg.as_bytes());
-        return;
-    }
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        let state = state.clone();
-        tokio::spawn(async move { handle_stream(send, recv, state).await });
+/// A connection before `hello`: its place in the unauthenticated cap, given back on drop.
+struct Stranger<'a> {
+    state: &'a State,
+    id: u64,
+    /// Told when a newer stranger needs the place.
+    evicted: Arc<Notify>,
+}
+
+impl<'a> Stranger<'a> {
+    /// Takes a place, closing the oldest stranger when all are taken: a client that says
+    /// `hello` at once always gets in, however many idle ones arrived before it.
+    fn enter(state: &'a State) -> Self {
+        let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+        let evicted = Arc::new(Notify::new());
+        let mut q = lock(&state.unauthenticated);
+        while q.len() >= state.limits.max_unauthenticated.max(1) {
+            if let Some((_, oldest)) = q.pop_front() {
+                // notify_one keeps the wake-up even if the oldest is not waiting yet.
+                oldest.notify_one();
+            }
+        }
+        q.push_back((id, evicted.clone()));
+        Stranger { state, id, evicted }
     }
 }
 
-/// Reads `hello` from the first stream and checks the token; nothing else is read first.
-async fn authenticate(conn: &quinn::Connection, state: &State) -> Result<(), (ErrorCode, String)> {
+impl Drop for Stranger<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.unauthenticated).retain(|(id, _)| *id != self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Spends a source's credit for a connection that did not get to `hello`.
+fn charge(state: &State, peer: SocketAddr, cost: u32) {
+    lock(&state.sources).charge(peer.ip(), cost, std::time::Instant::now());
+}
+
+async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
+    let peer = incoming.remote_address();
+    // A source out of credit (it kept failing before hello) is not answered at all: no
+    // retry packet, no state, no TLS work, so reconnecting at once gains it nothing.
+    if !lock(&state.sources).allows(peer.ip(), std::time::Instant::now()) {
+        incoming.ignore();
+        return;
+    }
+    // A source that has not proven its address gets a retry packet and nothing else: no
+    // state and no TLS work until it echoes the token, so spoofed floods cost nothing.
+    // Only validated sources are charged below, so spoofing cannot spend anyone's credit.
+    if !incoming.remote_address_validated() && incoming.may_retry() {
+        let _ = incoming.retry();
+        return;
+    }
+    let stranger = Stranger::enter(&state);
+    let deadline = Instant::now() + state.limits.hello_timeout;
+    let Ok(connecting) = incoming.accept() else {
+        return;
+    };
+    // Dropping an unfinished handshake closes it.
+    let conn = tokio::select! {
+        c = connecting => match c {
+            Ok(c) => c,
+            Err(_) => return charge(&state, peer, sources::FAIL_COST),
+        },
+        _ = sleep_until(deadline) => return charge(&state, peer, sources::FAIL_COST),
+        _ = stranger.evicted.notified() => return charge(&state, peer, sources::EVICT_COST),
+    };
+    let admitted = tokio::select! {
+        r = authenticate(&conn, &state, deadline) => r,
+        _ = stranger.evicted.notified() => {
+            charge(&state, peer, sources::EVICT_COST);
+            Err((
+                ErrorCode::Busy,
+                "node busy: too many connections waiting to say hello".to_string(),
+            ))
+        }
+    };
+    drop(stranger);
+    let _counted = match admitted {
+        Ok(counted) => counted,
+        Err((c, msg)) => {
+            if c != ErrorCode::Busy {
+                // Garbage, a wrong token or no hello in time (a full node is not the
+                // client's fault, and an eviction was charged above).
+                charge(&state, peer, sources::FAIL_COST);
+                eprintln!("prism node: refused {peer}: {msg}");
+            }
+            conn.close(code(c), msg.as_bytes());
+            return;
+        }
+    };
+    // Requests in flight on this connection; with none for the idle timeout, it closes.
+    let active = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(Notify::new());
+    let idle = state.limits.idle_timeout;
+    loop {
+        tokio::select! {
+            s = conn.accept_bi() => {
+                let Ok((send, recv)) = s else { break };
+                active.fetch_add(1, Ordering::SeqCst);
+                let (state, active, ended) = (state.clone(), active.clone(), ended.clone());
+                tokio::spawn(async move {
+                    handle_stream(send, recv, state).await;
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    ended.notify_waiters();
+                });
+            }
+            _ = quiet_for(&active, &ended, idle) => {
+                // Keep-alives (ours or the client's) keep QUIC's own idle timer from ever
+                // firing on a peer that still acknowledges packets: this one counts requests.
+                let msg = format!("idle: no request for {:.0} s", idle.as_secs_f64());
+                conn.close(code(ErrorCode::Timeout), msg.as_bytes());
+                break;
+            }
+        }
+    }
+}
+
+/// Returns once no request has been in flight for `idle`.
+async fn quiet_for(active: &AtomicUsize, ended: &Notify, idle: Duration) {
+    loop {
+        // Registered before the check, so an end in between is not missed.
+        let next_end = ended.notified();
+        if active.load(Ordering::SeqCst) == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => return,
+                _ = next_end => {}
+            }
+        } else {
+            next_end.await;
+        }
+    }
+}
+
+/// Counts a connection against `max` if there is room.
+fn admit(n: &AtomicUsize, max: usize) -> Option<Counted<'_>> {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+        (c < max).then_some(c + 1)
+    })
+    .ok()
+    .map(|_| Counted(n, None))
+}
+
+/// Reads `hello` from the first stream and checks the token (nothing else is read first),
+/// then admits the connection if there is room and gives it its streams and windows.
+async fn authenticate<'s>(
+    conn: &quinn::Connection,
+    state: &'s State,
+    deadline: Instant,
+) -> Result<Counted<'s>, (ErrorCode, String)> {
     let lim = &state.limits;
-    let first = timeout(lim.hello_timeout, async {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let first = timeout(wait, async {
         let (send, mut recv) = conn
             .accept_bi()
             .await
             .map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
-        let req = wire::read_frame::<Request>(&mut recv, MAX_REQUEST_HEADER, lim.hello_timeout)
+        let req = wire::read_frame::<Request>(&mut recv, MAX_REQUEST_HEADER, wait)
             .await
             .map_err(|e| match e {
                 ReadFail::Proto(p) => (p.code(), p.to_string()),
@@ -382,8 +579,21 @@ async fn authenticate(conn: &quinn::Connection, state: &State) -> Result<(), (Er
         Ok(Err(e)) => return Err(e),
         Ok(Ok(x)) => x,
     };
+    let mut admitted = None;
     let refusal = match req {
-        Ok(Request::Hello { token, .. }) if tls::token_matches(&state.token, &token) => None,
+        Ok(Request::Hello { token, .. }) if tls::token_matches(&state.token, &token) => {
+            admitted = admit(&state.connections, lim.max_connections);
+            match admitted {
+                Some(_) => None,
+                None => Some((
+                    ErrorCode::Busy,
+                    format!(
+                        "node busy: it serves {} connections at most",
+                        lim.max_connections
+                    ),
+                )),
+            }
+        }
         Ok(Request::Hello { .. }) => Some((ErrorCode::BadToken, "wrong token".to_string())),
         Ok(_) => Some((
             ErrorCode::Protocol,
@@ -392,17 +602,23 @@ async fn authenticate(conn: &quinn::Connection, state: &State) -> Result<(), (Er
         Err(e) => Some(e),
     };
     let reply = match &refusal {
-        None => Response::Welcome(state.health()),
+        None => {
+            // Before the welcome, so the client finds the credit there when it starts.
+            open_up(conn, lim);
+            Response::Welcome(state.health())
+        }
         Some((c, m)) => Response::Error(ErrorMsg::new(*c, ErrorKind::Remote, m.clone())),
     };
     let _ = wire::write_frame(&mut send, &reply, lim.stall_timeout).await;
     let _ = send.finish();
-    if let Some(r) = refusal {
-        // Let the refusal reach the client before the connection closes.
-        let _ = timeout(Duration::from_secs(1), send.stopped()).await;
-        return Err(r);
+    match (refusal, admitted) {
+        (None, Some(counted)) => Ok(counted),
+        (refusal, _) => {
+            // Let the refusal reach the client before the connection closes.
+            let _ = timeout(Duration::from_secs(1), send.stopped()).await;
+            Err(refusal.unwrap_or((ErrorCode::Internal, "not admitted".into())))
+        }
     }
-    Ok(())
 }
 
 /// How a stream ended without a normal answer.
@@ -520,8 +736,8 @@ async fn serve_request<'s>(
     let pixels = header.width as u64 * header.height as u64;
     let kib = ((header.image_len + working_bytes(pixels, &header.ops)) / 1024 + 1)
         .min(state.memory_kib as u64) as u32;
-    let _memory = tokio::select! {
-        p = state.memory.acquire_many(kib) => p.map_err(|_| Fail::Gone)?,
+    let memory = tokio::select! {
+        p = state.memory.clone().acquire_many_owned(kib) => p.map_err(|_| Fail::Gone)?,
         _ = sleep_until(deadline) => return Err(timed_out()),
     };
     let bytes = tokio::select! {
@@ -534,12 +750,10 @@ async fn serve_request<'s>(
     {
         let (pool, state, cancel) = (state.pool.clone(), state.clone(), cancel.clone());
         pool.spawn(move || {
-            let _running = Counted::new(&state.running, None);
-            let ctx = OpContext {
-                cancel,
-                progress: None,
-            };
-            let _ = tx.send(process_bytes(&req, &ctx));
+            // The image's memory is held until its work ends, even when the handler has
+            // given up on it (timeout, client gone) while it still queues or runs.
+            let _memory = memory;
+            let _ = tx.send(run_job(&req, cancel, &state));
         });
     }
     let stopped = send.stopped();
@@ -556,16 +770,98 @@ async fn serve_request<'s>(
         }
     };
     let res = result.map_err(|e| ErrorMsg::new(ErrorCode::Input, e.kind, e.message))?;
-    let done = Response::Done(DoneHeader {
-        format: res.format,
-        features: res.features,
-        timings: res.timings,
-        output_len: res.bytes.len() as u64,
-    });
-    write(send, &done, lim.stall_timeout).await?;
-    wire::write_bytes(send, &res.bytes, lim.stall_timeout)
+    let (frame, bytes) = done_frame(&header, res, lim.max_response_header)?;
+    wire::write_bytes(send, &frame, lim.stall_timeout)
+        .await
+        .map_err(|_| Fail::Gone)?;
+    wire::write_bytes(send, &bytes, lim.stall_timeout)
         .await
         .map_err(|_| Fail::Gone)
+}
+
+/// Runs one image on a node thread: skipped if its client already gave up, and a panic
+/// fails this image with a message instead of taking the node down.
+fn run_job(
+    req: &WorkRequest,
+    cancel: CancelToken,
+    state: &State,
+) -> Result<WorkResult, EngineError> {
+    if cancel.is_cancelled() {
+        return Err(EngineError::new(
+            ErrorKind::Cancelled,
+            "the image was given up before it ran",
+        ));
+    }
+    let _running = Counted::new(&state.running, None);
+    let ctx = OpContext {
+        cancel,
+        progress: None,
+    };
+    let run = std::panic::AssertUnwindSafe(|| {
+        #[cfg(feature = "fault-injection")]
+        if let Ok(f) = codec::sniff(&req.bytes) {
+            if let Ok((w, h)) = codec::peek_dimensions(&req.bytes, f) {
+                super::fault::before_work(w, h);
+            }
+        }
+        process_bytes(req, &ctx)
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        Err(EngineError::new(
+            ErrorKind::BadInput,
+            format!(
+                "internal error on this input (please report it): {}",
+                panic_message(panic.as_ref())
+            ),
+        ))
+    })
+}
+
+/// The `done` frame and the output bytes, or an input error when the client could not
+/// take them: an answer too big for the protocol fails its image, never the connection.
+fn done_frame(
+    header: &ProcessHeader,
+    res: WorkResult,
+    cap: u32,
+) -> Result<(Vec<u8>, Vec<u8>), ErrorMsg> {
+    let input = |kind: ErrorKind, m: String| ErrorMsg::new(ErrorCode::Input, kind, m);
+    let WorkResult {
+        bytes,
+        format,
+        features,
+        timings,
+    } = res;
+    if bytes.len() as u64 > header.max_output_bytes() {
+        return Err(input(
+            ErrorKind::Limit,
+            format!(
+                "the output is {} bytes, more than a client takes for a {}x{} image",
+                bytes.len(),
+                header.width,
+                header.height
+            ),
+        ));
+    }
+    let done = Response::Done(DoneHeader {
+        format,
+        features,
+        timings,
+        output_len: bytes.len() as u64,
+    });
+    let frame = proto::encode_capped(&done, cap).map_err(|e| match e {
+        ProtoError::TooLarge { len, cap } => input(
+            ErrorKind::Limit,
+            format!(
+                "the result's features take {len} bytes, over the protocol's cap of {cap}; \
+                 ask for fewer (e.g. sift.nfeatures)"
+            ),
+        ),
+        other => input(
+            ErrorKind::BadInput,
+            format!("cannot send the result: {other}"),
+        ),
+    })?;
+    Ok((frame, bytes))
 }
 
 async fn write(send: &mut quinn::SendStream, msg: &Response, stall: Duration) -> Result<(), Fail> {

@@ -11,6 +11,9 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+// Owner-only modes are set explicitly on Unix; elsewhere (Windows) the data dir sits in
+// the user's profile, whose ACL already keeps others out.
+#[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -141,6 +144,7 @@ pub struct NodeIdentity {
 pub fn ensure_data_dir(dir: &Path) -> Result<(), TlsError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        #[cfg(unix)]
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     }
     Ok(())
@@ -151,11 +155,11 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), TlsError> {
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -168,9 +172,12 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 
 /// Reads a secret file, first tightening its mode to 0600 if others could read it.
 fn read_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let meta = fs::metadata(path).map_err(io_err(path))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    #[cfg(unix)]
+    {
+        let meta = fs::metadata(path).map_err(io_err(path))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+        }
     }
     fs::read(path).map_err(io_err(path))
 }
@@ -394,6 +401,7 @@ mod tests {
         assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
     }
 
+    #[cfg(unix)]
     #[test]
     fn identity_and_token_persist_owner_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -431,6 +439,7 @@ mod tests {
         assert_ne!(ta, tb);
     }
 
+    #[cfg(unix)]
     #[test]
     fn loose_permissions_are_tightened() {
         let dir = tempfile::tempdir().unwrap();

@@ -482,19 +482,12 @@ fn accumulate_scalar<const CN: usize>(
 /// AVX2 versions of the inner loops, chosen at run time.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use std::arch::x86_64::*;
-    use std::sync::OnceLock;
-
     use super::LutView;
+    use std::arch::x86_64::*;
 
-    /// Whether this CPU has AVX2 (checked once).
+    /// Whether the AVX2 loops run: the process's kernel level is AVX2.
     pub(super) fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        #[cfg(test)]
-        if super::tests::PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
-            return false;
-        }
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+        crate::ops::dispatch::avx2()
     }
 
     /// Loads 8 bytes from `p + k` widened to 8 `i32`.
@@ -623,11 +616,6 @@ fn finish_tile<const CN: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// Makes the SIMD dispatch take the portable loops (both give the same bytes, so
-    /// flipping it does not disturb tests running alongside).
-    pub(super) static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
     /// OpenCV's algorithm written the slow, obvious way: per pixel, per offset, the full
     /// template sum on the padded image.
@@ -704,8 +692,8 @@ mod tests {
             .collect()
     }
 
-    /// Runs [`denoise`] with the SIMD loops (where the CPU has them) and the portable
-    /// ones, checks they agree, and returns the result.
+    /// Runs [`denoise`] at the process's kernel level (`ops::dispatch`'s test re-runs these
+    /// tests with every level the CPU has).
     fn run<const CN: usize>(
         planes: [&[u8]; CN],
         w: usize,
@@ -716,13 +704,7 @@ mod tests {
     ) -> Vec<u8> {
         let win = Windows::new(t, s);
         let weights = Weights::new(hh, CN, t, s);
-        let go = || denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap();
-        let fast = go();
-        PORTABLE_ONLY.store(true, Ordering::Relaxed);
-        let portable = go();
-        PORTABLE_ONLY.store(false, Ordering::Relaxed);
-        assert_eq!(fast, portable, "SIMD and portable loops disagree");
-        fast
+        denoise(planes, w, h, win, &weights, &OpContext::default(), &|| {}).unwrap()
     }
 
     #[test]

@@ -37,23 +37,16 @@ impl Arith for Plain {
     }
 }
 
-/// Whether this CPU runs the fused (AVX2 + FMA) versions of the kernels.
-#[cfg(target_arch = "x86_64")]
+/// Whether the fused (AVX2 + FMA) versions of the kernels run: the process's kernel level
+/// ([`crate::ops::dispatch::kernels`]) is AVX2.
 pub(crate) fn fma_available() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    crate::ops::dispatch::avx2()
 }
 
-/// Whether OpenCV's build for this CPU would use FMA: its AVX2 kernels do, and GCC
+/// Whether OpenCV's build for this kernel level would use FMA: its AVX2 kernels do, and GCC
 /// contracts `a * b + c` in their scalar code too.
 pub(crate) fn fused() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        fma_available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    fma_available()
 }
 
 /// Defines `$name` calling `$imp::<Fused>` compiled for AVX2 + FMA when the CPU has them,
@@ -72,7 +65,7 @@ macro_rules! fma_dispatch {
                     $imp::<$crate::ops::sift::math::Fused>($($a),*)
                 }
                 if $crate::ops::sift::math::fma_available() {
-                    // SAFETY: AVX2 and FMA were detected on this CPU just above.
+                    // SAFETY: the AVX2 level means the CPU has AVX2 and FMA.
                     return unsafe { fused($($a),*) };
                 }
             }

@@ -1,0 +1,107 @@
+//! A `prism node` child process for the remote tests: its own data dir, a free port.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use prism_engine::remote::client::NodeSpec;
+use prism_engine::remote::tls::read_token_file;
+
+/// The `prism` binary under test.
+pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
+
+/// A `prism node` child process, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub token_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start(extra: &[&str]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        // One thread unless the test asks for more.
+        let threads: &[&str] = if extra.contains(&"--threads") {
+            &[]
+        } else {
+            &["--threads", "1"]
+        };
+        let mut child = Command::new(PRISM)
+            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(threads)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prism node starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = || lines.next().expect("node prints its address").unwrap();
+        let first = next();
+        let addr = first
+            .split_whitespace()
+            .find_map(|w| w.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let fingerprint = next().strip_prefix("fingerprint: ").unwrap().to_string();
+        let token_file = PathBuf::from(next().strip_prefix("token file: ").unwrap());
+        Node {
+            child,
+            addr,
+            fingerprint,
+            token_file,
+            _dir: dir,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `--remote`, `--fingerprint` and `--token-file` for this node.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--remote".into(),
+            self.name(),
+            "--fingerprint".into(),
+            self.fingerprint.clone(),
+            "--token-file".into(),
+            self.token_file.display().to_string(),
+        ]
+    }
+
+    pub fn spec(&self) -> NodeSpec {
+        NodeSpec {
+            addr: self.name(),
+            fingerprint: self.fingerprint.parse().unwrap(),
+            token: read_token_file(&self.token_file).unwrap(),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The node's peak and current resident memory in KiB (`VmHWM`, `VmRSS`).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
