@@ -83,15 +83,18 @@ fi
 dpkg-deb -c "$DEB" | awk '$1 ~ /^d/ { sub(/^\.?\/?/, "/", $6); sub(/\/$/, "", $6); print $6 }' |
   while read -r d; do [ -d "$d" ] && echo "$d"; done >"$WORK/dirs.before" || true
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$DEB" >/dev/null
-dpkg -s "$PKG" | grep -q '^Status: install ok installed' || fail "$PKG did not install"
+grep -q '^Status: install ok installed' <<<"$(dpkg -s "$PKG")" || fail "$PKG did not install"
 dpkg -L "$PKG" >"$WORK/installed"
 step "installed $PKG ($(wc -l <"$WORK/installed") paths)"
 
 # --- The CLI -------------------------------------------------------------------------
 [ "$(command -v prism)" = /usr/bin/prism ] || fail "prism is not /usr/bin/prism on the PATH"
 [ "$(command -v prism-app)" = /usr/bin/prism-app ] || fail "prism-app is not on the PATH"
-prism --version | grep -qx "prism ${VERSION%%-*}" || fail "prism --version: $(prism --version)"
-prism ops | grep -q '^edge-detection' || fail "prism ops does not list edge-detection"
+[ "$(prism --version)" = "prism ${VERSION%%-*}" ] || fail "prism --version: $(prism --version)"
+# Outputs are read whole before grep: `grep -q` stopping early would SIGPIPE the writer,
+# and pipefail would count that as a failure.
+OPS=$(prism ops)
+grep -q '^edge-detection' <<<"$OPS" || fail "prism ops does not list edge-detection"
 # A 64x48 RGB gradient PNG, from the standard library.
 python3 - "$WORK/in.png" <<'EOF'
 import struct, sys, zlib
@@ -108,7 +111,8 @@ prism process --json --op histogram-equalization --op edge-detection --out "$WOR
 step "prism --version, prism ops and prism process work from the PATH"
 
 # --- Man pages, completions, desktop entry, icons --------------------------------------
-MANPAGER=cat MANWIDTH=80 man prism 2>&1 | grep -q 'prism-process' || fail "man prism does not show the page"
+PAGE=$(MANPAGER=cat MANWIDTH=80 man prism 2>&1) || fail "man prism: $PAGE"
+grep -q 'prism-process' <<<"$PAGE" || fail "man prism does not show the page: $PAGE"
 MANPAGER=cat man prism-process >/dev/null 2>&1 || fail "man prism-process does not work"
 bash -c 'source /usr/share/bash-completion/completions/prism && complete -p prism' >/dev/null ||
   fail "the bash completion does not register for prism"
@@ -118,7 +122,7 @@ grep -qx 'MimeType=image/jpeg;image/png;image/webp;image/tiff;image/bmp;' \
   /usr/share/applications/Prism.desktop || fail "desktop entry: MimeType"
 for size in 32 48 64 128 256 512; do
   f="/usr/share/icons/hicolor/${size}x${size}/apps/prism-app.png"
-  file "$f" | grep -q "PNG image data, $size x $size, 8-bit/color RGBA" || fail "$f: $(file "$f")"
+  grep -q "PNG image data, $size x $size, 8-bit/color RGBA" <<<"$(file "$f")" || fail "$f: $(file "$f")"
 done
 step "man pages, completions, desktop entry and icons are in place"
 
@@ -146,8 +150,8 @@ done
 GEOM=$(xdotool getwindowgeometry "$WIN" | awk '/Geometry/ { print $2 }')
 CLASS=$(xprop -id "$WIN" WM_CLASS 2>/dev/null || true)
 # The window's icon is Prism's (the 128 px PNG, the first in bundle.icon).
-xprop -id "$WIN" _NET_WM_ICON 2>/dev/null | grep -q 'Icon (128 x 128)' ||
-  fail "the window has no 128x128 icon: $(xprop -id "$WIN" _NET_WM_ICON 2>&1 | head -c 200)"
+ICON=$(xprop -id "$WIN" _NET_WM_ICON 2>&1 || true)
+grep -q 'Icon (128 x 128)' <<<"$ICON" || fail "the window has no 128x128 icon: ${ICON:0:200}"
 step "the installed prism-app opened window $WIN titled Prism ($GEOM, $CLASS, 128x128 icon)"
 kill "$APP_PID"
 wait "$APP_PID" 2>/dev/null || true
