@@ -686,11 +686,9 @@ fn run_one(
     }
     if cfg.on_exists == OnExists::Skip {
         // Decided before the work, so a resumed batch costs nothing for what is done.
-        let planned = cfg.out_dir.join(output_rel(&input.rel, cfg.format));
-        let mut written = vec![planned.clone()];
-        if cfg.features && shared.batch.pipeline_for(i).iter().any(Op::finds_features) {
-            written.push(features_path(&planned));
-        }
+        let written = shared
+            .batch
+            .written_paths(i, &cfg.out_dir, cfg.format, cfg.features);
         if let Some(there) = written.into_iter().find(|p| p.symlink_metadata().is_ok()) {
             return Some(Outcome::Skipped(there));
         }
@@ -809,13 +807,7 @@ fn write_outputs(shared: &Shared, i: usize, res: &WorkResult) -> Result<Placed, 
     output::write_group(parent, &stem, &files, cfg.on_exists).map_err(|e| io("write", &out, e))
 }
 
-/// What `DIR/photo.jpg`'s features file is called after the stem: `.features.json`.
-pub const FEATURES_SUFFIX: &str = ".features.json";
-
-/// `DIR/photo.jpg` -> `DIR/photo.features.json`.
-pub fn features_path(out: &Path) -> PathBuf {
-    out.with_extension("features.json")
-}
+pub use crate::job::{features_path, FEATURES_SUFFIX};
 
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {

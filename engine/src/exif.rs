@@ -77,7 +77,19 @@ struct Reader<'a> {
     total: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader over a TIFF header, and where its IFD0 starts.
+    fn open(b: &'a [u8]) -> Option<(Self, usize)> {
+        let le = match b.get(..4)? {
+            [b'I', b'I', 42, 0] => true,
+            [b'M', b'M', 0, 42] => false,
+            _ => return None,
+        };
+        let r = Reader { b, le, total: 0 };
+        let at = r.u32(4)? as usize;
+        Some((r, at))
+    }
+
     fn u16(&self, at: usize) -> Option<u16> {
         let s: [u8; 2] = self.b.get(at..at.checked_add(2)?)?.try_into().ok()?;
         Some(if self.le {
@@ -145,14 +157,8 @@ impl Reader<'_> {
 /// header). From IFD0 only the descriptive fields are kept. `None` when it is not TIFF
 /// or is malformed.
 pub(crate) fn parse(b: &[u8]) -> Option<Ifds> {
-    let le = match b.get(..4)? {
-        [b'I', b'I', 42, 0] => true,
-        [b'M', b'M', 0, 42] => false,
-        _ => return None,
-    };
-    let mut r = Reader { b, le, total: 0 };
-    let at = r.u32(4)? as usize;
-    let (ifd0, pointers) = r.ifd(at)?;
+    let (mut r, ifd0_at) = Reader::open(b)?;
+    let (ifd0, pointers) = r.ifd(ifd0_at)?;
     let mut out = Ifds {
         ifd0: ifd0
             .into_iter()
@@ -162,7 +168,7 @@ pub(crate) fn parse(b: &[u8]) -> Option<Ifds> {
     };
     for (tag, at) in pointers {
         // A pointer back to IFD0 (or a loop) would only repeat entries; read each once.
-        if at == r.u32(4)? as usize {
+        if at == ifd0_at {
             continue;
         }
         match tag {
@@ -260,14 +266,8 @@ fn write_ifd(out: &mut Vec<u8>, entries: &[Entry]) {
 /// The ICC profile in a TIFF file's IFD0 (tag 34675), if it has one. Read here because
 /// `image`'s TIFF decoder, once built through `ImageReader`, does not report it.
 pub(crate) fn icc_from_tiff_file(b: &[u8]) -> Option<Vec<u8>> {
-    let le = match b.get(..4)? {
-        [b'I', b'I', 42, 0] => true,
-        [b'M', b'M', 0, 42] => false,
-        _ => return None,
-    };
-    let mut r = Reader { b, le, total: 0 };
-    let at = r.u32(4)? as usize;
-    let (entries, _) = r.ifd(at)?;
+    let (mut r, ifd0_at) = Reader::open(b)?;
+    let (entries, _) = r.ifd(ifd0_at)?;
     entries
         .into_iter()
         .find(|e| e.tag == ICC_PROFILE && matches!(e.ty, 1 | 7))

@@ -163,7 +163,32 @@ pub fn collect_inputs(paths: &[PathBuf], out_dir: &Path) -> Result<Vec<Input>, E
     Ok(inputs)
 }
 
+/// What `DIR/photo.jpg`'s features file is called after the stem: `.features.json`.
+pub const FEATURES_SUFFIX: &str = ".features.json";
+
+/// `DIR/photo.jpg` -> `DIR/photo.features.json`.
+pub fn features_path(out: &Path) -> PathBuf {
+    out.with_extension("features.json")
+}
+
 impl Batch {
+    /// Every file input `i` writes under `out_dir` before any renaming: its output, and
+    /// its features file when `features` is on and its pipeline finds any.
+    pub fn written_paths(
+        &self,
+        i: usize,
+        out_dir: &Path,
+        format: OutputFormat,
+        features: bool,
+    ) -> Vec<PathBuf> {
+        let out = out_dir.join(output_rel(&self.inputs[i].rel, format));
+        let mut written = vec![out.clone()];
+        if features && self.pipeline_for(i).iter().any(Op::finds_features) {
+            written.push(features_path(&out));
+        }
+        written
+    }
+
     /// Checks every file the batch will write (outputs, and features files where a
     /// feature op runs and `features` is on) before anything runs: two inputs may not
     /// write the same file, and no file written may be an input of the batch.
@@ -185,12 +210,7 @@ impl Batch {
             .collect();
         let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
         for (n, input) in self.inputs.iter().enumerate() {
-            let out = out_abs.join(output_rel(&input.rel, format));
-            let mut written = vec![out.clone()];
-            if features && self.pipeline_for(n).iter().any(Op::finds_features) {
-                written.push(out.with_extension("features.json"));
-            }
-            for w in written {
+            for w in self.written_paths(n, &out_abs, format, features) {
                 if sources.contains(&key(&w)) {
                     return Err(usage(format!(
                         "{} would be written over {}, an input of this batch; choose another output folder",

@@ -327,6 +327,8 @@ mod tests {
             assert_eq!(n.parse::<OnExists>().unwrap().to_string(), n);
         }
         assert!("clobber".parse::<OnExists>().is_err());
+        assert_eq!(numbered_stem("a-sift", 1), "a-sift");
+        assert_eq!(numbered_stem("a-sift", 3), "a-sift (3)");
         assert_eq!(split_name("photo.jpg"), ("photo".into(), ".jpg".into()));
         assert_eq!(split_name("noext"), ("noext".into(), String::new()));
     }

@@ -13,7 +13,7 @@ use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{WorkError, WorkRequest};
 use prism_engine::ops::CancelToken;
-use prism_engine::remote::client::{ConnectOptions, RemoteClient};
+use prism_engine::remote::client::RemoteClient;
 use prism_engine::remote::proto::ErrorCode;
 use prism_engine::remote::tls;
 use prism_engine::{ErrorKind, Frame, Op, Pixels};
@@ -21,7 +21,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::node::{memory_kib, Node, PRISM};
+use common::node::{memory_kib, once, runtime, Node, PRISM};
 
 fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let img = RgbImage::from_fn(w, h, |x, y| {
@@ -88,21 +88,6 @@ fn summary(ev: &[Value]) -> &Value {
 
 fn alive(node: &mut Node) -> bool {
     node.child.try_wait().unwrap().is_none()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn once() -> ConnectOptions {
-    ConnectOptions {
-        retries: 0,
-        ..ConnectOptions::default()
-    }
 }
 
 fn work(bytes: Vec<u8>, op: &str) -> WorkRequest {

@@ -5,28 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use image::RgbImage;
-use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
-use prism_engine::{Frame, Pixels};
+use prism_engine::codec::{self, Format};
 use serde_json::Value;
 
 mod common;
 
 use common::cli::{events, prism};
 
+/// A small colour image, different per seed, written at `path`.
 fn write_image(path: &Path, seed: u32, format: Format) {
-    let img = RgbImage::from_fn(24, 16, |x, y| {
-        image::Rgb([(x * 9 + seed) as u8, (y * 13) as u8, (seed * 40) as u8])
-    });
-    let bytes = codec::encode(
-        &Frame::new(Pixels::Rgb(img)),
-        format,
-        &Metadata::default(),
-        &EncodeOptions::default(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
+    common::cli::write_image(path, &common::cli::sample(24, 16, seed), format);
 }
 
 fn run(args: &[&str], out: &Path, inputs: &[&Path]) -> Output {

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
-use prism_engine::remote::client::{ConnectOptions, RemoteClient};
+use prism_engine::remote::client::RemoteClient;
 use prism_engine::remote::proto::{self, ErrorCode, ProcessHeader, Request, Response};
 use prism_engine::{Frame, Op, Pixels};
 use serde_json::Value;
 
 mod common;
 
-use common::node::{Node, PRISM};
+use common::node::{once, runtime, Node, PRISM};
 
 /// `n` small images with different content, PNG and JPEG mixed.
 fn make_images(dir: &Path, n: usize, w: u32, h: u32) -> PathBuf {
@@ -338,22 +338,6 @@ fn wrong_token_and_wrong_fingerprint_process_nothing() {
         ),
         "{e}"
     );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn once() -> ConnectOptions {
-    ConnectOptions {
-        retries: 0,
-        timeout: Duration::from_secs(5),
-        ..ConnectOptions::default()
-    }
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {

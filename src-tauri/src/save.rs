@@ -30,12 +30,6 @@ pub fn suggested_name(source_name: &str, op_id: &str, format: Format) -> String 
     format!("{stem}-{op_id}.{ext}")
 }
 
-/// `name` for `n == 1`, else `stem (n).ext`.
-pub fn numbered(name: &str, n: u32) -> String {
-    let (stem, ext) = output::split_name(name);
-    format!("{}{ext}", output::numbered_stem(&stem, n))
-}
-
 /// Saves one result where the user chose in the save dialog (which already asked before
 /// replacing that name). When the chosen name's extension does not match the result's
 /// format, the right extension is used instead, and that name is never overwritten.
@@ -144,9 +138,6 @@ mod tests {
             suggested_name("photo.jpg", "edge-detection", Format::Png),
             "photo-edge-detection.png"
         );
-        assert_eq!(numbered("a-sift.jpg", 1), "a-sift.jpg");
-        assert_eq!(numbered("a-sift.jpg", 3), "a-sift (3).jpg");
-        assert_eq!(numbered("noext", 2), "noext (2)");
     }
 
     #[test]

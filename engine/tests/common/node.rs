@@ -105,3 +105,20 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmHWM:"), field("VmRSS:"))
 }
+
+/// A runtime for driving a client from a test thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Connect options that try once (tests want the first failure, not retries).
+pub fn once() -> prism_engine::remote::client::ConnectOptions {
+    prism_engine::remote::client::ConnectOptions {
+        retries: 0,
+        ..Default::default()
+    }
+}
