@@ -288,6 +288,29 @@ fn metrics_count_images_by_op_and_kind_with_bytes_and_latency() {
         metric(&before, "prism_node_memory_budget_bytes"),
         Some(budget as f64)
     );
+    // A client with the wrong token is refused, and counted as such.
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    let refused = prism(&[
+        "process",
+        "--op",
+        "color-manipulation",
+        "--out",
+        dir.path().join("never").to_str().unwrap(),
+        "--remote",
+        &node.name(),
+        "--fingerprint",
+        &node.fingerprint,
+        "--token-file",
+        wrong.to_str().unwrap(),
+        inputs(&dir.path().join("w"), 1, &[]).to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    wait_for_metric(
+        &node,
+        r#"prism_node_connections_refused_total{reason="failed"}"#,
+        1.0,
+    );
     // A 13x13 image makes the node's job panic (fault injection): it fails as bad input.
     let root = inputs(dir.path(), 4, &[("poison.png", 13)]);
     let out = dir.path().join("out");
@@ -346,6 +369,10 @@ fn metrics_count_images_by_op_and_kind_with_bytes_and_latency() {
         Some(0.0)
     );
     assert!(metric(&text, r#"prism_node_connections{state="authenticated"}"#).is_some());
+    for (reason, n) in [("failed", 1.0), ("busy", 0.0), ("no-credit", 0.0)] {
+        let series = format!(r#"prism_node_connections_refused_total{{reason="{reason}"}}"#);
+        assert_eq!(metric(&text, &series), Some(n), "{series}\n{text}");
+    }
 }
 
 #[test]

@@ -62,6 +62,42 @@ struct StateLabel {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Why a connection ended before it could send work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its source had no credit left ([`super::sources`]): ignored before any TLS work.
+    NoCredit,
+    /// A failed handshake, garbage, a wrong token or no `hello` in time.
+    Failed,
+    /// Closed to make room for a newer connection waiting to say `hello`.
+    Evicted,
+    /// The token was right but the node served its maximum of connections.
+    Busy,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [
+        Refusal::NoCredit,
+        Refusal::Failed,
+        Refusal::Evicted,
+        Refusal::Busy,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::NoCredit => "no-credit",
+            Refusal::Failed => "failed",
+            Refusal::Evicted => "evicted",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
 /// The node's counts at the moment of a scrape, for the gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -92,6 +128,7 @@ pub struct NodeMetrics {
     in_flight: Gauge,
     running: Gauge,
     connections: Family<StateLabel, Gauge>,
+    refused: Family<ReasonLabel, Counter>,
     memory_budget: Gauge,
     memory_in_use: Gauge,
     ready: Gauge,
@@ -181,6 +218,16 @@ impl NodeMetrics {
             "Open QUIC connections, by state (handshake: not yet authenticated)",
             connections.clone(),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        for r in Refusal::ALL {
+            let _ = refused.get_or_create(&ReasonLabel { reason: r.label() });
+        }
+        registry.register(
+            "connections_refused",
+            "Connections ended before they could send work, by reason \
+             (no-credit, failed, evicted, busy)",
+            refused.clone(),
+        );
         let memory_budget = Gauge::default();
         registry.register_with_unit(
             "memory_budget",
@@ -211,10 +258,20 @@ impl NodeMetrics {
             in_flight,
             running,
             connections,
+            refused,
             memory_budget,
             memory_in_use,
             ready,
         }
+    }
+
+    /// A connection ended before it could send work.
+    pub fn connection_refused(&self, why: Refusal) {
+        self.refused
+            .get_or_create(&ReasonLabel {
+                reason: why.label(),
+            })
+            .inc();
     }
 
     /// An image of this pipeline was answered with a result.
@@ -360,6 +417,9 @@ mod tests {
     #[test]
     fn gauges_show_the_snapshot_and_bytes_add_up() {
         let m = NodeMetrics::new();
+        m.connection_refused(Refusal::NoCredit);
+        m.connection_refused(Refusal::NoCredit);
+        m.connection_refused(Refusal::Busy);
         m.received(1000);
         m.received(24);
         m.sent(512);
@@ -383,6 +443,22 @@ mod tests {
             ("prism_node_memory_budget_bytes", f64::from(1u32 << 30)),
             ("prism_node_memory_in_use_bytes", f64::from(5u32 << 20)),
             ("prism_node_ready", 1.0),
+            (
+                r#"prism_node_connections_refused_total{reason="no-credit"}"#,
+                2.0,
+            ),
+            (
+                r#"prism_node_connections_refused_total{reason="busy"}"#,
+                1.0,
+            ),
+            (
+                r#"prism_node_connections_refused_total{reason="evicted"}"#,
+                0.0,
+            ),
+            (
+                r#"prism_node_connections_refused_total{reason="failed"}"#,
+                0.0,
+            ),
         ] {
             assert_eq!(value(&t, series), Some(v), "{series} in\n{t}");
         }

@@ -40,7 +40,7 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::http::{self, HttpLimits, Observed};
-use super::metrics::{NodeMetrics, Snapshot, TextFormat};
+use super::metrics::{NodeMetrics, Refusal, Snapshot, TextFormat};
 use super::proto::{
     self as proto, Caps, DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, ProtoError,
     Request, Response, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER, VERSION,
@@ -509,6 +509,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Spends a source's credit for a connection that did not get to `hello`.
 fn charge(state: &State, peer: SocketAddr, cost: u32) {
     lock(&state.sources).charge(peer.ip(), cost, std::time::Instant::now());
+    state
+        .metrics
+        .connection_refused(if cost == sources::EVICT_COST {
+            Refusal::Evicted
+        } else {
+            Refusal::Failed
+        });
 }
 
 async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
@@ -517,6 +524,7 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
     // retry packet, no state, no TLS work, so reconnecting at once gains it nothing.
     if !lock(&state.sources).allows(peer.ip(), std::time::Instant::now()) {
         incoming.ignore();
+        state.metrics.connection_refused(Refusal::NoCredit);
         return;
     }
     // A source that has not proven its address gets a retry packet and nothing else: no
@@ -540,9 +548,11 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
         _ = sleep_until(deadline) => return charge(&state, peer, sources::FAIL_COST),
         _ = stranger.evicted.notified() => return charge(&state, peer, sources::EVICT_COST),
     };
+    let mut evicted = false;
     let admitted = tokio::select! {
         r = authenticate(&conn, &state, deadline) => r,
         _ = stranger.evicted.notified() => {
+            evicted = true;
             charge(&state, peer, sources::EVICT_COST);
             Err((
                 ErrorCode::Busy,
@@ -559,6 +569,8 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
                 // client's fault, and an eviction was charged above).
                 charge(&state, peer, sources::FAIL_COST);
                 eprintln!("prism node: refused {peer}: {msg}");
+            } else if !evicted {
+                state.metrics.connection_refused(Refusal::Busy);
             }
             conn.close(code(c), msg.as_bytes());
             return;
