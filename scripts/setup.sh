@@ -2,6 +2,7 @@
 # Installs what building and testing Prism needs, skipping whatever is already there.
 # Idempotent: safe to run on every build (CI runs it on a fresh machine).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 # cmake + nasm build libjpeg-turbo (the JPEG codec OpenCV also uses) for the turbojpeg crate.
 APT_PACKAGES=(cmake nasm pkg-config build-essential)
@@ -15,6 +16,13 @@ if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   # npm fetches the pinned Tauri CLI; a Node.js from elsewhere (nodesource) counts too.
   command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 fi
+
+# deploy/k8s is rendered with `kubectl kustomize` (scripts/check_k8s.sh). The machine
+# image may already have a kubectl (the rendering is the same); if not, Debian's has
+# kustomize built in.
+command -v kubectl >/dev/null || APT_PACKAGES+=(kubernetes-client)
+# The venv for the manifests' validator (and tools/setup_venv.sh's OpenCV tools).
+python3 -m venv --help >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -41,4 +49,13 @@ if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
     echo "setup: installing tauri-driver $TAURI_DRIVER_VERSION"
     cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked
   fi
+fi
+
+# kubernetes-validate checks the rendered manifests offline against the API schemas it
+# bundles; pinned with its dependencies in tools/requirements-deploy.txt.
+KV_VERSION=$(sed -n 's/^kubernetes-validate==//p' tools/requirements-deploy.txt)
+if [ "$(.venv/bin/kubernetes-validate --version 2>/dev/null)" != "$KV_VERSION" ]; then
+  echo "setup: installing kubernetes-validate $KV_VERSION into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q -r tools/requirements-deploy.txt
 fi

@@ -11,7 +11,7 @@ use prism_engine::exec::{run_batch, LocalWorker, RunConfig, Worker};
 use prism_engine::job::{collect_inputs, Batch};
 use prism_engine::ops::{CancelToken, Op};
 use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteWorker};
-use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
+use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
 use prism_engine::remote::tls::read_token_file;
 use prism_engine::{Frame, Pixels};
 
@@ -57,7 +57,8 @@ fn remote(c: &mut Criterion) {
 
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("node"),
+        identity: IdentitySource::DataDir(dir.path().join("node")),
+        metrics_listen: None,
         threads,
         limits: NodeLimits::default(),
     })

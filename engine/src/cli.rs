@@ -17,8 +17,10 @@ use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
 use crate::output::OnExists;
 use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
-use crate::remote::server::{default_data_dir, NodeConfig, NodeLimits, RunningNode};
-use crate::remote::tls::{read_token_file, Fingerprint};
+use crate::remote::server::{
+    default_data_dir, IdentitySource, NodeConfig, NodeLimits, RunningNode,
+};
+use crate::remote::tls::{create_identity, read_token_file, Fingerprint, TlsError, TOKEN_FILE};
 
 /// Exit code when every input succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -49,8 +51,30 @@ enum Command {
     ///
     /// On first start it creates a self-signed certificate and a random token in the data
     /// dir (owner-only files) and prints the fingerprint and the token file's path: give
-    /// both to clients. SIGTERM or Ctrl-C stops it after images in flight finish.
+    /// both to clients. A fleet shares one identity instead: make it once with `prism node
+    /// identity new --out DIR` and start every node with `--identity-dir DIR`. SIGTERM or
+    /// Ctrl-C stops it after images in flight finish.
     Node(NodeArgs),
+}
+
+/// What `prism node` does besides serving.
+#[derive(Subcommand, Debug)]
+enum NodeAction {
+    /// A fleet's identity: one certificate, key and token shared by every node.
+    #[command(subcommand)]
+    Identity(IdentityAction),
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityAction {
+    /// Make a new identity (certificate, key and token, owner-only) in a directory. Never
+    /// overwrites: existing files are an error.
+    New {
+        /// The directory to write `node-cert.pem`, `node-key.pem` and `token` into
+        /// (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// What `prism process` does when a node cannot be reached after its retries.
@@ -65,13 +89,25 @@ enum NodeDown {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct NodeArgs {
+    #[command(subcommand)]
+    action: Option<NodeAction>,
     /// UDP address to listen on, e.g. 0.0.0.0:7443 (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
-    listen: String,
-    /// Where the certificate, key and token live [default: ~/.local/share/prism/node].
+    #[arg(long, value_name = "ADDR", required = true)]
+    listen: Option<String>,
+    /// Where the certificate, key and token live, made on first start
+    /// [default: ~/.local/share/prism/node].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A fleet's shared identity made by `prism node identity new`: the certificate, key
+    /// and token are read from DIR and nothing is written there (it may be read-only).
+    #[arg(long, value_name = "DIR", conflicts_with = "data_dir")]
+    identity_dir: Option<PathBuf>,
+    /// TCP address for HTTP /healthz, /readyz (503 while draining after SIGTERM) and
+    /// /metrics (Prometheus text), e.g. 0.0.0.0:9090. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Threads for images (default: one per core); clients send this many at once.
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -476,17 +512,67 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
     })
 }
 
+/// The first address `value` (of flag `flag`) resolves to.
+fn socket_addr(flag: &str, value: &str) -> Result<std::net::SocketAddr, EngineError> {
+    let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
+    std::net::ToSocketAddrs::to_socket_addrs(value)
+        .map_err(|e| usage(format!("{flag} {value}: {e}")))?
+        .next()
+        .ok_or_else(|| usage(format!("{flag} {value}: no address")))
+}
+
+/// Writes a fleet identity and says what to do with it.
+fn identity_new(out: &std::path::Path) -> Result<i32, EngineError> {
+    let fingerprint = create_identity(out).map_err(|e| {
+        let kind = match e {
+            TlsError::Exists(_) => ErrorKind::Usage,
+            _ => ErrorKind::Io,
+        };
+        EngineError::new(kind, e.to_string())
+    })?;
+    let dir = out.display();
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "fingerprint: {fingerprint}");
+    let _ = writeln!(o, "token file: {}", out.join(TOKEN_FILE).display());
+    let _ = writeln!(
+        o,
+        "nodes: prism node --listen 0.0.0.0:7443 --identity-dir {dir}"
+    );
+    let _ = writeln!(
+        o,
+        "kubernetes: kubectl create secret generic prism-node-identity --from-file={dir}"
+    );
+    let _ = writeln!(
+        o,
+        "clients: prism process --remote HOST:7443 --fingerprint {fingerprint} --token-file COPY_OF_TOKEN_FILE ..."
+    );
+    Ok(EXIT_OK)
+}
+
 /// Runs a node until SIGTERM or Ctrl-C.
 fn node(args: NodeArgs) -> Result<i32, EngineError> {
+    if let Some(NodeAction::Identity(IdentityAction::New { out })) = &args.action {
+        return identity_new(out);
+    }
     let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
-    let listen = std::net::ToSocketAddrs::to_socket_addrs(&args.listen)
-        .map_err(|e| usage(format!("--listen {}: {e}", args.listen)))?
-        .next()
-        .ok_or_else(|| usage(format!("--listen {}: no address", args.listen)))?;
+    let listen = args
+        .listen
+        .as_deref()
+        .ok_or_else(|| usage("--listen ADDR is required".into()))?;
+    let listen = socket_addr("--listen", listen)?;
+    let metrics_listen = match &args.metrics_listen {
+        Some(a) => Some(socket_addr("--metrics-listen", a)?),
+        None => None,
+    };
+    let identity = match args.identity_dir {
+        Some(dir) => IdentitySource::Fixed(dir),
+        None => IdentitySource::DataDir(args.data_dir.unwrap_or_else(default_data_dir)),
+    };
     let ms = Duration::from_millis;
     let cfg = NodeConfig {
         listen,
-        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+        identity,
+        metrics_listen,
         threads: args.threads,
         limits: NodeLimits {
             max_connections: args.max_connections.max(1),
@@ -521,6 +607,9 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
         );
         let _ = writeln!(out, "fingerprint: {}", node.fingerprint);
         let _ = writeln!(out, "token file: {}", node.token_path.display());
+        if let Some(m) = node.metrics_addr {
+            let _ = writeln!(out, "metrics: http://{m}/metrics (and /healthz, /readyz)");
+        }
         let _ = writeln!(
             out,
             "clients: prism process --remote HOST:{} --fingerprint {} --token-file COPY_OF_TOKEN_FILE ...",

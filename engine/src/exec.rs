@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, EncodeOptions, Format, Limits};
 use crate::error::{EngineError, ErrorKind};
 use crate::job::{claimed_format, output_rel, Batch, OutputFormat};
-use crate::ops::{run_pipeline, CancelToken, Features, Op, OpContext};
+use crate::ops::{run_pipeline_timed, CancelToken, Features, Op, OpContext};
 use crate::output::{self, OnExists, Placed};
 
 /// Milliseconds spent per stage of one input.
@@ -81,11 +81,20 @@ pub trait Worker: Send + Sync {
 /// Decodes, runs the pipeline and encodes: what every worker does in the end, so
 /// results are byte-identical wherever they run.
 pub fn process_bytes(req: &WorkRequest, ctx: &OpContext) -> Result<WorkResult, EngineError> {
+    process_bytes_timed(req, ctx, &mut |_, _| {})
+}
+
+/// [`process_bytes`], telling `on_op` each op's id and time as it finishes.
+pub fn process_bytes_timed(
+    req: &WorkRequest,
+    ctx: &OpContext,
+    on_op: &mut dyn FnMut(&'static str, std::time::Duration),
+) -> Result<WorkResult, EngineError> {
     let t0 = Instant::now();
     let decoded = codec::decode(&req.bytes, &req.limits)?;
     let t1 = Instant::now();
     let alpha = decoded.frame.alpha;
-    let out = run_pipeline(&req.ops, decoded.frame.pixels, ctx)?;
+    let out = run_pipeline_timed(&req.ops, decoded.frame.pixels, ctx, on_op)?;
     let t2 = Instant::now();
     // Alpha belongs to colour outputs only; a grey result (edges, equalised) drops it.
     let frame = crate::frame::Frame {

@@ -239,11 +239,12 @@ fn an_image_given_up_while_it_queues_is_never_decoded() {
 
 #[test]
 fn an_answer_over_the_frame_cap_fails_its_image_not_the_node() {
-    use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
+    use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
     let dir = tempfile::tempdir().unwrap();
     let node = RunningNode::start(NodeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
+        identity: IdentitySource::DataDir(dir.path().join("data")),
+        metrics_listen: None,
         threads: 1,
         limits: NodeLimits {
             max_response_header: 4096,

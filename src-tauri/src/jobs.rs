@@ -807,7 +807,7 @@ mod tests {
         use super::*;
         use crate::remote::{ConnEvent, ConnSink, NodeStatus};
         use crate::settings::{EngineMode, RetryConfig};
-        use prism_engine::remote::server::{NodeConfig, NodeLimits, RunningNode};
+        use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
 
         fn conn_sink() -> (ConnSink, mpsc::Receiver<ConnEvent>) {
             channel_sink()
@@ -847,7 +847,8 @@ mod tests {
             let f = fixture();
             let node = RunningNode::start(NodeConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
-                data_dir: f.root.join("node"),
+                identity: IdentitySource::DataDir(f.root.join("node")),
+                metrics_listen: None,
                 threads: 1,
                 limits: NodeLimits::default(),
             })

@@ -317,9 +317,22 @@ impl Op {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run_pipeline(ops: &[Op], input: Pixels, ctx: &OpContext) -> Result<OpOutput, OpError> {
+    run_pipeline_timed(ops, input, ctx, &mut |_, _| {})
+}
+
+/// [`run_pipeline`], telling `on_op` each op's id and how long it took as it finishes (a
+/// node's per-op latency metrics).
+pub fn run_pipeline_timed(
+    ops: &[Op],
+    input: Pixels,
+    ctx: &OpContext,
+    on_op: &mut dyn FnMut(&'static str, std::time::Duration),
+) -> Result<OpOutput, OpError> {
     let mut out = OpOutput::pixels(input);
     for op in ops {
+        let t = std::time::Instant::now();
         let next = op.apply(out.pixels, ctx)?;
+        on_op(op.id(), t.elapsed());
         out = OpOutput {
             pixels: next.pixels,
             features: next.features.or(out.features),

@@ -1,5 +1,6 @@
 //! Remote engine nodes over QUIC: [`proto`] (messages and framing, no I/O), [`tls`]
-//! (identity, pinning), [`server`] (`prism node`) and [`client`] ([`client::RemoteWorker`]).
+//! (identity, pinning), [`server`] (`prism node`) and [`client`] ([`client::RemoteWorker`]);
+//! [`metrics`] and `http` are the node's Prometheus metrics and health endpoint.
 //!
 //! A node (`prism node`) serves the engine to clients that pin its certificate and hold
 //! its token; the client side is a [`crate::exec::Worker`], so the one batch scheduler
@@ -8,6 +9,8 @@
 pub mod client;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod http;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod sources;

@@ -23,6 +23,10 @@
 //! closed, whatever its keep-alives say). A panic or an oversized answer costs that image
 //! only. SIGTERM stops new work, lets in-flight images finish until a deadline, then
 //! closes.
+//!
+//! With `metrics_listen`, the node also serves `/healthz`, `/readyz` and `/metrics` over
+//! HTTP ([`super::http`]) on the same runtime; the counters are bumped where images are
+//! answered here and where each op ends on a node thread ([`super::metrics`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -35,6 +39,8 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
 
+use super::http::{self, HttpLimits, Observed};
+use super::metrics::{NodeMetrics, Refusal, Snapshot, TextFormat};
 use super::proto::{
     self as proto, Caps, DoneHeader, ErrorCode, ErrorMsg, Health, ProcessHeader, ProtoError,
     Request, Response, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER, VERSION,
@@ -44,9 +50,9 @@ use super::tls::{self, Fingerprint};
 use super::wire::{self, ReadFail};
 use crate::codec::{self, EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
 use crate::error::{EngineError, ErrorKind};
-use crate::exec::{panic_message, process_bytes, working_bytes, WorkRequest, WorkResult};
+use crate::exec::{panic_message, process_bytes_timed, working_bytes, WorkRequest, WorkResult};
 use crate::job::OutputFormat;
-use crate::ops::{CancelToken, OpContext};
+use crate::ops::{CancelToken, Op, OpContext};
 
 /// What a node refuses or gives up on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,17 +108,29 @@ impl Default for NodeLimits {
     }
 }
 
+/// Where a node's certificate, key and token come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The node's own data dir: made on first start, kept across restarts.
+    DataDir(PathBuf),
+    /// A fleet's shared identity (`prism node identity new`): read as it is, never
+    /// written, so every replica presents the same fingerprint and accepts one token.
+    Fixed(PathBuf),
+}
+
 /// How to run a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// The UDP address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
     /// Where the certificate, key and token live.
-    pub data_dir: PathBuf,
+    pub identity: IdentitySource,
     /// Threads for images (0 = one per core).
     pub threads: usize,
     /// Limits.
     pub limits: NodeLimits,
+    /// The TCP address for `/healthz`, `/readyz` and `/metrics`, if any (port 0 picks one).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a node could not start.
@@ -156,6 +174,29 @@ struct State {
     /// moves into the image's job, so it lives as long as the work.
     memory: Arc<Semaphore>,
     memory_kib: usize,
+    metrics: NodeMetrics,
+}
+
+impl Observed for State {
+    fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    fn metrics(&self, format: TextFormat) -> String {
+        let kib = |n: usize| n as u64 * 1024;
+        let now = Snapshot {
+            in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
+            running: self.running.load(Ordering::Relaxed) as u64,
+            authenticated: self.connections.load(Ordering::Relaxed) as u64,
+            unauthenticated: lock(&self.unauthenticated).len() as u64,
+            memory_budget: kib(self.memory_kib),
+            memory_in_use: kib(self
+                .memory_kib
+                .saturating_sub(self.memory.available_permits())),
+            ready: self.ready(),
+        };
+        self.metrics.encode(&now, format)
+    }
 }
 
 impl State {
@@ -203,6 +244,8 @@ pub struct RunningNode {
     pub token_path: PathBuf,
     /// Threads images run on.
     pub cores: u32,
+    /// The bound address of `/healthz`, `/readyz` and `/metrics`, when asked for.
+    pub metrics_addr: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -211,8 +254,14 @@ pub struct RunningNode {
 impl RunningNode {
     /// Loads or creates the identity and token, binds, and starts serving.
     pub fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
-        let id = tls::load_or_create_identity(&cfg.data_dir)?;
-        let (token, token_path) = tls::load_or_create_token(&cfg.data_dir)?;
+        let (id, token, token_path) = match &cfg.identity {
+            IdentitySource::DataDir(dir) => {
+                let id = tls::load_or_create_identity(dir)?;
+                let (token, path) = tls::load_or_create_token(dir)?;
+                (id, token, path)
+            }
+            IdentitySource::Fixed(dir) => tls::load_identity_dir(dir)?,
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("prism-node-cpu-{i}"))
@@ -241,6 +290,17 @@ impl RunningNode {
         let addr = endpoint
             .local_addr()
             .map_err(|e| NodeError::Io(e.to_string()))?;
+        let metrics_listener =
+            match cfg.metrics_listen {
+                Some(a) => Some(runtime.block_on(http::bind(a)).map_err(|e| {
+                    NodeError::Io(format!("cannot listen on {a} for metrics: {e}"))
+                })?),
+                None => None,
+            };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr().map_err(|e| NodeError::Io(e.to_string()))?),
+            None => None,
+        };
         let memory_kib =
             (limits.memory_budget / 1024).clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         let state = Arc::new(State {
@@ -258,7 +318,12 @@ impl RunningNode {
             shutting_down: AtomicBool::new(false),
             memory: Arc::new(Semaphore::new(memory_kib)),
             memory_kib,
+            metrics: NodeMetrics::new(),
         });
+        if let Some(listener) = metrics_listener {
+            // Runs until the runtime shuts down, so probes see the drain after SIGTERM.
+            runtime.spawn(http::serve(listener, state.clone(), HttpLimits::default()));
+        }
         let (stop, stop_rx) = watch::channel(false);
         let task = runtime.spawn(serve(endpoint, state, stop_rx));
         Ok(RunningNode {
@@ -266,6 +331,7 @@ impl RunningNode {
             fingerprint: id.fingerprint,
             token_path,
             cores,
+            metrics_addr,
             runtime: Some(runtime),
             stop,
             task: Some(task),
@@ -443,6 +509,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Spends a source's credit for a connection that did not get to `hello`.
 fn charge(state: &State, peer: SocketAddr, cost: u32) {
     lock(&state.sources).charge(peer.ip(), cost, std::time::Instant::now());
+    state
+        .metrics
+        .connection_refused(if cost == sources::EVICT_COST {
+            Refusal::Evicted
+        } else {
+            Refusal::Failed
+        });
 }
 
 async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
@@ -451,6 +524,7 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
     // retry packet, no state, no TLS work, so reconnecting at once gains it nothing.
     if !lock(&state.sources).allows(peer.ip(), std::time::Instant::now()) {
         incoming.ignore();
+        state.metrics.connection_refused(Refusal::NoCredit);
         return;
     }
     // A source that has not proven its address gets a retry packet and nothing else: no
@@ -474,9 +548,11 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
         _ = sleep_until(deadline) => return charge(&state, peer, sources::FAIL_COST),
         _ = stranger.evicted.notified() => return charge(&state, peer, sources::EVICT_COST),
     };
+    let mut evicted = false;
     let admitted = tokio::select! {
         r = authenticate(&conn, &state, deadline) => r,
         _ = stranger.evicted.notified() => {
+            evicted = true;
             charge(&state, peer, sources::EVICT_COST);
             Err((
                 ErrorCode::Busy,
@@ -493,6 +569,8 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
                 // client's fault, and an eviction was charged above).
                 charge(&state, peer, sources::FAIL_COST);
                 eprintln!("prism node: refused {peer}: {msg}");
+            } else if !evicted {
+                state.metrics.connection_refused(Refusal::Busy);
             }
             conn.close(code(c), msg.as_bytes());
             return;
@@ -665,7 +743,17 @@ async fn handle_stream(
     let stall = state.limits.stall_timeout;
     // Counts an image from its admission until its answer is acknowledged.
     let mut in_flight = None;
-    match serve_request(&mut send, &mut recv, &state, &mut in_flight).await {
+    // The image's pipeline, once its header is read (health requests have none).
+    let mut pipeline = None;
+    let served = serve_request(&mut send, &mut recv, &state, &mut in_flight, &mut pipeline).await;
+    if let Some(ops) = &pipeline {
+        match &served {
+            Ok(()) => state.metrics.image_done(ops),
+            Err(Fail::Reply(msg)) => state.metrics.image_failed(ops, msg.kind),
+            Err(Fail::Gone) => state.metrics.image_failed(ops, ErrorKind::Cancelled),
+        }
+    }
+    match served {
         Ok(()) => {}
         Err(Fail::Reply(msg)) => {
             let code = msg.code;
@@ -689,6 +777,7 @@ async fn serve_request<'s>(
     recv: &mut quinn::RecvStream,
     state: &'s Arc<State>,
     in_flight: &mut Option<Counted<'s>>,
+    pipeline: &mut Option<Vec<Op>>,
 ) -> Result<(), Fail> {
     let lim = state.limits;
     let req: Request = wire::read_frame(recv, MAX_REQUEST_HEADER, lim.stall_timeout)
@@ -708,6 +797,7 @@ async fn serve_request<'s>(
         }
         Request::Process(h) => h,
     };
+    *pipeline = Some(header.ops.clone());
     if state.shutting_down.load(Ordering::SeqCst) {
         return Err(ErrorMsg::new(
             ErrorCode::ShuttingDown,
@@ -744,6 +834,7 @@ async fn serve_request<'s>(
         b = wire::read_bytes(recv, header.image_len, lim.stall_timeout) => b.map_err(read_fail)?,
         _ = sleep_until(deadline) => return Err(timed_out()),
     };
+    state.metrics.received(bytes.len() as u64);
     let req = work_request(&header, bytes, &lim)?;
     let cancel = CancelToken::new();
     let (tx, rx) = oneshot::channel();
@@ -774,9 +865,12 @@ async fn serve_request<'s>(
     wire::write_bytes(send, &frame, lim.stall_timeout)
         .await
         .map_err(|_| Fail::Gone)?;
+    state.metrics.sent(frame.len() as u64);
     wire::write_bytes(send, &bytes, lim.stall_timeout)
         .await
-        .map_err(|_| Fail::Gone)
+        .map_err(|_| Fail::Gone)?;
+    state.metrics.sent(bytes.len() as u64);
+    Ok(())
 }
 
 /// Runs one image on a node thread: skipped if its client already gave up, and a panic
@@ -804,7 +898,7 @@ fn run_job(
                 super::fault::before_work(w, h);
             }
         }
-        process_bytes(req, &ctx)
+        process_bytes_timed(req, &ctx, &mut |op, took| state.metrics.op_time(op, took))
     });
     std::panic::catch_unwind(run).unwrap_or_else(|panic| {
         Err(EngineError::new(

@@ -2,6 +2,12 @@
 //! a random token kept in the node's data dir, readable by the owner only; clients pin
 //! the certificate's SHA-256 fingerprint instead of trusting any authority.
 //!
+//! A fleet shares one identity: [`create_identity`] writes the three files once (`prism
+//! node identity new`), and every replica reads them with [`load_identity_dir`], which
+//! never writes, so the directory may be a read-only mount (a Kubernetes Secret, systemd
+//! credentials). Every replica then presents the same fingerprint and accepts the same
+//! token, and a client pins one fingerprint for all of them.
+//!
 //! Pinning replaces chain validation, not signature checks: the verifier compares the
 //! fingerprint, then checks the handshake signature with the certificate's key through the
 //! crypto provider, so only the holder of the node's private key passes. TLS 1.3 only,
@@ -57,6 +63,28 @@ pub enum TlsError {
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+    },
+    /// An identity file is missing from a fixed identity dir.
+    #[error("{path}: not found (make an identity with `prism node identity new --out {dir}`)")]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// The identity dir.
+        dir: PathBuf,
+    },
+    /// A new identity would replace files already there.
+    #[error("{0}: already exists; an identity is never overwritten (choose another --out)")]
+    Exists(PathBuf),
+    /// A secret file any user can read.
+    #[error(
+        "{path}: readable by every user (mode {mode:04o}); run `chmod o-r` on it, or in \
+         Kubernetes give the Secret volume defaultMode 0440 or stricter"
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// A fingerprint given by the user does not parse.
     #[error("fingerprint {0:?}: expected 64 hex digits (SHA-256), colons allowed")]
@@ -182,27 +210,35 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(io_err(path))
 }
 
-/// Loads the node's certificate and key from `dir`, creating them on first start.
-pub fn load_or_create_identity(dir: &Path) -> Result<NodeIdentity, TlsError> {
-    ensure_data_dir(dir)?;
-    let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-    if !cert_path.exists() || !key_path.exists() {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            SERVER_NAME.to_string(),
-            "localhost".to_string(),
-        ])
-        .map_err(|e| TlsError::Setup(format!("cannot create a certificate: {e}")))?;
-        write_secret(&key_path, ck.signing_key.serialize_pem().as_bytes())?;
-        write_secret(&cert_path, ck.cert.pem().as_bytes())?;
-    }
+/// A new self-signed certificate and its key, both PEM.
+fn new_certificate() -> Result<(String, String), TlsError> {
+    let ck =
+        rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string(), "localhost".to_string()])
+            .map_err(|e| TlsError::Setup(format!("cannot create a certificate: {e}")))?;
+    Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
+}
+
+/// A new token: 32 random bytes as hex, with a newline.
+fn new_token() -> Result<String, TlsError> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| TlsError::Setup(format!("no system randomness: {e}")))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{hex}\n"))
+}
+
+/// Parses a PEM certificate and key read from `cert_path` and `key_path`.
+fn parse_identity(
+    cert_pem: &[u8],
+    cert_path: &Path,
+    key_pem: &[u8],
+    key_path: &Path,
+) -> Result<NodeIdentity, TlsError> {
     let bad = |path: &Path, e: rustls::pki_types::pem::Error| TlsError::BadFile {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let cert = CertificateDer::from_pem_slice(&read_secret(&cert_path)?)
-        .map_err(|e| bad(&cert_path, e))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(&read_secret(&key_path)?).map_err(|e| bad(&key_path, e))?;
+    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| bad(cert_path, e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad(key_path, e))?;
     let fingerprint = Fingerprint::of(&cert);
     Ok(NodeIdentity {
         cert,
@@ -211,24 +247,108 @@ pub fn load_or_create_identity(dir: &Path) -> Result<NodeIdentity, TlsError> {
     })
 }
 
+/// Loads the node's certificate and key from `dir`, creating them on first start.
+pub fn load_or_create_identity(dir: &Path) -> Result<NodeIdentity, TlsError> {
+    ensure_data_dir(dir)?;
+    let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+    if !cert_path.exists() || !key_path.exists() {
+        let (cert, key) = new_certificate()?;
+        write_secret(&key_path, key.as_bytes())?;
+        write_secret(&cert_path, cert.as_bytes())?;
+    }
+    parse_identity(
+        &read_secret(&cert_path)?,
+        &cert_path,
+        &read_secret(&key_path)?,
+        &key_path,
+    )
+}
+
 /// Loads the node's token from `dir`, creating 32 random bytes (as hex) on first start.
 pub fn load_or_create_token(dir: &Path) -> Result<(String, PathBuf), TlsError> {
     ensure_data_dir(dir)?;
     let path = dir.join(TOKEN_FILE);
     if !path.exists() {
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw)
-            .map_err(|e| TlsError::Setup(format!("no system randomness: {e}")))?;
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        write_secret(&path, format!("{hex}\n").as_bytes())?;
+        write_secret(&path, new_token()?.as_bytes())?;
     }
     let token = read_token_file(&path)?;
     Ok((token, path))
 }
 
+/// Writes a new identity for a fleet into `dir` (created owner-only if missing): the
+/// certificate, its key and a token, each readable by the owner only. Refuses to replace
+/// any of them, so a fleet's identity is never lost by running this twice.
+pub fn create_identity(dir: &Path) -> Result<Fingerprint, TlsError> {
+    ensure_data_dir(dir)?;
+    let paths = [
+        dir.join(CERT_FILE),
+        dir.join(KEY_FILE),
+        dir.join(TOKEN_FILE),
+    ];
+    if let Some(p) = paths.iter().find(|p| p.symlink_metadata().is_ok()) {
+        return Err(TlsError::Exists(p.clone()));
+    }
+    let (cert, key) = new_certificate()?;
+    let token = new_token()?;
+    let files = [&cert, &key, &token];
+    for (i, (path, text)) in paths.iter().zip(files).enumerate() {
+        if let Err(e) = write_secret(path, text.as_bytes()) {
+            // All three or none: a half-made identity would block the next attempt.
+            for p in &paths[..i] {
+                let _ = fs::remove_file(p);
+            }
+            return Err(e);
+        }
+    }
+    Ok(parse_identity(cert.as_bytes(), &paths[0], key.as_bytes(), &paths[1])?.fingerprint)
+}
+
+/// Reads a file of a fixed identity dir as it is: never created, never re-moded (the dir
+/// may be read-only); a secret that every user may read is refused, as ssh does.
+fn read_fixed(dir: &Path, name: &str, secret: bool) -> Result<(Vec<u8>, PathBuf), TlsError> {
+    let path = dir.join(name);
+    // Follows symlinks: a Kubernetes Secret volume links each key into a hidden dir.
+    let meta = fs::metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => TlsError::Missing {
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+        },
+        _ => TlsError::Io {
+            path: path.clone(),
+            source: e,
+        },
+    })?;
+    #[cfg(unix)]
+    if secret && meta.permissions().mode() & 0o004 != 0 {
+        return Err(TlsError::Exposed {
+            mode: meta.permissions().mode() & 0o7777,
+            path,
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (secret, &meta);
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    Ok((bytes, path))
+}
+
+/// Loads a fleet's identity made by [`create_identity`] from `dir`, without writing
+/// anything: the certificate, the key, the token and the token file's path.
+pub fn load_identity_dir(dir: &Path) -> Result<(NodeIdentity, String, PathBuf), TlsError> {
+    let (cert, cert_path) = read_fixed(dir, CERT_FILE, false)?;
+    let (key, key_path) = read_fixed(dir, KEY_FILE, true)?;
+    let (token, token_path) = read_fixed(dir, TOKEN_FILE, true)?;
+    let id = parse_identity(&cert, &cert_path, &key, &key_path)?;
+    let token = parse_token(token, &token_path)?;
+    Ok((id, token, token_path))
+}
+
 /// Reads a token file (surrounding whitespace ignored).
 pub fn read_token_file(path: &Path) -> Result<String, TlsError> {
-    let raw = fs::read(path).map_err(io_err(path))?;
+    parse_token(fs::read(path).map_err(io_err(path))?, path)
+}
+
+/// A token file's text, trimmed; an empty or non-text one is an error naming `path`.
+fn parse_token(raw: Vec<u8>, path: &Path) -> Result<String, TlsError> {
     let text = String::from_utf8(raw).map_err(|_| TlsError::BadFile {
         path: path.to_path_buf(),
         message: "token is not text".into(),
@@ -426,6 +546,61 @@ mod tests {
         assert!(token_matches(&t1, &t2));
         assert!(!token_matches(&t1, &t1[1..]));
         assert!(!token_matches(&t1, &"0".repeat(64)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fleet_identity_is_made_once_and_read_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let id_dir = dir.path().join("fleet");
+        let fp = create_identity(&id_dir).unwrap();
+        for f in [CERT_FILE, KEY_FILE, TOKEN_FILE] {
+            let mode = fs::metadata(id_dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let before: Vec<Vec<u8>> = [CERT_FILE, KEY_FILE, TOKEN_FILE]
+            .iter()
+            .map(|f| fs::read(id_dir.join(f)).unwrap())
+            .collect();
+        assert!(matches!(create_identity(&id_dir), Err(TlsError::Exists(_))));
+        let (a, token, token_path) = load_identity_dir(&id_dir).unwrap();
+        let (b, token2, _) = load_identity_dir(&id_dir).unwrap();
+        assert_eq!((a.fingerprint, b.fingerprint), (fp, fp));
+        assert_eq!(token, token2);
+        assert_eq!(token.len(), 64);
+        assert_eq!(token_path, id_dir.join(TOKEN_FILE));
+        // Group-readable (a Kubernetes Secret with fsGroup) is fine and stays so.
+        fs::set_permissions(id_dir.join(KEY_FILE), fs::Permissions::from_mode(0o440)).unwrap();
+        load_identity_dir(&id_dir).unwrap();
+        let mode = fs::metadata(id_dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o440);
+        // Readable by everyone is refused, for the key and the token alike.
+        for f in [KEY_FILE, TOKEN_FILE] {
+            let p = id_dir.join(f);
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+            let e = load_identity_dir(&id_dir).err().unwrap();
+            assert!(
+                matches!(&e, TlsError::Exposed { path, mode: 0o644 } if *path == p),
+                "{e}"
+            );
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let after: Vec<Vec<u8>> = [CERT_FILE, KEY_FILE, TOKEN_FILE]
+            .iter()
+            .map(|f| fs::read(id_dir.join(f)).unwrap())
+            .collect();
+        assert_eq!(before, after, "nothing was rewritten");
+        // A missing file names itself and the command that makes an identity.
+        fs::remove_file(id_dir.join(TOKEN_FILE)).unwrap();
+        let e = load_identity_dir(&id_dir).err().unwrap();
+        assert!(matches!(&e, TlsError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("prism node identity new"), "{e}");
+        // And a half-made dir is not topped up by `new`.
+        assert!(matches!(create_identity(&id_dir), Err(TlsError::Exists(_))));
+        assert!(!id_dir.join(TOKEN_FILE).exists());
     }
 
     #[test]

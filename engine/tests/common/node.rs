@@ -17,6 +17,8 @@ pub struct Node {
     pub addr: SocketAddr,
     pub fingerprint: String,
     pub token_file: PathBuf,
+    /// The HTTP address of /healthz, /readyz and /metrics, with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,11 +31,16 @@ impl Node {
         } else {
             &["--threads", "1"]
         };
+        // A shared identity replaces the node's own data dir.
+        let data_dir = if extra.contains(&"--identity-dir") {
+            vec![]
+        } else {
+            vec!["--data-dir".into(), dir.path().join("data")]
+        };
         let mut child = Command::new(PRISM)
             .args(["node", "--listen", "127.0.0.1:0"])
             .args(threads)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .args(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -48,11 +55,17 @@ impl Node {
             .unwrap_or_else(|| panic!("no address in {first:?}"));
         let fingerprint = next().strip_prefix("fingerprint: ").unwrap().to_string();
         let token_file = PathBuf::from(next().strip_prefix("token file: ").unwrap());
+        let metrics = extra.contains(&"--metrics-listen").then(|| {
+            let line = next();
+            let url = line.strip_prefix("metrics: http://").unwrap();
+            url.split('/').next().unwrap().parse().unwrap()
+        });
         Node {
             child,
             addr,
             fingerprint,
             token_file,
+            metrics,
             _dir: dir,
         }
     }
