@@ -18,7 +18,7 @@ use crate::ops::{CancelToken, Op};
 use crate::output::OnExists;
 use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
 use crate::remote::server::{
-    default_data_dir, IdentitySource, NodeConfig, NodeLimits, RunningNode,
+    default_data_dir, IdentitySource, NodeConfig, NodeError, NodeLimits, RunningNode,
 };
 use crate::remote::tls::{create_identity, read_token_file, Fingerprint, TlsError, TOKEN_FILE};
 
@@ -528,7 +528,11 @@ fn identity_new(out: &std::path::Path) -> Result<i32, EngineError> {
             TlsError::Exists(_) => ErrorKind::Usage,
             _ => ErrorKind::Io,
         };
-        EngineError::new(kind, e.to_string())
+        let hint = match e {
+            TlsError::Exists(_) => " (choose another --out)",
+            _ => "",
+        };
+        EngineError::new(kind, format!("{e}{hint}"))
     })?;
     let dir = out.display();
     let mut o = std::io::stdout().lock();
@@ -594,8 +598,17 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
             ..NodeLimits::default()
         },
     };
-    let node =
-        RunningNode::start(cfg).map_err(|e| EngineError::new(ErrorKind::Io, e.to_string()))?;
+    let node = RunningNode::start(cfg).map_err(|e| {
+        // The library names no flags; say here which command makes what is missing.
+        let hint = match &e {
+            NodeError::Tls(TlsError::Missing { dir, .. }) => format!(
+                " (make an identity with `prism node identity new --out {}`)",
+                dir.display()
+            ),
+            _ => String::new(),
+        };
+        EngineError::new(ErrorKind::Io, format!("{e}{hint}"))
+    })?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(

@@ -65,7 +65,7 @@ pub enum TlsError {
         message: String,
     },
     /// An identity file is missing from a fixed identity dir.
-    #[error("{path}: not found (make an identity with `prism node identity new --out {dir}`)")]
+    #[error("{path}: not found in the identity dir {dir}")]
     Missing {
         /// The missing file.
         path: PathBuf,
@@ -73,7 +73,7 @@ pub enum TlsError {
         dir: PathBuf,
     },
     /// A new identity would replace files already there.
-    #[error("{0}: already exists; an identity is never overwritten (choose another --out)")]
+    #[error("{0}: already exists; an identity is never overwritten")]
     Exists(PathBuf),
     /// A secret file any user can read.
     #[error(
