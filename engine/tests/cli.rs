@@ -474,6 +474,23 @@ fn ops_json_lists_every_op_with_params() {
     assert_eq!(color["params"][0]["default"], "invert");
 }
 
+/// `prism ops --json` of every op published so far, as the untyped catalogue printed it:
+/// ids, keys, types, ranges, defaults and help are a contract (the app's forms and
+/// scripts read them). A new op may join; the ones here stay as they are.
+#[test]
+fn ops_json_keeps_every_published_op_as_it_was() {
+    let res = prism().args(["ops", "--json"]).output().unwrap();
+    assert_eq!(res.status.code(), Some(0));
+    let now: Vec<Value> = serde_json::from_slice(&res.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contracts/ops.json");
+    let published: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert!(!published.is_empty());
+    for op in &published {
+        let same = now.iter().find(|o| o["id"] == op["id"]);
+        assert_eq!(same, Some(op), "{}", op["id"]);
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_batch_early_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
