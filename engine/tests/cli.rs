@@ -492,6 +492,49 @@ fn ops_json_keeps_every_published_op_as_it_was() {
 }
 
 #[test]
+fn a_bad_param_value_is_refused_naming_the_op_the_param_and_the_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("photo.png");
+    write_image(&a, &sample(8, 8, 1), Format::Png);
+    let out = dir.path().join("out");
+    for (op, param, says) in [
+        (
+            "color-manipulation",
+            "color-manipulation.mode=neon",
+            r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#,
+        ),
+        (
+            "erosion",
+            "erosion.shape=star",
+            r#"erosion.shape: "star" is not one of rect, ellipse, cross"#,
+        ),
+        (
+            "edge-detection",
+            "edge-detection.aperture=4",
+            "edge-detection.aperture: 4 must be odd",
+        ),
+        (
+            "corner-detection",
+            "corner-detection.ksize=9",
+            "corner-detection.ksize: 9 is outside 1..=7",
+        ),
+    ] {
+        let res = prism()
+            .args(["process", "--json", "--op", op, "--param", param, "--out"])
+            .arg(&out)
+            .arg(&a)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{param}: {stderr}");
+        assert!(stderr.contains(says), "{param}: {stderr}");
+        // Refused before anything ran: no event, no output folder.
+        assert!(res.stdout.is_empty(), "{param}");
+        assert!(!out.exists(), "{param}");
+    }
+}
+
+#[test]
 fn ctrl_c_stops_the_batch_early_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("in");
