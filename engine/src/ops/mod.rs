@@ -9,6 +9,56 @@
 //! UI, the wire protocol and saved settings) parses them through the same
 //! [`Params::from_values`]. A bad value is a [`ParamError`] naming the op, the parameter
 //! and what is allowed; no op falls back to a default at run time.
+//!
+//! # Adding an op
+//!
+//! Two files: the op's module and this one. Say a `blur` op, in `ops/blur.rs`:
+//!
+//! ```ignore
+//! use super::params::{choice, params, ranged};
+//! use super::{OpContext, OpError};
+//! use crate::frame::Pixels;
+//!
+//! choice! {
+//!     /// How pixels outside the image are read.
+//!     pub enum Edge {
+//!         /// `aaa|abcd|ddd`.
+//!         Replicate = "replicate",
+//!         /// `cb|abcd|cb`.
+//!         Reflect = "reflect",
+//!     }
+//! }
+//!
+//! ranged! {
+//!     /// Side of the box, in pixels.
+//!     pub struct BoxSize(u32): odd 1..=99;
+//! }
+//!
+//! params! {
+//!     /// Parameters of `blur`.
+//!     pub struct BlurParams {
+//!         /// Side of the box.
+//!         pub size: BoxSize = BoxSize::of(3) => "size", "box side in pixels";
+//!         /// The border rule.
+//!         pub edge: Edge = Edge::Reflect => "edge", "how pixels outside are read";
+//!     }
+//! }
+//!
+//! /// OpenCV's `blur(img, (size, size))`.
+//! pub fn blur(input: Pixels, p: &BlurParams, ctx: &OpContext) -> Result<Pixels, OpError> {
+//!     let (size, edge) = (p.size.get() as usize, p.edge); // valid by their types
+//!     // ...
+//! }
+//! ```
+//!
+//! Then, in this file: `pub mod blur;`, its row in the `op_table!` below
+//! (`Blur => "blur", blur::BlurParams, "colour", "Box blur (OpenCV's blur)";`), and its
+//! arms in [`Op::apply`] and [`Op::peak_bytes_per_pixel`] (the compiler asks for both;
+//! [`Op::finds_features`] too if it reports keypoints). That is all: the CLI
+//! (`--op blur --param blur.size=5`), the JSON form, the wire protocol, `prism ops --json`
+//! and the app's forms (built from the catalogue) follow from the row and the params.
+//! A rule between fields goes in a `check = BlurParams::check;` line after the struct's
+//! braces, with the fields private and a checked `new` (see `canny.rs`).
 
 pub mod canny;
 pub mod color;
@@ -207,7 +257,7 @@ macro_rules! op_table {
             ///     r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#
             /// );
             /// assert!(Op::from_pairs("edge-detection", [("lo", "50")]).is_err());
-            /// assert!(Op::from_pairs("blur", []).is_err());
+            /// assert!(Op::from_pairs("no-such-op", []).is_err());
             /// # Ok::<(), prism_engine::ops::ParamError>(())
             /// ```
             pub fn from_pairs<'a>(
@@ -412,8 +462,8 @@ mod tests {
         }
     }
 
-    /// What every op's defaults were before params were typed (`prism ops --json` of
-    /// the untyped catalogue): the typed ones must write exactly the same.
+    /// What every published op's defaults were before params were typed (`prism ops
+    /// --json` of the untyped catalogue): the typed ones must write exactly the same.
     #[test]
     fn defaults_are_the_original_apps() {
         let expected = [
@@ -431,7 +481,6 @@ mod tests {
             json!({"op": "sift", "params": {"nfeatures": 0, "octave-layers": 3,
                 "contrast": 0.04, "edge": 10.0, "sigma": 1.6}}),
         ];
-        assert_eq!(expected.len(), OP_IDS.len());
         for want in expected {
             let op = Op::default_for(want["op"].as_str().unwrap()).unwrap();
             assert_eq!(serde_json::to_value(&op).unwrap(), want);
@@ -445,11 +494,11 @@ mod tests {
 
     #[test]
     fn unknown_op_and_param_are_errors() {
-        let e = Op::default_for("blur").unwrap_err();
-        assert_eq!((e.op.as_str(), e.key.as_str()), ("blur", ""));
+        let e = Op::default_for("no-such-op").unwrap_err();
+        assert_eq!((e.op.as_str(), e.key.as_str()), ("no-such-op", ""));
         assert!(
             e.to_string()
-                .starts_with("blur: unknown op (known: edge-detection"),
+                .starts_with("no-such-op: unknown op (known: edge-detection"),
             "{e}"
         );
         let e = Op::from_pairs("color-manipulation", [("nope", "1")]).unwrap_err();
@@ -500,8 +549,8 @@ mod tests {
                 }
             }
         }
-        // mode of color-manipulation, shape of erosion and of dilation.
-        assert_eq!(seen, 3);
+        // At least mode of color-manipulation, shape of erosion and of dilation.
+        assert!(seen >= 3, "{seen}");
     }
 
     /// Params other fields must take for `key` to reach `value` (rules between fields).
@@ -564,7 +613,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 23);
+        // At least the 23 numbers of the ops published before params were typed.
+        assert!(seen >= 23, "{seen}");
     }
 
     #[test]
