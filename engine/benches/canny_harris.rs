@@ -26,8 +26,9 @@ fn canny_harris(c: &mut Criterion) {
         g.bench_function("harris", |b| {
             b.iter(|| {
                 pool.install(|| {
-                    let r = corner_harris(&gray, 2, 3, 0.04, &ctx).expect("not cancelled");
-                    corner_mask(&r, hp.threshold)
+                    let r = corner_harris(&gray, hp.block, hp.ksize, hp.k.get(), &ctx)
+                        .expect("not cancelled");
+                    corner_mask(&r, hp.threshold.get())
                 })
             })
         });

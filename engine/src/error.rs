@@ -86,7 +86,6 @@ impl From<OpError> for EngineError {
     fn from(e: OpError) -> Self {
         let kind = match &e {
             OpError::Cancelled => ErrorKind::Cancelled,
-            OpError::Param(_) => ErrorKind::Usage,
             OpError::Unsupported(_) => ErrorKind::Unsupported,
         };
         EngineError::new(kind, e.to_string())

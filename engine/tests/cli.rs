@@ -474,6 +474,66 @@ fn ops_json_lists_every_op_with_params() {
     assert_eq!(color["params"][0]["default"], "invert");
 }
 
+/// `prism ops --json` of every op published so far, as the untyped catalogue printed it:
+/// ids, keys, types, ranges, defaults and help are a contract (the app's forms and
+/// scripts read them). A new op may join; the ones here stay as they are.
+#[test]
+fn ops_json_keeps_every_published_op_as_it_was() {
+    let res = prism().args(["ops", "--json"]).output().unwrap();
+    assert_eq!(res.status.code(), Some(0));
+    let now: Vec<Value> = serde_json::from_slice(&res.stdout).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contracts/ops.json");
+    let published: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert!(!published.is_empty());
+    for op in &published {
+        let same = now.iter().find(|o| o["id"] == op["id"]);
+        assert_eq!(same, Some(op), "{}", op["id"]);
+    }
+}
+
+#[test]
+fn a_bad_param_value_is_refused_naming_the_op_the_param_and_the_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("photo.png");
+    write_image(&a, &sample(8, 8, 1), Format::Png);
+    let out = dir.path().join("out");
+    for (op, param, says) in [
+        (
+            "color-manipulation",
+            "color-manipulation.mode=neon",
+            r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#,
+        ),
+        (
+            "erosion",
+            "erosion.shape=star",
+            r#"erosion.shape: "star" is not one of rect, ellipse, cross"#,
+        ),
+        (
+            "edge-detection",
+            "edge-detection.aperture=4",
+            "edge-detection.aperture: 4 must be odd",
+        ),
+        (
+            "corner-detection",
+            "corner-detection.ksize=9",
+            "corner-detection.ksize: 9 is outside 1..=7",
+        ),
+    ] {
+        let res = prism()
+            .args(["process", "--json", "--op", op, "--param", param, "--out"])
+            .arg(&out)
+            .arg(&a)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{param}: {stderr}");
+        assert!(stderr.contains(says), "{param}: {stderr}");
+        // Refused before anything ran: no event, no output folder.
+        assert!(res.stdout.is_empty(), "{param}");
+        assert!(!out.exists(), "{param}");
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_batch_early_and_leaves_only_whole_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use prism_engine::ops::harris::{corner_harris, corner_mask};
-use prism_engine::ops::{run_pipeline, Op, OpContext};
+use prism_engine::ops::harris::{corner_harris, corner_mask, BlockSize};
+use prism_engine::ops::{run_pipeline, Aperture, Op, OpContext};
 use prism_engine::Pixels;
 
 /// `key=value` pairs over an op's defaults.
@@ -71,15 +71,9 @@ fn harris_mask_and_drawing_match_opencv() {
         };
         check_listed(mask_dir, &INPUTS, |name| {
             let gray = load_input(name).pixels.to_gray();
-            let r = corner_harris(
-                &gray,
-                p.block as usize,
-                p.ksize as usize,
-                p.k,
-                &OpContext::default(),
-            )
-            .unwrap();
-            Pixels::Gray(corner_mask(&r, p.threshold))
+            let r =
+                corner_harris(&gray, p.block, p.ksize, p.k.get(), &OpContext::default()).unwrap();
+            Pixels::Gray(corner_mask(&r, p.threshold.get()))
         });
         check_listed(draw_dir, drawn, |name| run(&op, name).pixels);
     }
@@ -128,8 +122,8 @@ fn harris_response_is_bit_exact() {
         let path = dir.join(format!("{stem}.f32"));
         // <input stem>-b<block>-k<ksize>
         let mut parts = stem.rsplitn(3, '-');
-        let ksize: usize = parts.next().unwrap()[1..].parse().unwrap();
-        let block: usize = parts.next().unwrap()[1..].parse().unwrap();
+        let ksize = Aperture::new(parts.next().unwrap()[1..].parse().unwrap()).unwrap();
+        let block = BlockSize::new(parts.next().unwrap()[1..].parse().unwrap()).unwrap();
         let input = parts.next().unwrap();
         let name = input_names()
             .into_iter()

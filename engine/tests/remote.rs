@@ -419,6 +419,51 @@ fn garbage_on_the_port_does_not_stop_the_node() {
 }
 
 #[test]
+fn a_param_value_the_node_does_not_take_fails_that_image_alone() {
+    let node = Node::start(&[]);
+    let rt = runtime();
+    let client = rt
+        .block_on(RemoteClient::connect(&node.spec(), &once()))
+        .unwrap();
+    let bytes = png(10, 10);
+    let header = ProcessHeader {
+        ops: vec![Op::default_for("color-manipulation").unwrap()],
+        format: None,
+        jpeg_quality: 95,
+        limits: codec::Limits::default(),
+        width: 10,
+        height: 10,
+        image_len: bytes.len() as u64,
+    };
+    // What a client with another list of modes would send: no `Op` here can hold it.
+    let mut request = serde_json::to_value(Request::Process(header)).unwrap();
+    request["ops"][0]["params"]["mode"] = "neon".into();
+    let conn = client.connection().clone();
+    let resp = rt.block_on(async {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&proto::encode(&request).unwrap())
+            .await
+            .unwrap();
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        read_response(&mut recv).await
+    });
+    let Response::Error(e) = &resp else {
+        panic!("a bad mode was processed: {resp:?}");
+    };
+    assert!(
+        e.message.contains(
+            r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#
+        ),
+        "{e:?}"
+    );
+    // The same connection goes on serving.
+    assert!(rt
+        .block_on(client.process(&work(bytes), &Default::default()))
+        .is_ok());
+}
+
+#[test]
 fn oversized_header_gets_an_error_code_and_the_node_goes_on() {
     let node = Node::start(&[]);
     let rt = runtime();

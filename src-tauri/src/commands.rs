@@ -22,12 +22,9 @@ use crate::library::{AddReport, ImageId, ImageView};
 use crate::remote::{ConnEvent, ConnSink, NodeView};
 use crate::settings::Settings;
 
-/// Parses and validates an op the UI built from the catalogue.
+/// Parses an op the UI built from the catalogue (a bad value names its field).
 pub fn parse_op(v: Value) -> Result<Op, AppError> {
-    let op: Op = serde_json::from_value(v)
-        .map_err(|e| AppError::BadRequest(format!("invalid operation: {e}")))?;
-    op.validate()?;
-    Ok(op)
+    Ok(Op::from_json(v)?)
 }
 
 /// Parses which images a batch takes: `"all"`, `"failed"` or `{"ids": [..]}`.
@@ -245,6 +242,7 @@ mod tests {
         let e =
             parse_op(json!({"op": "color-manipulation", "params": {"mode": "neon"}})).unwrap_err();
         assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "usage");
+        assert_eq!(serde_json::to_value(&e).unwrap()["field"], "mode");
         assert!(parse_op(json!({"op": "teleport"})).is_err());
         assert!(parse_op(json!("edge-detection")).is_err());
     }

@@ -193,7 +193,6 @@ impl Core {
 
     /// Sets the sidebar op and saves it.
     pub fn set_global_op(&self, op: Op) -> Result<Settings, AppError> {
-        op.validate()?;
         let mut s = lock(&self.settings);
         let mut next = s.clone();
         next.global_op = op;
@@ -204,9 +203,6 @@ impl Core {
 
     /// Sets or clears one image's own op.
     pub fn set_override(&self, id: ImageId, op: Option<Op>) -> Result<ImageView, AppError> {
-        if let Some(op) = &op {
-            op.validate()?;
-        }
         let mut lib = lock(&self.library);
         if !lib.set_override(id, op) {
             return Err(AppError::UnknownImage(id));

@@ -205,7 +205,6 @@ impl Core {
                 .override_op
                 .clone()
                 .unwrap_or_else(|| settings.global_op.clone());
-            op.validate()?;
             let ops: Arc<[Op]> = Arc::from(vec![op.clone()]);
             planned.push(Planned { id, op });
             inputs.push(Input {

@@ -113,7 +113,6 @@ impl Settings {
 
     /// Checks values that came from the UI or from disk.
     pub fn validate(&self) -> Result<(), AppError> {
-        self.global_op.validate()?;
         if OutputFormat::from_name(&self.output_format).is_none() {
             return Err(AppError::BadRequest(format!(
                 "unknown output format {:?} (same, png, jpeg, webp, tiff, bmp)",

@@ -25,85 +25,91 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::GrayImage;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::dispatch::avx2_fma;
-use super::params::{Kind, ParamError, ParamSpec, Params};
-use super::sobel::IntSobel;
+use super::params::{params, ranged, ParamError};
+use super::sobel::{CannyAperture, IntSobel};
 use super::{OpContext, OpError};
 
-/// Parameters of `edge-detection` (OpenCV's `Canny`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CannyParams {
-    /// Lower hysteresis threshold.
-    pub low: f64,
-    /// Upper hysteresis threshold.
-    pub high: f64,
-    /// Sobel aperture: 3, 5 or 7.
-    pub aperture: i64,
-    /// Magnitude `sqrt(dx² + dy²)` instead of `|dx| + |dy|`.
-    pub l2_gradient: bool,
+ranged! {
+    /// A hysteresis threshold of `edge-detection`, on the gradient magnitude.
+    pub struct Threshold(f64): float 0.0..=100_000.0;
 }
 
-impl Default for CannyParams {
-    fn default() -> Self {
-        // The original app's cv2.Canny(gray, 90, 180).
-        Self {
-            low: 90.0,
-            high: 180.0,
-            aperture: 3,
-            l2_gradient: false,
-        }
+params! {
+    /// Parameters of `edge-detection` (OpenCV's `Canny`). The fields are private because
+    /// `low` may not be above `high`: [`CannyParams::new`] checks it.
+    pub struct CannyParams {
+        /// Lower hysteresis threshold.
+        low: Threshold = Threshold::of(90.0)
+            => "low", "lower hysteresis threshold: weaker edges are dropped";
+        /// Upper hysteresis threshold.
+        high: Threshold = Threshold::of(180.0)
+            => "high", "upper hysteresis threshold: stronger edges start a line";
+        /// Sobel aperture.
+        aperture: CannyAperture = CannyAperture::Three => "aperture", "Sobel aperture size";
+        /// Magnitude `sqrt(dx² + dy²)` instead of `|dx| + |dy|`.
+        l2_gradient: bool = false
+            => "l2-gradient", "use the L2 gradient magnitude instead of L1";
     }
+    check = CannyParams::check;
 }
 
-impl Params for CannyParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "low",
-            kind: Kind::Float {
-                min: 0.0,
-                max: 100_000.0,
-            },
-            help: "lower hysteresis threshold: weaker edges are dropped",
-        },
-        ParamSpec {
-            key: "high",
-            kind: Kind::Float {
-                min: 0.0,
-                max: 100_000.0,
-            },
-            help: "upper hysteresis threshold: stronger edges start a line",
-        },
-        ParamSpec {
-            key: "aperture",
-            kind: Kind::OddInt { min: 3, max: 7 },
-            help: "Sobel aperture size",
-        },
-        ParamSpec {
-            key: "l2-gradient",
-            kind: Kind::Bool,
-            help: "use the L2 gradient magnitude instead of L1",
-        },
-    ];
+impl CannyParams {
+    /// The params, unless `low` is above `high`. The defaults are the original app's
+    /// `cv2.Canny(gray, 90, 180)`.
+    pub fn new(
+        low: Threshold,
+        high: Threshold,
+        aperture: CannyAperture,
+        l2_gradient: bool,
+    ) -> Result<Self, ParamError> {
+        let p = Self {
+            low,
+            high,
+            aperture,
+            l2_gradient,
+        };
+        p.check("edge-detection")?;
+        Ok(p)
+    }
 
-    fn check_more(&self, op: &str) -> Result<(), ParamError> {
+    fn check(&self, op: &str) -> Result<(), ParamError> {
         if self.low > self.high {
             return Err(ParamError::new(
                 op,
                 "low",
-                format!("{} is above high ({})", self.low, self.high),
+                format!("{} is above high ({})", self.low.get(), self.high.get()),
             ));
         }
         Ok(())
+    }
+
+    /// Lower hysteresis threshold.
+    pub fn low(&self) -> Threshold {
+        self.low
+    }
+
+    /// Upper hysteresis threshold.
+    pub fn high(&self) -> Threshold {
+        self.high
+    }
+
+    /// Sobel aperture.
+    pub fn aperture(&self) -> CannyAperture {
+        self.aperture
+    }
+
+    /// Whether the magnitude is L2 rather than L1.
+    pub fn l2_gradient(&self) -> bool {
+        self.l2_gradient
     }
 }
 
 /// The thresholds OpenCV compares magnitudes with (`m > low`, `m > high`).
 fn int_thresholds(p: &CannyParams) -> (i32, i32) {
-    let (mut low, mut high) = (p.low, p.high);
-    if p.aperture == 7 {
+    let (mut low, mut high) = (p.low.get(), p.high.get());
+    if p.aperture == CannyAperture::Seven {
         low /= 16.0;
         high /= 16.0;
     }
@@ -166,7 +172,7 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
         return Ok(out);
     }
     let (low, high) = int_thresholds(p);
-    let aperture = p.aperture as usize;
+    let aperture = p.aperture;
     let rows_per_band = band_rows(h, w);
     let bands = h.div_ceil(rows_per_band) as f32;
     let done = AtomicUsize::new(0);
@@ -235,7 +241,7 @@ avx2_fma! {
 /// elsewhere. Returns the edges, as band coordinates.
 fn suppress_band(
     gray: &GrayImage,
-    aperture: usize,
+    aperture: CannyAperture,
     l2: bool,
     (low, high): (i32, i32),
     y0: usize,
@@ -497,29 +503,41 @@ fn flood(map: &mut [u8], w: usize, mut stack: Stack) {
 mod tests {
     use super::*;
 
-    fn params(low: f64, high: f64, aperture: i64, l2: bool) -> CannyParams {
-        CannyParams {
-            low,
-            high,
-            aperture,
-            l2_gradient: l2,
-        }
+    use crate::ops::Params;
+
+    fn params(low: f64, high: f64, aperture: CannyAperture, l2: bool) -> CannyParams {
+        let t = |v| Threshold::new(v).unwrap();
+        CannyParams::new(t(low), t(high), aperture, l2).unwrap()
     }
 
     #[test]
     fn thresholds_round_as_opencv() {
-        assert_eq!(int_thresholds(&params(90.0, 180.0, 3, false)), (90, 180));
-        assert_eq!(int_thresholds(&params(50.5, 150.7, 3, false)), (50, 150));
+        use CannyAperture::*;
+        assert_eq!(
+            int_thresholds(&params(90.0, 180.0, Three, false)),
+            (90, 180)
+        );
+        assert_eq!(
+            int_thresholds(&params(50.5, 150.7, Three, false)),
+            (50, 150)
+        );
         // L2 squares before flooring: 50.5² = 2550.25.
-        assert_eq!(int_thresholds(&params(50.5, 150.0, 5, true)), (2550, 22500));
+        assert_eq!(
+            int_thresholds(&params(50.5, 150.0, Five, true)),
+            (2550, 22500)
+        );
         // Aperture 7 divides by 16 first.
-        assert_eq!(int_thresholds(&params(100.0, 300.0, 7, false)), (6, 18));
+        assert_eq!(int_thresholds(&params(100.0, 300.0, Seven, false)), (6, 18));
     }
 
     #[test]
     fn low_above_high_is_rejected() {
-        let p = params(200.0, 100.0, 3, false);
-        assert!(p.validate("edge-detection").is_err());
+        let t = |v| Threshold::new(v).unwrap();
+        let e = CannyParams::new(t(200.0), t(100.0), CannyAperture::Three, false).unwrap_err();
+        assert_eq!(e.to_string(), "edge-detection.low: 200 is above high (100)");
+        let e = CannyParams::from_pairs("edge-detection", [("low", "200")]).unwrap_err();
+        assert_eq!(e.key, "low");
+        assert!(CannyParams::new(t(100.0), t(100.0), CannyAperture::Three, false).is_ok());
     }
 
     #[test]
@@ -550,7 +568,7 @@ mod tests {
             };
             image::Luma([v])
         });
-        let p = params(100.0, 500.0, 3, false);
+        let p = params(100.0, 500.0, CannyAperture::Three, false);
         let out = canny(&img, &p, &OpContext::default()).unwrap();
         let on = (0..h)
             .filter(|&y| (0..9).any(|x| out.get_pixel(x, y)[0] == 255))

@@ -18,9 +18,8 @@
 
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use super::params::{Kind, ParamSpec, Params};
+use super::params::{choice, params, ranged};
 use crate::frame::Pixels;
 
 // OpenCV's 15-bit grey weights (color.hpp): RY15, GY15, BY15 at 1 << 15.
@@ -61,49 +60,42 @@ pub fn gray_to_rgb(gray: &GrayImage) -> RgbImage {
     RgbImage::from_raw(w, h, raw).expect("buffer sized from dimensions")
 }
 
-/// Parameters of `color-manipulation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ColorParams {
-    /// `invert` (the original app's `bitwise_not`), `grayscale`, `sepia` or `hue-saturation`.
-    pub mode: String,
-    /// Hue rotation in degrees for `hue-saturation` (OpenCV's 8-bit H moves by half of it).
-    pub hue: f64,
-    /// Saturation factor for `hue-saturation`.
-    pub saturation: f64,
-}
-
-impl Default for ColorParams {
-    fn default() -> Self {
-        Self {
-            mode: "invert".into(),
-            hue: 0.0,
-            saturation: 1.0,
-        }
+choice! {
+    /// What `color-manipulation` does.
+    pub enum ColorMode {
+        /// OpenCV's `bitwise_not` (the original app's op).
+        Invert = "invert",
+        /// `BGR2GRAY`, shown in colour.
+        Grayscale = "grayscale",
+        /// The classic sepia matrix.
+        Sepia = "sepia",
+        /// Shift H and scale S in OpenCV's 8-bit HSV.
+        HueSaturation = "hue-saturation",
     }
 }
 
-impl Params for ColorParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "mode",
-            kind: Kind::Choice(&["invert", "grayscale", "sepia", "hue-saturation"]),
-            help: "invert = bitwise_not; grayscale = BGR2GRAY shown in colour; sepia = classic sepia matrix; hue-saturation = shift H and scale S in OpenCV's 8-bit HSV",
-        },
-        ParamSpec {
-            key: "hue",
-            kind: Kind::Float {
-                min: -180.0,
-                max: 180.0,
-            },
-            help: "hue-saturation: hue rotation in degrees",
-        },
-        ParamSpec {
-            key: "saturation",
-            kind: Kind::Float { min: 0.0, max: 4.0 },
-            help: "hue-saturation: saturation factor",
-        },
-    ];
+ranged! {
+    /// A hue rotation in degrees.
+    pub struct Hue(f64): float -180.0..=180.0;
+}
+
+ranged! {
+    /// A saturation factor.
+    pub struct Saturation(f64): float 0.0..=4.0;
+}
+
+params! {
+    /// Parameters of `color-manipulation`.
+    pub struct ColorParams {
+        /// What to do; `invert` is the original app's `bitwise_not`.
+        pub mode: ColorMode = ColorMode::Invert => "mode",
+            "invert = bitwise_not; grayscale = BGR2GRAY shown in colour; sepia = classic sepia matrix; hue-saturation = shift H and scale S in OpenCV's 8-bit HSV";
+        /// Hue rotation in degrees for `hue-saturation` (OpenCV's 8-bit H moves by half of it).
+        pub hue: Hue = Hue::of(0.0) => "hue", "hue-saturation: hue rotation in degrees";
+        /// Saturation factor for `hue-saturation`.
+        pub saturation: Saturation = Saturation::of(1.0)
+            => "saturation", "hue-saturation: saturation factor";
+    }
 }
 
 // The classic sepia matrix (rows: output R, G, B; columns: input R, G, B) at 1 << 10,
@@ -113,16 +105,16 @@ const SEPIA_SHIFT: u32 = 10;
 
 /// Runs `color-manipulation` on an image; grey inputs stay grey for `invert`.
 pub fn manipulate(input: Pixels, p: &ColorParams) -> Pixels {
-    match p.mode.as_str() {
-        "grayscale" => Pixels::Rgb(gray_to_rgb(&input.to_gray())),
-        "sepia" => Pixels::Rgb(sepia(&input.into_rgb())),
-        "hue-saturation" => Pixels::Rgb(hue_saturation(
+    match p.mode {
+        ColorMode::Invert => invert(input),
+        ColorMode::Grayscale => Pixels::Rgb(gray_to_rgb(&input.to_gray())),
+        ColorMode::Sepia => Pixels::Rgb(sepia(&input.into_rgb())),
+        ColorMode::HueSaturation => Pixels::Rgb(hue_saturation(
             &input.into_rgb(),
-            p.hue,
-            p.saturation,
+            p.hue.get(),
+            p.saturation.get(),
             HsvProfile::detect(),
         )),
-        _ => invert(input),
     }
 }
 

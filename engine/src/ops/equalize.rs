@@ -2,17 +2,13 @@
 
 use image::GrayImage;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use super::params::{ParamSpec, Params};
+use super::params::params;
 
-/// `histogram-equalization` takes no parameters (the original called `equalizeHist(gray)`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EqualizeParams {}
-
-impl Params for EqualizeParams {
-    const SPECS: &'static [ParamSpec] = &[];
+params! {
+    /// `histogram-equalization` takes no parameters (the original called
+    /// `equalizeHist(gray)`).
+    pub struct EqualizeParams {}
 }
 
 /// OpenCV's `equalizeHist`: the lookup table is built in `f32` exactly as OpenCV does

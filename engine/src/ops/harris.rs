@@ -34,11 +34,10 @@
 
 use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::dispatch::avx2_fma;
-use super::params::{Kind, ParamSpec, Params};
-use super::sobel::{Border, FloatSobel};
+use super::params::{params, ranged};
+use super::sobel::{Aperture, Border, FloatSobel};
 use super::{Features, KeyPoint, OpContext, OpError, OpOutput};
 use crate::frame::Pixels;
 
@@ -51,63 +50,44 @@ pub struct Response {
     pub max: f32,
 }
 
-/// Parameters of `corner-detection`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct HarrisParams {
-    /// Neighbourhood size of the structure tensor (`blockSize`).
-    pub block: i64,
-    /// Sobel aperture (`ksize`): 1, 3, 5 or 7.
-    pub ksize: i64,
-    /// Harris free parameter.
-    pub k: f64,
-    /// A pixel is a corner where the dilated response exceeds `threshold * max`.
-    pub threshold: f64,
-    /// Radius of the filled red circle drawn on each corner pixel.
-    pub radius: i64,
+ranged! {
+    /// Neighbourhood size of the structure tensor (`cornerHarris` `blockSize`).
+    pub struct BlockSize(i64): int 1..=31;
 }
 
-impl Default for HarrisParams {
-    fn default() -> Self {
-        // The original app: cornerHarris(gray, 2, 3, 0.04), > 0.1 * max, circles of radius 5.
-        Self {
-            block: 2,
-            ksize: 3,
-            k: 0.04,
-            threshold: 0.1,
-            radius: 5,
-        }
+ranged! {
+    /// Harris free parameter `k`.
+    pub struct HarrisK(f64): float 0.0..=1.0;
+}
+
+ranged! {
+    /// The fraction of the largest response a corner must exceed.
+    pub struct CornerThreshold(f64): float 0.0..=1.0;
+}
+
+ranged! {
+    /// Radius of the disc drawn on a corner, in pixels.
+    pub struct Radius(i64): int 0..=100;
+}
+
+params! {
+    /// Parameters of `corner-detection`. The defaults are the original app's:
+    /// `cornerHarris(gray, 2, 3, 0.04)`, `> 0.1 * max`, circles of radius 5.
+    pub struct HarrisParams {
+        /// Neighbourhood size of the structure tensor (`blockSize`).
+        pub block: BlockSize = BlockSize::of(2)
+            => "block", "neighbourhood size (cornerHarris blockSize)";
+        /// Sobel aperture (`ksize`).
+        pub ksize: Aperture = Aperture::Three => "ksize", "Sobel aperture (cornerHarris ksize)";
+        /// Harris free parameter.
+        pub k: HarrisK = HarrisK::of(0.04) => "k", "Harris free parameter";
+        /// A pixel is a corner where the dilated response exceeds `threshold * max`.
+        pub threshold: CornerThreshold = CornerThreshold::of(0.1)
+            => "threshold", "corners are where the dilated response exceeds threshold * its maximum";
+        /// Radius of the filled red circle drawn on each corner pixel.
+        pub radius: Radius = Radius::of(5)
+            => "radius", "radius of the filled circle drawn on each corner pixel";
     }
-}
-
-impl Params for HarrisParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "block",
-            kind: Kind::Int { min: 1, max: 31 },
-            help: "neighbourhood size (cornerHarris blockSize)",
-        },
-        ParamSpec {
-            key: "ksize",
-            kind: Kind::OddInt { min: 1, max: 7 },
-            help: "Sobel aperture (cornerHarris ksize)",
-        },
-        ParamSpec {
-            key: "k",
-            kind: Kind::Float { min: 0.0, max: 1.0 },
-            help: "Harris free parameter",
-        },
-        ParamSpec {
-            key: "threshold",
-            kind: Kind::Float { min: 0.0, max: 1.0 },
-            help: "corners are where the dilated response exceeds threshold * its maximum",
-        },
-        ParamSpec {
-            key: "radius",
-            kind: Kind::Int { min: 0, max: 100 },
-            help: "radius of the filled circle drawn on each corner pixel",
-        },
-    ];
 }
 
 /// Runs `corner-detection`: red discs on every corner pixel of the colour image, and one
@@ -119,22 +99,23 @@ pub fn detect_corners(
     ctx: &OpContext,
 ) -> Result<OpOutput, OpError> {
     let gray = input.to_gray();
-    let r = corner_harris(&gray, p.block as usize, p.ksize as usize, p.k, ctx)?;
+    let r = corner_harris(&gray, p.block, p.ksize, p.k.get(), ctx)?;
     ctx.report(0.8);
-    let mask = corner_mask(&r, p.threshold);
+    let mask = corner_mask(&r, p.threshold.get());
     let corners: Vec<(u32, u32)> = mask
         .enumerate_pixels()
         .filter(|(_, _, v)| v[0] != 0)
         .map(|(x, y, _)| (x, y))
         .collect();
     let mut img = input.into_rgb();
-    draw_discs(&mut img, &corners, p.radius as usize);
+    let radius = p.radius.get();
+    draw_discs(&mut img, &corners, radius as usize);
     let keypoints = corners
         .iter()
         .map(|&(x, y)| KeyPoint {
             x: x as f32,
             y: y as f32,
-            size: 2.0 * p.radius as f32,
+            size: 2.0 * radius as f32,
             angle: -1.0,
             response: r.image.get_pixel(x, y)[0],
             octave: 0,
@@ -153,11 +134,12 @@ pub fn detect_corners(
 /// OpenCV's `cornerHarris(gray, block, ksize, k)` with the default `BORDER_REFLECT_101`.
 pub fn corner_harris(
     gray: &GrayImage,
-    block: usize,
-    ksize: usize,
+    block: BlockSize,
+    ksize: Aperture,
     k: f64,
     ctx: &OpContext,
 ) -> Result<Response, OpError> {
+    let block = block.get() as usize;
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     let mut out = vec![0f32; w * h];
     let mut max = f32::NEG_INFINITY;
@@ -199,7 +181,7 @@ fn strip_width(w: usize) -> usize {
 struct Strip<'a> {
     gray: &'a GrayImage,
     block: usize,
-    ksize: usize,
+    ksize: Aperture,
     k: f64,
     /// `w * h`: `calcHarris` sees the image as one line this long.
     flat_len: usize,
@@ -218,7 +200,7 @@ impl Strip<'_> {
             .collect();
         let lo = *cols.iter().min().expect("strip is not empty");
         let hi = cols.iter().max().expect("strip is not empty") + 1;
-        let scale = 1.0 / ((1u32 << (self.ksize - 1)) as f64 * block as f64 * 255.0);
+        let scale = 1.0 / ((1u32 << (self.ksize.get() - 1)) as f64 * block as f64 * 255.0);
         let mut sobel = FloatSobel::new(self.gray, self.ksize, scale);
         sobel.set_columns(lo, hi);
 

@@ -3,6 +3,62 @@
 //! [`Op`] is the typed job an input goes through. Its serde form is
 //! `{"op": "<id>", "params": {...}}`; ids are a contract shared with the CLI, the UI and
 //! the wire protocol, so they never change.
+//!
+//! An `Op` that exists is valid: its params are typed ([`params`]), and every way to build
+//! one from outside ([`Op::from_pairs`] for the CLI, [`Op::from_json`] and serde for the
+//! UI, the wire protocol and saved settings) parses them through the same
+//! [`Params::from_values`]. A bad value is a [`ParamError`] naming the op, the parameter
+//! and what is allowed; no op falls back to a default at run time.
+//!
+//! # Adding an op
+//!
+//! Two files: the op's module and this one. Say a `blur` op, in `ops/blur.rs`:
+//!
+//! ```ignore
+//! use super::params::{choice, params, ranged};
+//! use super::{OpContext, OpError};
+//! use crate::frame::Pixels;
+//!
+//! choice! {
+//!     /// How pixels outside the image are read.
+//!     pub enum Edge {
+//!         /// `aaa|abcd|ddd`.
+//!         Replicate = "replicate",
+//!         /// `cb|abcd|cb`.
+//!         Reflect = "reflect",
+//!     }
+//! }
+//!
+//! ranged! {
+//!     /// Side of the box, in pixels.
+//!     pub struct BoxSize(u32): odd 1..=99;
+//! }
+//!
+//! params! {
+//!     /// Parameters of `blur`.
+//!     pub struct BlurParams {
+//!         /// Side of the box.
+//!         pub size: BoxSize = BoxSize::of(3) => "size", "box side in pixels";
+//!         /// The border rule.
+//!         pub edge: Edge = Edge::Reflect => "edge", "how pixels outside are read";
+//!     }
+//! }
+//!
+//! /// OpenCV's `blur(img, (size, size))`.
+//! pub fn blur(input: Pixels, p: &BlurParams, ctx: &OpContext) -> Result<Pixels, OpError> {
+//!     let (size, edge) = (p.size.get() as usize, p.edge); // valid by their types
+//!     // ...
+//! }
+//! ```
+//!
+//! Then, in this file: `pub mod blur;`, its row in the `op_table!` below
+//! (`Blur => "blur", blur::BlurParams, "colour", "Box blur (OpenCV's blur)";`), and its
+//! arms in [`Op::apply`] and [`Op::peak_bytes_per_pixel`] (the compiler asks for both;
+//! [`Op::finds_features`] too if it reports keypoints). That is all: the CLI
+//! (`--op blur --param blur.size=5`), the JSON form, the wire protocol, `prism ops --json`
+//! and the app's forms (built from the catalogue) follow from the row and the params.
+//! A rule between fields goes in a `check = BlurParams::check;` line after the struct's
+//! braces, with the fields private and a checked `new` (see `canny.rs`).
 
 pub mod canny;
 pub mod color;
@@ -19,10 +75,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::frame::Pixels;
 pub use dispatch::{cpu_features, simd_path};
-pub use params::{Kind, ParamError, ParamSpec, Params};
+pub use params::{InvalidValue, Kind, ParamError, ParamSpec, ParamValue, Params};
+pub use sobel::{Aperture, CannyAperture};
 
 /// A flag an op polls between rows or bands so a batch can stop promptly.
 #[derive(Clone, Debug, Default)]
@@ -78,9 +136,6 @@ pub enum OpError {
     /// The batch was cancelled while the op ran.
     #[error("cancelled")]
     Cancelled,
-    /// The params were rejected.
-    #[error(transparent)]
-    Param(#[from] ParamError),
     /// The image cannot be processed by this op (e.g. too small).
     #[error("{0}")]
     Unsupported(String),
@@ -146,14 +201,36 @@ pub struct OpInfo {
 
 macro_rules! op_table {
     ($( $variant:ident => $id:literal, $params:ty, $output:literal, $summary:literal; )*) => {
-        /// One operation with its typed, validated parameters.
+        /// One operation with its typed parameters: valid by construction.
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        #[serde(tag = "op", content = "params", rename_all = "kebab-case")]
+        #[serde(tag = "op", content = "params", try_from = "RawOp")]
         pub enum Op {
             $(
                 #[doc = $summary]
+                #[serde(rename = $id)]
                 $variant($params),
             )*
+        }
+
+        /// The JSON form of an op before its params are parsed: the same tag and content
+        /// as [`Op`], so ids and shape are read exactly as `Op` writes them.
+        #[derive(Deserialize)]
+        #[serde(tag = "op", content = "params", rename = "Op")]
+        enum RawOp {
+            $(
+                #[serde(rename = $id)]
+                $variant(Map<String, Value>),
+            )*
+        }
+
+        impl TryFrom<RawOp> for Op {
+            type Error = ParamError;
+
+            fn try_from(raw: RawOp) -> Result<Op, ParamError> {
+                match raw {
+                    $(RawOp::$variant(v) => <$params as Params>::from_values($id, &v).map(Op::$variant),)*
+                }
+            }
         }
 
         /// Every op id, in catalogue order.
@@ -172,10 +249,15 @@ macro_rules! op_table {
             ///
             /// let canny = Op::from_pairs("edge-detection", [("low", "50"), ("high", "150")])?;
             /// assert_eq!(canny.id(), "edge-detection");
-            /// // Out of range, unknown keys and unknown ops are errors, never silently dropped.
+            /// // Out of range, unknown values, keys and ops are errors, never silently dropped.
             /// assert!(Op::from_pairs("edge-detection", [("low", "-1")]).is_err());
+            /// let e = Op::from_pairs("color-manipulation", [("mode", "neon")]).unwrap_err();
+            /// assert_eq!(
+            ///     e.to_string(),
+            ///     r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#
+            /// );
             /// assert!(Op::from_pairs("edge-detection", [("lo", "50")]).is_err());
-            /// assert!(Op::from_pairs("blur", []).is_err());
+            /// assert!(Op::from_pairs("no-such-op", []).is_err());
             /// # Ok::<(), prism_engine::ops::ParamError>(())
             /// ```
             pub fn from_pairs<'a>(
@@ -190,11 +272,6 @@ macro_rules! op_table {
                         format!("unknown op (known: {})", OP_IDS.join(", ")),
                     )),
                 }
-            }
-
-            /// Checks every parameter; ops from JSON (UI, wire) must pass this before running.
-            pub fn validate(&self) -> Result<(), ParamError> {
-                match self { $(Op::$variant(p) => p.validate($id),)* }
             }
 
             /// The catalogue `prism ops` prints.
@@ -212,9 +289,25 @@ macro_rules! op_table {
         mod table_tests {
             use super::*;
 
+            /// Every params type of the table.
+            pub(super) fn specs() -> Vec<(&'static str, &'static [ParamSpec])> {
+                vec![$(($id, <$params as Params>::SPECS)),*]
+            }
+
             #[test]
-            fn every_params_type_declares_its_fields() {
-                $(params::assert_specs_match_fields::<$params>();)*
+            fn defaults_read_back_as_themselves() {
+                $({
+                    let d = <$params>::default();
+                    let Value::Object(m) = serde_json::to_value(d).unwrap() else {
+                        panic!("{}: params are not an object", $id);
+                    };
+                    let keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+                    let mut specs: Vec<&str> =
+                        <$params as Params>::SPECS.iter().map(|s| s.key).collect();
+                    specs.sort_unstable();
+                    assert_eq!(keys, specs, "{}", $id);
+                    assert_eq!(<$params as Params>::from_values($id, &m).unwrap(), d, "{}", $id);
+                })*
             }
         }
     };
@@ -245,6 +338,27 @@ impl Op {
         Op::from_pairs(id, std::iter::empty())
     }
 
+    /// Builds an op from its JSON form, `{"op": "<id>", "params": {...}}` (what the UI
+    /// sends and serde writes). Unlike deserializing with serde, the error keeps its
+    /// parts: the op and the key at fault (both empty when the JSON names no known op).
+    ///
+    /// ```
+    /// use prism_engine::Op;
+    /// use serde_json::json;
+    ///
+    /// let op = Op::from_json(json!({"op": "erosion", "params": {"shape": "cross"}}))?;
+    /// assert_eq!(op, Op::from_pairs("erosion", [("shape", "cross")])?);
+    /// let e = Op::from_json(json!({"op": "erosion", "params": {"shape": "star"}})).unwrap_err();
+    /// assert_eq!((e.op.as_str(), e.key.as_str()), ("erosion", "shape"));
+    /// assert_eq!(e.reason, r#""star" is not one of rect, ellipse, cross"#);
+    /// # Ok::<(), prism_engine::ops::ParamError>(())
+    /// ```
+    pub fn from_json(value: Value) -> Result<Op, ParamError> {
+        let raw: RawOp =
+            serde_json::from_value(value).map_err(|e| ParamError::new("", "", e.to_string()))?;
+        Op::try_from(raw)
+    }
+
     /// Whether the op reports keypoints (written as `<name>.features.json` on request).
     pub fn finds_features(&self) -> bool {
         matches!(self, Op::CornerDetection(_) | Op::Sift(_))
@@ -269,7 +383,7 @@ impl Op {
         }
     }
 
-    /// Runs the op on one image. Params must have passed [`Op::validate`].
+    /// Runs the op on one image.
     pub fn apply(&self, input: Pixels, ctx: &OpContext) -> Result<OpOutput, OpError> {
         ctx.cancel.check()?;
         match self {
@@ -344,6 +458,7 @@ pub fn run_pipeline_timed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn ids_round_trip_through_serde() {
@@ -353,14 +468,56 @@ mod tests {
             let json = serde_json::to_string(&op).unwrap();
             let back: Op = serde_json::from_str(&json).unwrap();
             assert_eq!(back, op);
+            assert_eq!(
+                Op::from_json(serde_json::from_str(&json).unwrap()).unwrap(),
+                op
+            );
         }
+    }
+
+    /// What every published op's defaults were before params were typed (`prism ops
+    /// --json` of the untyped catalogue): the typed ones must write exactly the same.
+    #[test]
+    fn defaults_are_the_original_apps() {
+        let expected = [
+            json!({"op": "edge-detection", "params":
+                {"low": 90.0, "high": 180.0, "aperture": 3, "l2-gradient": false}}),
+            json!({"op": "color-manipulation", "params":
+                {"mode": "invert", "hue": 0.0, "saturation": 1.0}}),
+            json!({"op": "corner-detection", "params":
+                {"block": 2, "ksize": 3, "k": 0.04, "threshold": 0.1, "radius": 5}}),
+            json!({"op": "histogram-equalization", "params": {}}),
+            json!({"op": "erosion", "params": {"shape": "rect", "size": 5, "iterations": 1}}),
+            json!({"op": "dilation", "params": {"shape": "rect", "size": 5, "iterations": 1}}),
+            json!({"op": "denoise", "params":
+                {"h": 10.0, "h-color": 10.0, "template": 7, "search": 21}}),
+            json!({"op": "sift", "params": {"nfeatures": 0, "octave-layers": 3,
+                "contrast": 0.04, "edge": 10.0, "sigma": 1.6}}),
+        ];
+        for want in expected {
+            let op = Op::default_for(want["op"].as_str().unwrap()).unwrap();
+            assert_eq!(serde_json::to_value(&op).unwrap(), want);
+        }
+        // Byte for byte, key order included (the wire and saved settings carry this).
+        assert_eq!(
+            serde_json::to_string(&Op::default_for("edge-detection").unwrap()).unwrap(),
+            r#"{"op":"edge-detection","params":{"low":90.0,"high":180.0,"aperture":3,"l2-gradient":false}}"#
+        );
     }
 
     #[test]
     fn unknown_op_and_param_are_errors() {
-        assert!(Op::default_for("blur").is_err());
+        let e = Op::default_for("no-such-op").unwrap_err();
+        assert_eq!((e.op.as_str(), e.key.as_str()), ("no-such-op", ""));
+        assert!(
+            e.to_string()
+                .starts_with("no-such-op: unknown op (known: edge-detection"),
+            "{e}"
+        );
         let e = Op::from_pairs("color-manipulation", [("nope", "1")]).unwrap_err();
         assert!(e.reason.contains("unknown parameter"), "{e}");
+        let e = Op::from_pairs("histogram-equalization", [("x", "1")]).unwrap_err();
+        assert_eq!(e.reason, "this op takes no parameters");
     }
 
     #[test]
@@ -368,5 +525,139 @@ mod tests {
         let r: Result<Op, _> =
             serde_json::from_str(r#"{"op":"color-manipulation","params":{"bogus":1}}"#);
         assert!(r.is_err());
+        let e = Op::from_json(json!({"op": "color-manipulation", "params": {"bogus": 1}}));
+        assert_eq!(e.unwrap_err().key, "bogus");
+    }
+
+    #[test]
+    fn every_choice_refuses_an_unknown_name_saying_which_are_allowed() {
+        let mut seen = 0;
+        for (id, specs) in table_tests::specs() {
+            for spec in specs {
+                let Kind::Choice(names) = spec.kind else {
+                    continue;
+                };
+                seen += 1;
+                let bad = "no-such-choice";
+                let from_cli = Op::from_pairs(id, [(spec.key, bad)]).unwrap_err();
+                let from_json = Op::from_json(json!({"op": id, "params": {spec.key: bad}}));
+                for e in [from_cli, from_json.unwrap_err()] {
+                    assert_eq!((e.op.as_str(), e.key.as_str()), (id, spec.key));
+                    assert_eq!(
+                        e.to_string(),
+                        format!(
+                            "{id}.{}: \"{bad}\" is not one of {}",
+                            spec.key,
+                            names.join(", ")
+                        )
+                    );
+                }
+                // Every listed name is accepted, and written back as given.
+                for name in names.iter() {
+                    let op = Op::from_pairs(id, [(spec.key, *name)]).unwrap();
+                    assert_eq!(
+                        serde_json::to_value(&op).unwrap()["params"][spec.key],
+                        *name
+                    );
+                }
+            }
+        }
+        // At least mode of color-manipulation, shape of erosion and of dilation.
+        assert!(seen >= 3, "{seen}");
+    }
+
+    /// Params other fields must take for `key` to reach `value` (rules between fields).
+    fn partner(id: &str, key: &str) -> Vec<(&'static str, String)> {
+        match (id, key) {
+            ("edge-detection", "low") => vec![("high", "100000".into())],
+            ("edge-detection", "high") => vec![("low", "0".into())],
+            ("denoise", "search") => vec![("template", "1".into())],
+            _ => vec![],
+        }
+    }
+
+    fn with(id: &str, key: &'static str, value: String) -> Result<Op, ParamError> {
+        let mut pairs = partner(id, key);
+        pairs.push((key, value));
+        Op::from_pairs(id, pairs.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    #[test]
+    fn every_range_refuses_values_outside_it_and_takes_its_bounds() {
+        let mut seen = 0;
+        for (id, specs) in table_tests::specs() {
+            for spec in specs {
+                let (inside, outside, even): (Vec<String>, Vec<String>, Option<String>) =
+                    match spec.kind {
+                        Kind::Int { min, max } => (
+                            vec![min.to_string(), max.to_string()],
+                            vec![(min - 1).to_string(), (max + 1).to_string()],
+                            None,
+                        ),
+                        Kind::OddInt { min, max } => (
+                            vec![min.to_string(), max.to_string()],
+                            vec![(min - 2).to_string(), (max + 2).to_string()],
+                            Some((min + 1).to_string()),
+                        ),
+                        Kind::Float { min, max } => (
+                            vec![min.to_string(), max.to_string()],
+                            vec![(min - 0.5).to_string(), (max + 0.5).to_string()],
+                            None,
+                        ),
+                        Kind::Bool | Kind::Choice(_) => continue,
+                    };
+                seen += 1;
+                for v in inside {
+                    let op = with(id, spec.key, v.clone());
+                    assert!(op.is_ok(), "{id}.{}={v}: {:?}", spec.key, op.unwrap_err());
+                }
+                for v in outside {
+                    let e = with(id, spec.key, v.clone()).unwrap_err();
+                    assert_eq!((e.op.as_str(), e.key.as_str()), (id, spec.key), "{v}");
+                    assert!(
+                        e.reason.contains("is outside"),
+                        "{id}.{}={v}: {e}",
+                        spec.key
+                    );
+                }
+                if let Some(v) = even {
+                    let e = with(id, spec.key, v.clone()).unwrap_err();
+                    assert_eq!(e.reason, format!("{v} must be odd"), "{id}.{}", spec.key);
+                }
+            }
+        }
+        // At least the 23 numbers of the ops published before params were typed.
+        assert!(seen >= 23, "{seen}");
+    }
+
+    #[test]
+    fn serde_errors_name_the_op_the_param_and_what_is_allowed() {
+        let e =
+            serde_json::from_str::<Op>(r#"{"op":"color-manipulation","params":{"mode":"neon"}}"#)
+                .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                r#"color-manipulation.mode: "neon" is not one of invert, grayscale, sepia, hue-saturation"#
+            ),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Op>(r#"{"op":"edge-detection","params":{"aperture":1}}"#)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("edge-detection.aperture: 1 is outside 3..=7"),
+            "{e}"
+        );
+        // The shape around the params is still serde's to judge.
+        for bad in [
+            json!("edge-detection"),
+            json!({"op": "teleport", "params": {}}),
+            json!({"op": "histogram-equalization"}),
+            json!({"op": "sift", "params": 5}),
+        ] {
+            assert!(serde_json::from_value::<Op>(bad.clone()).is_err(), "{bad}");
+            let e = Op::from_json(bad.clone()).unwrap_err();
+            assert_eq!((e.op.as_str(), e.key.as_str()), ("", ""), "{bad}");
+        }
     }
 }

@@ -27,75 +27,45 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use super::params::{Kind, ParamSpec, Params};
+use super::params::{choice, params, ranged};
 use super::{OpContext, OpError};
 use crate::frame::Pixels;
 
-/// Parameters shared by `erosion` and `dilation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MorphParams {
-    /// `rect`, `ellipse` or `cross`, as `getStructuringElement` draws them.
-    pub shape: String,
-    /// Width and height of the element in pixels; the anchor is at `size / 2`.
-    pub size: u32,
-    /// How many times the op is applied.
-    pub iterations: u32,
-}
-
-impl Default for MorphParams {
-    /// The original app's `np.ones((5, 5))`, applied once.
-    fn default() -> Self {
-        Self {
-            shape: "rect".into(),
-            size: 5,
-            iterations: 1,
-        }
+choice! {
+    /// A structuring element shape, as `getStructuringElement` draws it.
+    pub enum Shape {
+        /// All ones (`MORPH_RECT`).
+        Rect = "rect",
+        /// The inscribed ellipse (`MORPH_ELLIPSE`).
+        Ellipse = "ellipse",
+        /// The anchor row and column (`MORPH_CROSS`).
+        Cross = "cross",
     }
 }
 
-impl Params for MorphParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "shape",
-            kind: Kind::Choice(&["rect", "ellipse", "cross"]),
-            help: "structuring element shape (getStructuringElement)",
-        },
-        ParamSpec {
-            key: "size",
-            kind: Kind::Int { min: 1, max: 99 },
-            help: "element width and height in pixels; anchor at size/2",
-        },
-        ParamSpec {
-            key: "iterations",
-            kind: Kind::Int { min: 1, max: 50 },
-            help: "times the op is applied",
-        },
-    ];
+ranged! {
+    /// Width and height of a structuring element in pixels.
+    pub struct ElementSize(u32): int 1..=99;
 }
 
-/// A structuring element shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
-    /// All ones (`MORPH_RECT`).
-    Rect,
-    /// The inscribed ellipse (`MORPH_ELLIPSE`).
-    Ellipse,
-    /// The anchor row and column (`MORPH_CROSS`).
-    Cross,
+ranged! {
+    /// How many times erosion or dilation is applied.
+    pub struct Iterations(u32): int 1..=50;
 }
 
-impl Shape {
-    /// The shape named by the `shape` parameter; unknown names are rejected by validation,
-    /// so they fall back to the default `rect`.
-    pub fn from_name(name: &str) -> Shape {
-        match name {
-            "ellipse" => Shape::Ellipse,
-            "cross" => Shape::Cross,
-            _ => Shape::Rect,
-        }
+params! {
+    /// Parameters shared by `erosion` and `dilation`; the defaults are the original app's
+    /// `np.ones((5, 5))`, applied once.
+    pub struct MorphParams {
+        /// The element's shape.
+        pub shape: Shape = Shape::Rect
+            => "shape", "structuring element shape (getStructuringElement)";
+        /// Width and height of the element in pixels; the anchor is at `size / 2`.
+        pub size: ElementSize = ElementSize::of(5)
+            => "size", "element width and height in pixels; anchor at size/2";
+        /// How many times the op is applied.
+        pub iterations: Iterations = Iterations::of(1) => "iterations", "times the op is applied";
     }
 }
 
@@ -185,17 +155,18 @@ pub fn morph(
     p: &MorphParams,
     ctx: &OpContext,
 ) -> Result<Pixels, OpError> {
-    let element = Element::new(Shape::from_name(&p.shape), p.size as usize);
+    let element = Element::new(p.shape, p.size.get() as usize);
+    let iterations = p.iterations.get();
     let (w, h) = (input.width() as usize, input.height() as usize);
     match input {
         Pixels::Gray(g) => {
-            let raw = morph_raw(g.into_raw(), w, h, 1, op, &element, p.iterations, ctx)?;
+            let raw = morph_raw(g.into_raw(), w, h, 1, op, &element, iterations, ctx)?;
             Ok(Pixels::Gray(
                 GrayImage::from_raw(w as u32, h as u32, raw).expect("same size as the input"),
             ))
         }
         Pixels::Rgb(c) => {
-            let raw = morph_raw(c.into_raw(), w, h, 3, op, &element, p.iterations, ctx)?;
+            let raw = morph_raw(c.into_raw(), w, h, 3, op, &element, iterations, ctx)?;
             Ok(Pixels::Rgb(
                 RgbImage::from_raw(w as u32, h as u32, raw).expect("same size as the input"),
             ))

@@ -13,6 +13,10 @@
 //! border rules nor rounds as OpenCV's float filter does.
 
 use image::GrayImage;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::params::{check_int, int_from_json, InvalidValue, Kind, ParamValue};
 
 /// How pixels outside the image are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,15 +49,109 @@ impl Border {
     }
 }
 
-/// OpenCV's Sobel kernels for an aperture of 1, 3, 5 or 7: (smoothing, derivative).
-/// Aperture 1 smooths with `[1]` and differentiates with `[-1, 0, 1]`.
-pub(crate) fn kernels(ksize: usize) -> (&'static [i32], &'static [i32]) {
+/// A Sobel aperture (OpenCV's `ksize`): 1, 3, 5 or 7, the sizes OpenCV has kernels for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Aperture {
+    /// Smoothing `[1]`, derivative `[-1, 0, 1]`.
+    One = 1,
+    /// 3x3.
+    Three = 3,
+    /// 5x5.
+    Five = 5,
+    /// 7x7.
+    Seven = 7,
+}
+
+/// The aperture of `edge-detection`: 3, 5 or 7 (OpenCV's `Canny` refuses 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CannyAperture {
+    /// 3x3.
+    Three = 3,
+    /// 5x5.
+    Five = 5,
+    /// 7x7.
+    Seven = 7,
+}
+
+impl Aperture {
+    /// The aperture of side `size`, or why there is none.
+    pub fn new(size: i64) -> Result<Self, InvalidValue> {
+        // Odd and in 1..=7: exactly the four variants.
+        Ok(match check_int(size, 1, 7, true)? {
+            1 => Aperture::One,
+            3 => Aperture::Three,
+            5 => Aperture::Five,
+            _ => Aperture::Seven,
+        })
+    }
+
+    /// The side of the kernel.
+    pub const fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl CannyAperture {
+    /// The aperture of side `size`, or why there is none.
+    pub fn new(size: i64) -> Result<Self, InvalidValue> {
+        Ok(match check_int(size, 3, 7, true)? {
+            3 => CannyAperture::Three,
+            5 => CannyAperture::Five,
+            _ => CannyAperture::Seven,
+        })
+    }
+
+    /// The side of the kernel.
+    pub const fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<CannyAperture> for Aperture {
+    fn from(a: CannyAperture) -> Self {
+        match a {
+            CannyAperture::Three => Aperture::Three,
+            CannyAperture::Five => Aperture::Five,
+            CannyAperture::Seven => Aperture::Seven,
+        }
+    }
+}
+
+impl ParamValue for Aperture {
+    const KIND: Kind = Kind::OddInt { min: 1, max: 7 };
+
+    fn from_json(v: &Value) -> Result<Self, InvalidValue> {
+        Self::new(int_from_json(v, 1, 7, true)?)
+    }
+}
+
+impl ParamValue for CannyAperture {
+    const KIND: Kind = Kind::OddInt { min: 3, max: 7 };
+
+    fn from_json(v: &Value) -> Result<Self, InvalidValue> {
+        Self::new(int_from_json(v, 3, 7, true)?)
+    }
+}
+
+impl Serialize for Aperture {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.get() as i64)
+    }
+}
+
+impl Serialize for CannyAperture {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.get() as i64)
+    }
+}
+
+/// OpenCV's Sobel kernels for an aperture: (smoothing, derivative).
+pub(crate) fn kernels(ksize: Aperture) -> (&'static [i32], &'static [i32]) {
     match ksize {
-        1 => (&[1], &[-1, 0, 1]),
-        3 => (&[1, 2, 1], &[-1, 0, 1]),
-        5 => (&[1, 4, 6, 4, 1], &[-1, -2, 0, 2, 1]),
-        7 => (&[1, 6, 15, 20, 15, 6, 1], &[-1, -4, -5, 0, 5, 4, 1]),
-        _ => panic!("Sobel aperture {ksize} is not 1, 3, 5 or 7 (params are validated)"),
+        Aperture::One => (&[1], &[-1, 0, 1]),
+        Aperture::Three => (&[1, 2, 1], &[-1, 0, 1]),
+        Aperture::Five => (&[1, 4, 6, 4, 1], &[-1, -2, 0, 2, 1]),
+        Aperture::Seven => (&[1, 6, 15, 20, 15, 6, 1], &[-1, -4, -5, 0, 5, 4, 1]),
     }
 }
 
@@ -62,6 +160,7 @@ pub(crate) struct IntSobel<'a> {
     src: &'a [u8],
     w: usize,
     h: usize,
+    aperture: CannyAperture,
     ksize: usize,
     /// Vertical pass results, padded by `ksize / 2` on each side.
     smooth: Vec<i32>,
@@ -72,8 +171,9 @@ pub(crate) struct IntSobel<'a> {
 }
 
 impl<'a> IntSobel<'a> {
-    /// Prepares row buffers for `img`; `ksize` is 3, 5 or 7.
-    pub(crate) fn new(img: &'a GrayImage, ksize: usize) -> Self {
+    /// Prepares row buffers for `img`.
+    pub(crate) fn new(img: &'a GrayImage, aperture: CannyAperture) -> Self {
+        let ksize = aperture.get();
         let (w, h) = (img.width() as usize, img.height() as usize);
         let padded = w + 2 * (ksize / 2);
         let (wide, narrow) = if ksize == 3 { (0, padded) } else { (padded, 0) };
@@ -81,6 +181,7 @@ impl<'a> IntSobel<'a> {
             src: img.as_raw(),
             w,
             h,
+            aperture,
             ksize,
             smooth: vec![0; wide],
             deriv: vec![0; wide],
@@ -103,7 +204,7 @@ impl<'a> IntSobel<'a> {
             return;
         }
         let r = self.ksize / 2;
-        let (smooth_k, deriv_k) = kernels(self.ksize);
+        let (smooth_k, deriv_k) = kernels(self.aperture.into());
         self.smooth.fill(0);
         self.deriv.fill(0);
         for t in 0..self.ksize {
@@ -225,8 +326,8 @@ pub(crate) struct FloatSobel<'a> {
 }
 
 impl<'a> FloatSobel<'a> {
-    /// Derivatives of `img` with aperture `ksize` (1, 3, 5 or 7) multiplied by `scale`.
-    pub(crate) fn new(img: &'a GrayImage, ksize: usize, scale: f64) -> Self {
+    /// Derivatives of `img` with aperture `ksize` multiplied by `scale`.
+    pub(crate) fn new(img: &'a GrayImage, ksize: Aperture, scale: f64) -> Self {
         let (smooth, deriv) = kernels(ksize);
         // Mat::convertTo multiplies the f32 kernel by (float)scale in f32.
         let scale = scale as f32;
@@ -471,14 +572,55 @@ mod tests {
     }
 
     #[test]
+    fn apertures_take_only_the_sizes_opencv_has_kernels_for() {
+        use serde_json::json;
+        for k in [1, 3, 5, 7] {
+            let a = Aperture::from_json(&json!(k)).unwrap();
+            assert_eq!(a.get(), k as usize);
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(k));
+            let (smooth, deriv) = kernels(a);
+            assert_eq!(smooth.len(), k.max(1) as usize);
+            assert_eq!(deriv.len(), k.max(3) as usize);
+        }
+        for k in [-1, 0, 2, 4, 6, 8, 9] {
+            assert!(Aperture::from_json(&json!(k)).is_err(), "{k}");
+        }
+        let e = Aperture::from_json(&json!(4)).unwrap_err();
+        assert_eq!(e.0, "4 must be odd");
+        assert_eq!(
+            Aperture::from_json(&json!(9)).unwrap_err().0,
+            "9 is outside 1..=7"
+        );
+        assert!(Aperture::from_json(&json!(3.0)).is_err());
+        assert!(Aperture::from_json(&json!("3")).is_err());
+        // Canny's: 3, 5 or 7, never 1 (IntSobel has no aperture-1 path).
+        for k in [3, 5, 7] {
+            let a = CannyAperture::from_json(&json!(k)).unwrap();
+            assert_eq!((a.get(), Aperture::from(a).get()), (k as usize, k as usize));
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(k));
+        }
+        for k in [1, 2, 4, 9] {
+            assert!(CannyAperture::from_json(&json!(k)).is_err(), "{k}");
+        }
+        assert_eq!(
+            CannyAperture::from_json(&json!(1)).unwrap_err().0,
+            "1 is outside 3..=7"
+        );
+    }
+
+    #[test]
     fn int_sobel_apertures_agree_on_a_ramp() {
         // A horizontal ramp of slope 1: d/dx is the kernel's gain, d/dy is 0 (inside).
         let img = GrayImage::from_fn(20, 9, |x, _| image::Luma([(x * 3) as u8]));
-        for (k, gain) in [(3, 8 * 3), (5, 128 * 3), (7, 2048 * 3 / 16)] {
+        for (k, gain) in [
+            (CannyAperture::Three, 8 * 3),
+            (CannyAperture::Five, 128 * 3),
+            (CannyAperture::Seven, 2048 * 3 / 16),
+        ] {
             let mut s = IntSobel::new(&img, k);
             let (mut dx, mut dy) = (vec![0; 20], vec![0; 20]);
             s.row_derivatives(4, &mut dx, &mut dy);
-            assert_eq!(dx[10], gain as i16, "aperture {k}");
+            assert_eq!(dx[10], gain as i16, "aperture {k:?}");
             assert_eq!(dy[10], 0);
         }
     }

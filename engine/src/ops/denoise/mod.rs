@@ -12,80 +12,98 @@ pub mod nlmeans;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
 
-use super::params::{Kind, ParamError, ParamSpec, Params};
+use super::params::{params, ranged, ParamError};
 use super::{OpContext, OpError};
 use nlmeans::{Weights, Windows};
 
-/// Parameters of `denoise` (OpenCV's names: `h`, `hColor`, `templateWindowSize`,
-/// `searchWindowSize`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DenoiseParams {
-    /// Filter strength for luminance.
-    pub h: f32,
-    /// Filter strength for colour (a and b).
-    pub h_color: f32,
-    /// Side of the patch compared around each pixel (odd).
-    pub template: u32,
-    /// Side of the window searched for similar patches (odd, at least `template`).
-    pub search: u32,
+ranged! {
+    /// A filter strength (`h`, `hColor`): higher removes more noise and more detail.
+    pub struct Strength(f32): float 0.0..=100.0;
 }
 
-impl Default for DenoiseParams {
-    fn default() -> Self {
-        Self {
-            h: 10.0,
-            h_color: 10.0,
-            template: 7,
-            search: 21,
-        }
+ranged! {
+    /// Side of the patch compared around each pixel (`templateWindowSize`).
+    pub struct TemplateSize(u32): odd 1..=15;
+}
+
+ranged! {
+    /// Side of the window searched for similar patches (`searchWindowSize`).
+    pub struct SearchSize(u32): odd 1..=51;
+}
+
+params! {
+    /// Parameters of `denoise` (OpenCV's names: `h`, `hColor`, `templateWindowSize`,
+    /// `searchWindowSize`). The fields are private because the search window may not be
+    /// smaller than the template: [`DenoiseParams::new`] checks it.
+    pub struct DenoiseParams {
+        /// Filter strength for luminance.
+        h: Strength = Strength::of(10.0)
+            => "h", "luminance strength: higher removes more noise and more detail";
+        /// Filter strength for colour (a and b).
+        h_color: Strength = Strength::of(10.0) => "h-color", "colour strength (a and b of Lab)";
+        /// Side of the patch compared around each pixel.
+        template: TemplateSize = TemplateSize::of(7)
+            => "template", "patch size compared around each pixel";
+        /// Side of the window searched for similar patches (at least `template`).
+        search: SearchSize = SearchSize::of(21)
+            => "search", "size of the window searched for similar patches; time grows with its square";
     }
+    check = DenoiseParams::check;
 }
 
-impl Params for DenoiseParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "h",
-            kind: Kind::Float {
-                min: 0.0,
-                max: 100.0,
-            },
-            help: "luminance strength: higher removes more noise and more detail",
-        },
-        ParamSpec {
-            key: "h-color",
-            kind: Kind::Float {
-                min: 0.0,
-                max: 100.0,
-            },
-            help: "colour strength (a and b of Lab)",
-        },
-        ParamSpec {
-            key: "template",
-            kind: Kind::OddInt { min: 1, max: 15 },
-            help: "patch size compared around each pixel",
-        },
-        ParamSpec {
-            key: "search",
-            kind: Kind::OddInt { min: 1, max: 51 },
-            help: "size of the window searched for similar patches; time grows with its square",
-        },
-    ];
+impl DenoiseParams {
+    /// The params, unless `search` is smaller than `template`. The defaults are OpenCV's
+    /// documented ones (10, 10, 7, 21).
+    pub fn new(
+        h: Strength,
+        h_color: Strength,
+        template: TemplateSize,
+        search: SearchSize,
+    ) -> Result<Self, ParamError> {
+        let p = Self {
+            h,
+            h_color,
+            template,
+            search,
+        };
+        p.check("denoise")?;
+        Ok(p)
+    }
 
-    fn check_more(&self, op: &str) -> Result<(), ParamError> {
-        if self.search < self.template {
+    fn check(&self, op: &str) -> Result<(), ParamError> {
+        if self.search.get() < self.template.get() {
             return Err(ParamError::new(
                 op,
                 "search",
                 format!(
                     "{} must be at least template ({})",
-                    self.search, self.template
+                    self.search.get(),
+                    self.template.get()
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Filter strength for luminance.
+    pub fn h(&self) -> Strength {
+        self.h
+    }
+
+    /// Filter strength for colour.
+    pub fn h_color(&self) -> Strength {
+        self.h_color
+    }
+
+    /// Side of the compared patch.
+    pub fn template(&self) -> TemplateSize {
+        self.template
+    }
+
+    /// Side of the searched window.
+    pub fn search(&self) -> SearchSize {
+        self.search
     }
 }
 
@@ -97,7 +115,8 @@ pub fn denoise_colored(
     ctx: &OpContext,
 ) -> Result<RgbImage, OpError> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    let win = Windows::new(p.template as usize, p.search as usize);
+    let (template, search) = (p.template.get() as usize, p.search.get() as usize);
+    let win = Windows::new(template, search);
     let [l, a, b] = lab::rgb_to_lab_planes(rgb);
     ctx.cancel.check()?;
 
@@ -107,9 +126,9 @@ pub fn denoise_colored(
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         ctx.report(n as f32 / total as f32);
     };
-    let wl = Weights::new(p.h, 1, p.template as usize, p.search as usize);
+    let wl = Weights::new(p.h.get(), 1, template, search);
     let l = nlmeans::denoise([&l[..]], w, h, win, &wl, ctx, &tick)?;
-    let wab = Weights::new(p.h_color, 2, p.template as usize, p.search as usize);
+    let wab = Weights::new(p.h_color.get(), 2, template, search);
     let ab = nlmeans::denoise([&a[..], &b[..]], w, h, win, &wab, ctx, &tick)?;
 
     let (a, b): (Vec<u8>, Vec<u8>) = ab.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
@@ -123,7 +142,7 @@ pub fn denoise_colored(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::CancelToken;
+    use crate::ops::{CancelToken, Params};
     use std::sync::Arc;
 
     fn params(pairs: &[(&str, &str)]) -> Result<DenoiseParams, ParamError> {
@@ -144,7 +163,15 @@ mod tests {
             ("template", "3"),
             ("search", "3"),
         ]);
-        assert_eq!(p.unwrap().h, 3.5);
+        assert_eq!(p.unwrap().h().get(), 3.5);
+        let e = params(&[("template", "9"), ("search", "7")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "denoise.search: 7 must be at least template (9)"
+        );
+        let (t, s) = (TemplateSize::new(9).unwrap(), SearchSize::new(7).unwrap());
+        let h = Strength::new(1.0).unwrap();
+        assert_eq!(DenoiseParams::new(h, h, t, s).unwrap_err().key, "search");
     }
 
     #[test]

@@ -37,9 +37,8 @@ use std::borrow::Cow;
 
 use image::GrayImage;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use super::params::{Kind, ParamSpec, Params};
+use super::params::{params, ranged};
 use super::{Features, KeyPoint, OpContext, OpError, OpOutput};
 use crate::frame::Pixels;
 use extrema::{Limits, Refined, IMG_BORDER};
@@ -55,68 +54,49 @@ const ADJUST_MARGIN: usize = 4;
 /// Bands are never thinner than this, whatever the budget says.
 const MIN_BAND_ROWS: usize = 128;
 
-/// Parameters of `sift`, OpenCV's `SIFT_create` arguments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SiftParams {
-    /// Keep only the strongest N keypoints (0 = all).
-    pub nfeatures: u32,
+ranged! {
+    /// How many of the strongest keypoints to keep (0 = all).
+    pub struct FeatureCount(u32): int 0..=100_000;
+}
+
+ranged! {
     /// DoG layers per octave.
-    pub octave_layers: u32,
+    pub struct OctaveLayers(u32): int 1..=10;
+}
+
+ranged! {
     /// Contrast threshold (divided by the layers).
-    pub contrast: f64,
+    pub struct ContrastThreshold(f64): float 0.0..=1.0;
+}
+
+ranged! {
     /// Edge threshold (ratio of principal curvatures).
-    pub edge: f64,
+    pub struct EdgeThreshold(f64): float 1.0..=1000.0;
+}
+
+ranged! {
     /// Gaussian sigma of the first octave.
-    pub sigma: f64,
+    pub struct Sigma(f64): float 0.5..=8.0;
 }
 
-impl Default for SiftParams {
-    fn default() -> Self {
-        Self {
-            nfeatures: 0,
-            octave_layers: 3,
-            contrast: 0.04,
-            edge: 10.0,
-            sigma: 1.6,
-        }
+params! {
+    /// Parameters of `sift`, OpenCV's `SIFT_create` arguments (and its defaults).
+    pub struct SiftParams {
+        /// Keep only the strongest N keypoints (0 = all).
+        pub nfeatures: FeatureCount = FeatureCount::of(0)
+            => "nfeatures", "keep the N keypoints with the highest response (0 = all)";
+        /// DoG layers per octave.
+        pub octave_layers: OctaveLayers = OctaveLayers::of(3)
+            => "octave-layers", "layers per octave (Lowe uses 3)";
+        /// Contrast threshold (divided by the layers).
+        pub contrast: ContrastThreshold = ContrastThreshold::of(0.04)
+            => "contrast", "contrast threshold, divided by the octave layers; higher finds fewer";
+        /// Edge threshold (ratio of principal curvatures).
+        pub edge: EdgeThreshold = EdgeThreshold::of(10.0)
+            => "edge", "edge threshold; higher keeps more edge-like keypoints";
+        /// Gaussian sigma of the first octave.
+        pub sigma: Sigma = Sigma::of(1.6) => "sigma", "Gaussian sigma of the first octave";
     }
-}
-
-impl Params for SiftParams {
-    const SPECS: &'static [ParamSpec] = &[
-        ParamSpec {
-            key: "nfeatures",
-            kind: Kind::Int {
-                min: 0,
-                max: 100_000,
-            },
-            help: "keep the N keypoints with the highest response (0 = all)",
-        },
-        ParamSpec {
-            key: "octave-layers",
-            kind: Kind::Int { min: 1, max: 10 },
-            help: "layers per octave (Lowe uses 3)",
-        },
-        ParamSpec {
-            key: "contrast",
-            kind: Kind::Float { min: 0.0, max: 1.0 },
-            help: "contrast threshold, divided by the octave layers; higher finds fewer",
-        },
-        ParamSpec {
-            key: "edge",
-            kind: Kind::Float {
-                min: 1.0,
-                max: 1000.0,
-            },
-            help: "edge threshold; higher keeps more edge-like keypoints",
-        },
-        ParamSpec {
-            key: "sigma",
-            kind: Kind::Float { min: 0.5, max: 8.0 },
-            help: "Gaussian sigma of the first octave",
-        },
-    ];
 }
 
 /// Runs SIFT on the grey image and draws the keypoints over the colour image.
@@ -186,8 +166,9 @@ pub fn detect_and_compute(
         (w, h) = (w / 2, h / 2);
     }
     select::remove_duplicated_sorted(&mut found);
-    if p.nfeatures > 0 {
-        select::retain_best(&mut found, p.nfeatures as usize);
+    let nfeatures = p.nfeatures.get();
+    if nfeatures > 0 {
+        select::retain_best(&mut found, nfeatures as usize);
     }
     ctx.report(1.0);
     Ok(found
@@ -223,9 +204,9 @@ struct Config {
 
 impl Config {
     fn new(p: &SiftParams) -> Self {
-        let layers = p.octave_layers.max(1) as usize;
-        let sig = scale_space::layer_sigmas(p.sigma, layers);
-        let sigma = p.sigma as f32;
+        let layers = p.octave_layers.get() as usize;
+        let sig = scale_space::layer_sigmas(p.sigma.get(), layers);
+        let sigma = p.sigma.get() as f32;
         // The largest keypoint scale in octave units: layer <= layers, |xi| < 0.5.
         let scl_max = sigma * 2f32.powf((layers as f32 + 0.5) / layers as f32);
         let ori_rows = (orientation::RADIUS_FACTOR * scl_max).ceil() as usize + 1;
@@ -240,10 +221,10 @@ impl Config {
                 .collect(),
             limits: Limits {
                 layers,
-                contrast: p.contrast as f32,
-                edge: p.edge as f32,
+                contrast: p.contrast.get() as f32,
+                edge: p.edge.get() as f32,
             },
-            threshold: extrema::threshold(p.contrast, layers),
+            threshold: extrema::threshold(p.contrast.get(), layers),
             feature_rows,
         }
     }
@@ -595,7 +576,7 @@ mod tests {
         let ctx = OpContext::default();
         let (all, _) = detect_and_compute(&img, &SiftParams::default(), &ctx).unwrap();
         let p = SiftParams {
-            nfeatures: 5,
+            nfeatures: FeatureCount::of(5),
             ..SiftParams::default()
         };
         let (best, _) = detect_and_compute(&img, &p, &ctx).unwrap();
