@@ -17,12 +17,22 @@ pub struct Node {
     pub addr: SocketAddr,
     pub fingerprint: String,
     pub token_file: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Node {
+    /// A node on 127.0.0.1 with a free port and an identity of its own.
     pub fn start(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::start_at("127.0.0.1:0", &dir.path().join("data"), extra);
+        node._dir = Some(dir);
+        node
+    }
+
+    /// A node listening on `listen` with its identity in `data_dir`: nodes given the same
+    /// folder share one fingerprint and token, as the members of a fleet do (start them
+    /// one after the other: the first one creates the identity).
+    pub fn start_at(listen: &str, data_dir: &std::path::Path, extra: &[&str]) -> Node {
         // One thread unless the test asks for more.
         let threads: &[&str] = if extra.contains(&"--threads") {
             &[]
@@ -30,10 +40,10 @@ impl Node {
             &["--threads", "1"]
         };
         let mut child = Command::new(PRISM)
-            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(["node", "--listen", listen])
             .args(threads)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -53,7 +63,7 @@ impl Node {
             addr,
             fingerprint,
             token_file,
-            _dir: dir,
+            _dir: None,
         }
     }
 
