@@ -18,9 +18,7 @@
 //! and five hostile batches, interleaved so background load hits both alike, each crowd
 //! stopped when its batch ends.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +28,14 @@ use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{run_batch, RunConfig, Worker};
 use prism_engine::job::{collect_inputs, Batch};
 use prism_engine::ops::{CancelToken, Op};
-use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteWorker};
-use prism_engine::remote::tls::{self, read_token_file};
+use prism_engine::remote::client::{ConnectOptions, RemoteWorker};
+use prism_engine::remote::tls;
 use prism_engine::{Frame, Pixels};
+
+// The tests' `prism node` runner: its own data dir, a free port, the printed identity read.
+#[allow(dead_code)]
+#[path = "../tests/common/node.rs"]
+mod node;
 
 const IMAGES: u32 = 40;
 /// The crowd; `PRISM_BENCH_IDLE` and `PRISM_BENCH_GARBAGE` change it, to see what costs.
@@ -72,15 +75,8 @@ fn inputs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// The node's peak and current RSS in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("node status");
-    let field = |name: &str| -> f64 {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .expect("field")
-            / 1024.0
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let (peak, now) = node::memory_kib(pid);
+    (peak as f64 / 1024.0, now as f64 / 1024.0)
 }
 
 /// CPU seconds the node has used (user + system).
@@ -217,36 +213,9 @@ fn main() {
     let threads = std::env::var("PRISM_BENCH_THREADS").unwrap_or_else(|_| "2".into());
     // `PRISM_BENCH_SOURCE_CREDIT=0` turns the node's per-source credit off, for a before.
     let credit = std::env::var("PRISM_BENCH_SOURCE_CREDIT").unwrap_or_else(|_| "64".into());
-    let mut node = Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(["node", "--listen", "127.0.0.1:0", "--threads", &threads])
-        .args(["--source-credit", &credit])
-        .arg("--data-dir")
-        .arg(dir.path().join("node"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prism node starts");
-    let pid = node.id();
-    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
-    let mut next = || lines.next().expect("node output").expect("line");
-    let first = next();
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("address");
-    let fingerprint = next()
-        .strip_prefix("fingerprint: ")
-        .expect("fingerprint")
-        .to_string();
-    let token_file = next()
-        .strip_prefix("token file: ")
-        .expect("token file")
-        .to_string();
-    let spec = NodeSpec {
-        addr: addr.to_string(),
-        fingerprint: fingerprint.parse().expect("fp"),
-        token: read_token_file(std::path::Path::new(&token_file)).expect("token"),
-    };
+    let mut node = node::Node::start(&["--threads", &threads, "--source-credit", &credit]);
+    let pid = node.child.id();
+    let (addr, fingerprint, spec) = (node.addr, node.fingerprint.clone(), node.spec());
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -392,6 +361,5 @@ fn main() {
         "every image finished: {}",
         if all_done { "yes" } else { "NO" }
     );
-    let _ = node.kill();
-    let _ = node.wait();
+    node.kill();
 }

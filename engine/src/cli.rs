@@ -3,8 +3,9 @@
 //! progress bar).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
@@ -12,11 +13,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::codec::{EncodeOptions, Limits, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS};
 use crate::error::{EngineError, ErrorKind};
-use crate::exec::{run_batch, Event, LocalWorker, RunConfig, Worker};
+use crate::exec::{run_batch_joining, Event, Joins, LocalWorker, RunConfig, Worker};
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
 use crate::output::OnExists;
 use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
+use crate::remote::fleet::{
+    parse_target, Fleet, FleetEvent, FleetEvents, FleetOptions, FleetSpec, Target,
+};
 use crate::remote::server::{
     default_data_dir, IdentitySource, NodeConfig, NodeError, NodeLimits, RunningNode,
 };
@@ -184,8 +188,10 @@ struct ProcessArgs {
     /// JPEG output quality (1-100).
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     jpeg_quality: u8,
-    /// A remote node, HOST:PORT (repeat for more). Work goes to the nodes only, unless
-    /// --local adds this machine too.
+    /// A remote node, IP:PORT, or a fleet, NAME:PORT: every address the DNS name lists,
+    /// looked up again during the batch (--resolve-every-ms), all sharing one fingerprint
+    /// and token (repeat for more). Work goes to the nodes only, unless --local adds this
+    /// machine too.
     #[arg(long = "remote", value_name = "HOST:PORT")]
     remotes: Vec<String>,
     /// The certificate fingerprint `prism node` printed: one per --remote, in order.
@@ -210,11 +216,20 @@ struct ProcessArgs {
     /// packet from it.
     #[arg(long, default_value_t = 10_000)]
     node_idle_timeout_ms: u64,
-    /// When a node cannot be reached after its retries: fail (stop before anything runs),
-    /// skip (go on with the nodes that answered and --local), local (like skip, and use
-    /// this machine's cores when no node answered).
+    /// When a node (or every member of a fleet) cannot be reached after its retries: fail
+    /// (stop before anything runs), skip (go on with the nodes that answered and --local),
+    /// local (like skip, and use this machine's cores when no node answered).
     #[arg(long, value_enum, default_value = "fail", value_name = "POLICY")]
     on_node_down: NodeDown,
+    /// Look fleet names up again every this many ms during the batch: addresses that
+    /// appear join and take work, members whose address disappears finish their images
+    /// and leave. 0 looks them up once, at the start.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    resolve_every_ms: u64,
+    /// The DNS server (IP:PORT) to look fleet names up with, instead of the system's
+    /// (/etc/resolv.conf).
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<SocketAddr>,
     /// Files or folders (folders are walked recursively and mirrored under --out).
     #[arg(value_name = "INPUT", required = true)]
     inputs: Vec<PathBuf>,
@@ -340,12 +355,16 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     cfg.encode = EncodeOptions {
         jpeg_quality: args.jpeg_quality,
     };
+    // Fleet news goes above the progress bar while there is one.
+    let notices = Notices::default();
     // Keeps the runtime that drives remote workers alive for the whole batch.
     let Workers {
         workers,
         remotes,
+        mut fleets,
+        joins,
         runtime,
-    } = build_workers(&args)?;
+    } = build_workers(&args, &notices)?;
     let cancel = CancelToken::new();
     {
         let cancel = cancel.clone();
@@ -355,14 +374,14 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     }
     let (_done, failed) = if args.json {
         let mut out = std::io::stdout().lock();
-        run_batch(&batch, &workers, &cfg, &cancel, &mut |e| {
+        run_batch_joining(&batch, &workers, joins, &cfg, &cancel, &mut |e| {
             if let Ok(line) = serde_json::to_string(e) {
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
             }
         })
     } else {
-        run_with_progress_bar(&batch, &workers, &cfg, &cancel)
+        run_with_progress_bar(&batch, &workers, joins, &cfg, &cancel, &notices)
     };
     if let Some(rt) = &runtime {
         // Tell each node we are done, so it frees the connection now rather than after
@@ -371,13 +390,23 @@ fn process(args: ProcessArgs) -> Result<i32, EngineError> {
             for r in &remotes {
                 r.client().goodbye().await;
             }
+            for f in &mut fleets {
+                f.stop().await;
+            }
         });
     }
     Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
 }
 
-/// Remote nodes in the order given, each pinned by its fingerprint with its token.
-fn node_specs(args: &ProcessArgs) -> Result<Vec<NodeSpec>, EngineError> {
+/// A `--remote`: one node, or a fleet named by DNS.
+enum Remote {
+    Node(NodeSpec),
+    Fleet(FleetSpec),
+}
+
+/// Remote nodes and fleets in the order given, each pinned by its fingerprint with its
+/// token.
+fn remote_specs(args: &ProcessArgs) -> Result<Vec<Remote>, EngineError> {
     let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
     let n = args.remotes.len();
     if n == 0 {
@@ -400,36 +429,72 @@ fn node_specs(args: &ProcessArgs) -> Result<Vec<NodeSpec>, EngineError> {
     }
     let mut specs = Vec::with_capacity(n);
     for (i, addr) in args.remotes.iter().enumerate() {
+        let target = parse_target(addr).map_err(|e| usage(format!("--remote {e}")))?;
         let fingerprint: Fingerprint = args.fingerprints[i]
             .parse()
             .map_err(|e| usage(format!("--fingerprint: {e}")))?;
         let tf = &args.token_files[if args.token_files.len() == 1 { 0 } else { i }];
         let token = read_token_file(tf).map_err(|e| usage(format!("--token-file {e}")))?;
-        specs.push(NodeSpec {
-            addr: addr.clone(),
-            fingerprint,
-            token,
+        specs.push(match target {
+            Target::Node(_) => Remote::Node(NodeSpec {
+                addr: addr.clone(),
+                fingerprint,
+                token,
+            }),
+            Target::Fleet { host, port } => Remote::Fleet(FleetSpec {
+                host,
+                port,
+                fingerprint,
+                token,
+            }),
         });
     }
     Ok(specs)
 }
 
-/// The workers of a batch, the nodes among them, and the runtime that drives the nodes.
+/// The workers of a batch, the nodes and fleets among them, fleet members that join
+/// later, and the runtime that drives them.
 struct Workers {
     workers: Vec<Arc<dyn Worker>>,
     remotes: Vec<Arc<RemoteWorker>>,
+    fleets: Vec<Fleet>,
+    joins: Option<Joins>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// This machine alone, or the nodes that answered (plus this machine with --local or as
-/// the `--on-node-down local` fallback).
-fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
-    let specs = node_specs(args)?;
+/// How long a batch whose fleets have no member left waits for one to join (at least
+/// this, and at least two lookups) before the rest of its inputs fail.
+const FLEET_WAIT: Duration = Duration::from_secs(30);
+
+/// Where messages during a batch go: above the progress bar while there is one, else to
+/// stderr.
+#[derive(Clone, Default)]
+struct Notices(Arc<Mutex<Option<indicatif::ProgressBar>>>);
+
+impl Notices {
+    fn say(&self, msg: &str) {
+        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(bar) => bar.suspend(|| eprintln!("prism: {msg}")),
+            None => eprintln!("prism: {msg}"),
+        }
+    }
+
+    fn show_above(&self, bar: Option<indicatif::ProgressBar>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+    }
+}
+
+/// This machine alone, or the nodes and fleets that answered (plus this machine with
+/// --local or as the `--on-node-down local` fallback).
+fn build_workers(args: &ProcessArgs, notices: &Notices) -> Result<Workers, EngineError> {
+    let specs = remote_specs(args)?;
     if specs.is_empty() {
         let local: Arc<dyn Worker> = Arc::new(LocalWorker::new(args.threads)?);
         return Ok(Workers {
             workers: vec![local],
             remotes: Vec::new(),
+            fleets: Vec::new(),
+            joins: None,
             runtime: None,
         });
     }
@@ -447,12 +512,44 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
         idle_timeout: Duration::from_millis(args.node_idle_timeout_ms.max(100)),
         ..ConnectOptions::default()
     };
-    // All nodes at once, so retries against a dead one do not delay the others.
+    let resolve_every =
+        (args.resolve_every_ms > 0).then(|| Duration::from_millis(args.resolve_every_ms));
+    let fleet_opts = FleetOptions {
+        connect: opts,
+        resolve_every,
+        dns_server: args.dns_server,
+    };
+    let on_event: FleetEvents = {
+        let notices = notices.clone();
+        Arc::new(move |e: &FleetEvent| notices.say(&e.to_string()))
+    };
+    enum Connected {
+        Node(Box<RemoteClient>),
+        Fleet(Fleet),
+    }
+    // All nodes and fleets at once, so retries against a dead one do not delay the others.
+    let handle = runtime.handle().clone();
     let results = runtime.block_on(async {
         let tasks: Vec<_> = specs
             .iter()
-            .cloned()
-            .map(|spec| tokio::spawn(async move { RemoteClient::connect(&spec, &opts).await }))
+            .map(|spec| match spec {
+                Remote::Node(spec) => {
+                    let spec = spec.clone();
+                    tokio::spawn(async move {
+                        RemoteClient::connect(&spec, &opts)
+                            .await
+                            .map(|c| Connected::Node(Box::new(c)))
+                    })
+                }
+                Remote::Fleet(spec) => {
+                    let (spec, handle, on_event) = (spec.clone(), handle.clone(), on_event.clone());
+                    tokio::spawn(async move {
+                        Fleet::connect(handle, spec, fleet_opts, on_event)
+                            .await
+                            .map(Connected::Fleet)
+                    })
+                }
+            })
             .collect();
         let mut out = Vec::with_capacity(tasks.len());
         for t in tasks {
@@ -462,20 +559,30 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
     });
     let mut workers: Vec<Arc<dyn Worker>> = Vec::new();
     let mut remotes = Vec::new();
+    let mut fleets = Vec::new();
     let mut down = Vec::new();
     for (spec, r) in specs.iter().zip(results) {
         match r {
-            Ok(Ok(client)) => {
-                let w = Arc::new(RemoteWorker::new(runtime.handle().clone(), client));
+            Ok(Ok(Connected::Node(client))) => {
+                let w = Arc::new(RemoteWorker::new(runtime.handle().clone(), *client));
                 remotes.push(w.clone());
                 workers.push(w);
+            }
+            Ok(Ok(Connected::Fleet(fleet))) => {
+                for w in fleet.workers() {
+                    workers.push(w);
+                }
+                fleets.push(fleet);
             }
             Ok(Err(e)) => down.push(match e {
                 RemoteError::Fingerprint { .. } => format!("{e} (--fingerprint)"),
                 RemoteError::BadToken { .. } => format!("{e} (--token-file)"),
                 e => e.to_string(),
             }),
-            Err(e) => down.push(format!("node {}: {e}", spec.addr)),
+            Err(e) => down.push(match spec {
+                Remote::Node(n) => format!("node {}: {e}", n.addr),
+                Remote::Fleet(f) => format!("fleet {}: {e}", f.name()),
+            }),
         }
     }
     if !down.is_empty() {
@@ -505,9 +612,25 @@ fn build_workers(args: &ProcessArgs) -> Result<Workers, EngineError> {
             "no node answered and --local was not given; nothing was processed",
         ));
     }
+    // Fleet members that appear during the batch join it.
+    let joins = match resolve_every {
+        Some(every) if !fleets.is_empty() => {
+            let (tx, rx) = mpsc::channel();
+            for f in &mut fleets {
+                f.watch(Some(tx.clone()));
+            }
+            Some(Joins {
+                rx,
+                wait: FLEET_WAIT.max(every * 2),
+            })
+        }
+        _ => None,
+    };
     Ok(Workers {
         workers,
         remotes,
+        fleets,
+        joins,
         runtime: Some(runtime),
     })
 }
@@ -639,8 +762,10 @@ fn node(args: NodeArgs) -> Result<i32, EngineError> {
 fn run_with_progress_bar(
     batch: &Batch,
     workers: &[Arc<dyn Worker>],
+    joins: Option<Joins>,
     cfg: &RunConfig,
     cancel: &CancelToken,
+    notices: &Notices,
 ) -> (usize, usize) {
     let bar = indicatif::ProgressBar::new(batch.inputs.len() as u64);
     bar.set_style(
@@ -649,8 +774,9 @@ fn run_with_progress_bar(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    notices.show_above(Some(bar.clone()));
     let mut failures: Vec<(String, String)> = Vec::new();
-    let res = run_batch(batch, workers, cfg, cancel, &mut |e| match e {
+    let res = run_batch_joining(batch, workers, joins, cfg, cancel, &mut |e| match e {
         Event::Progress { done, .. } => bar.set_position(*done as u64),
         Event::Failed {
             input,
@@ -693,6 +819,7 @@ fn run_with_progress_bar(
         }
         _ => {}
     });
+    notices.show_above(None);
     for (input, reason) in failures {
         eprintln!("  failed: {input}: {reason}");
     }

@@ -4,13 +4,19 @@
 //!
 //! Every input ends exactly once, as `done` or `failed` with a reason. Work a worker loses
 //! (a node dies mid-image) goes back to the queue and finishes elsewhere.
+//!
+//! Each worker gets a scheduler thread per slot. A slot first waits for room on its worker
+//! ([`Worker::admit`]: a node's credits, see [`Window`]), then takes the next input, so an
+//! input never waits on a worker that cannot start it. Workers may join while the batch
+//! runs ([`run_batch_joining`]: members of a fleet found by DNS) and leave it (their window
+//! closes: what they hold finishes, they take nothing new).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,10 +78,136 @@ pub enum WorkError {
 pub trait Worker: Send + Sync {
     /// Shown in `done` events (`local`, or a node's address).
     fn name(&self) -> String;
-    /// How many inputs it takes at once.
+    /// The most inputs it ever takes at once (a scheduler thread each).
     fn slots(&self) -> usize;
+    /// Whether it takes one more input now, waiting up to `wait` for room. Called before
+    /// each input; the default has room in every slot. A node answers by the credits it
+    /// grants ([`Window`]); a wrapper must pass this on to the worker it wraps.
+    fn admit(&self, wait: Duration) -> Admit {
+        let _ = wait;
+        Admit::Granted(Permit::free())
+    }
     /// Processes one input. Blocks; runs on a scheduler thread, never on an async runtime.
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError>;
+}
+
+/// A worker's answer to [`Worker::admit`].
+#[derive(Debug)]
+pub enum Admit {
+    /// Room for one more input: hold the permit while it runs.
+    Granted(Permit),
+    /// No room within the wait; ask again.
+    Wait,
+    /// It takes nothing more in this batch (it left, or was lost): its slots stop.
+    Closed,
+}
+
+/// One input's place on a worker; dropping it gives the place back.
+#[derive(Debug)]
+pub struct Permit(Option<Arc<Window>>);
+
+impl Permit {
+    /// A place that counts against nothing, for workers without a window.
+    pub fn free() -> Self {
+        Permit(None)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            let mut st = w.lock();
+            st.used = st.used.saturating_sub(1);
+            drop(st);
+            w.changed.notify_all();
+        }
+    }
+}
+
+/// How many inputs a worker may have in flight right now, as the one who grants it says
+/// (a node's credits): [`Window::admit`] hands out places while fewer than the limit are
+/// held. The limit may rise and fall at any time; closing it stops new admissions for good
+/// while the places held run to their end.
+#[derive(Debug)]
+pub struct Window {
+    state: Mutex<WindowState>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct WindowState {
+    limit: usize,
+    used: usize,
+    closed: bool,
+}
+
+impl Window {
+    /// A window of `limit` places.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Window {
+            state: Mutex::new(WindowState {
+                limit,
+                used: 0,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the limit; places already held stay held even when it falls below them.
+    pub fn set_limit(&self, limit: usize) {
+        self.lock().limit = limit;
+        self.changed.notify_all();
+    }
+
+    /// Stops admissions for good.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether [`Window::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.lock().limit
+    }
+
+    /// Places held now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().used
+    }
+
+    /// A place, waiting up to `wait` for one to free up or the limit to rise.
+    pub fn admit(self: &Arc<Self>, wait: Duration) -> Admit {
+        let deadline = Instant::now() + wait;
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return Admit::Closed;
+            }
+            if st.used < st.limit {
+                st.used += 1;
+                return Admit::Granted(Permit(Some(self.clone())));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Admit::Wait;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
 }
 
 /// Decodes, runs the pipeline and encodes: what every worker does in the end, so
@@ -478,6 +610,30 @@ pub fn run_batch(
     cancel: &CancelToken,
     sink: &mut dyn FnMut(&Event),
 ) -> (usize, usize) {
+    run_batch_joining(batch, workers, None, cfg, cancel, sink)
+}
+
+/// Workers that join a batch while it runs: members of a fleet that DNS found after the
+/// batch started.
+#[derive(Debug)]
+pub struct Joins {
+    /// The new workers; once every sender is gone, no more are waited for.
+    pub rx: mpsc::Receiver<Arc<dyn Worker>>,
+    /// How long a batch with inputs left and no worker waits for one to join before the
+    /// rest fail (a fleet whose members all went at once may come back).
+    pub wait: Duration,
+}
+
+/// [`run_batch`], with workers that may join while it runs; a worker leaves by closing its
+/// window ([`Admit::Closed`]), after which what it holds finishes and it takes nothing new.
+pub fn run_batch_joining(
+    batch: &Batch,
+    workers: &[Arc<dyn Worker>],
+    joins: Option<Joins>,
+    cfg: &RunConfig,
+    cancel: &CancelToken,
+    sink: &mut dyn FnMut(&Event),
+) -> (usize, usize) {
     let start = Instant::now();
     let total = batch.inputs.len();
     sink(&Event::Started { inputs: total });
@@ -501,19 +657,27 @@ pub fn run_batch(
     let mut ended = vec![false; total];
     let (mut n_done, mut n_failed, mut n_cancelled, mut n_skipped) = (0, 0, 0, 0);
     let (tx, rx) = mpsc::channel::<Msg>();
+    // Slot threads running; when none is left, nothing more can end unless one joins.
+    let live = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for worker in workers {
+        let spawn = |worker: &Arc<dyn Worker>, tx: &mpsc::Sender<Msg>| {
             let dead = Arc::new(AtomicBool::new(false));
             for _ in 0..worker.slots().max(1) {
-                let (shared, tx, worker, dead) =
-                    (&shared, tx.clone(), worker.clone(), dead.clone());
-                scope.spawn(move || slot_loop(shared, worker.as_ref(), &dead, tx));
+                let (shared, tx, worker, dead, live) =
+                    (&shared, tx.clone(), worker.clone(), dead.clone(), &live);
+                live.fetch_add(1, Ordering::SeqCst);
+                scope.spawn(move || {
+                    let _live = Live(live);
+                    slot_loop(shared, worker.as_ref(), &dead, tx)
+                });
             }
+        };
+        for worker in workers {
+            spawn(worker, &tx);
         }
-        drop(tx);
         let mut emit = |i: usize, outcome: Outcome, sink: &mut dyn FnMut(&Event)| {
             if std::mem::replace(&mut ended[i], true) {
-                return;
+                return n_done + n_failed + n_skipped;
             }
             let input = batch.inputs[i].source.display().to_string();
             match outcome {
@@ -559,19 +723,68 @@ pub fn run_batch(
                 done: n_done + n_failed + n_skipped,
                 total,
             });
+            n_done + n_failed + n_skipped
         };
-        for msg in rx {
-            match msg {
-                // An input runs again only after its worker was lost, never after it ended.
-                Msg::Running(i, worker) => sink(&Event::Running {
+        let mut handle = |msg: Msg, sink: &mut dyn FnMut(&Event)| match msg {
+            // An input runs again only after its worker was lost, never after it ended.
+            Msg::Running(i, worker) => {
+                sink(&Event::Running {
                     index: i,
                     input: batch.inputs[i].source.display().to_string(),
                     worker,
-                }),
-                Msg::Ended(i, outcome) => emit(i, outcome, sink),
+                });
+                None
+            }
+            Msg::Ended(i, outcome) => Some(emit(i, outcome, sink)),
+        };
+        let mut joins = joins;
+        let mut alone_since: Option<Instant> = None;
+        let mut n_ended = 0;
+        while n_ended < total {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(msg) => {
+                    if let Some(n) = handle(msg, sink) {
+                        n_ended = n;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Not while this thread holds `tx`.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(j) = &joins {
+                loop {
+                    match j.rx.try_recv() {
+                        Ok(worker) => spawn(&worker, &tx),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            joins = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            if live.load(Ordering::SeqCst) > 0 {
+                alone_since = None;
+                continue;
+            }
+            // Every slot has exited: cancelled, or no worker left. Wait for one to join
+            // only while one may.
+            match (&joins, cancel.is_cancelled()) {
+                (Some(j), false) => {
+                    if alone_since.get_or_insert_with(Instant::now).elapsed() >= j.wait {
+                        break;
+                    }
+                }
+                _ => break,
             }
         }
-        // Every slot has exited: whatever did not end was cancelled or had no worker left.
+        // What the last slots said before they exited; they exit by themselves once the
+        // queue is empty with nothing in flight, or it is cancelled.
+        drop(tx);
+        for msg in rx.iter() {
+            handle(msg, sink);
+        }
+        // Whatever did not end was cancelled or had no worker left.
         let reason = if cancel.is_cancelled() {
             EngineError::new(
                 ErrorKind::Cancelled,
@@ -609,6 +822,15 @@ pub fn run_batch(
     (n_done, n_failed)
 }
 
+/// Counts a slot thread while it runs.
+struct Live<'a>(&'a AtomicUsize);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What slot threads tell the thread that owns the sink.
 enum Msg {
     /// Input `i` was handed to this worker.
@@ -617,8 +839,27 @@ enum Msg {
     Ended(usize, Outcome),
 }
 
+/// How long a slot waits for room on its worker before it looks at the queue again.
+const ADMIT_WAIT: Duration = Duration::from_millis(200);
+
 fn slot_loop(shared: &Shared, worker: &dyn Worker, dead: &AtomicBool, tx: mpsc::Sender<Msg>) {
+    let finished = || {
+        let q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.pending.is_empty() && q.in_flight == 0
+    };
     loop {
+        // Room on the worker first, then an input, so no input waits on a worker that
+        // cannot start it (a node busy with other clients' work grants no credit).
+        let _permit = loop {
+            if dead.load(Ordering::Relaxed) || shared.cancel.is_cancelled() || finished() {
+                return;
+            }
+            match worker.admit(ADMIT_WAIT) {
+                Admit::Granted(p) => break p,
+                Admit::Wait => {}
+                Admit::Closed => return,
+            }
+        };
         let i = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             loop {

@@ -1,16 +1,18 @@
 //! The batch scheduler on its own (`exec::run_batch`), with fake workers that fail, stall
 //! and die: every input ends exactly once, lost work moves, memory admission bounds what
-//! runs at once, and cancelling stops the batch.
+//! runs at once, and cancelling stops the batch. Workers that grant credits get work by
+//! them; workers may join a running batch and leave it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{
-    run_batch, working_bytes, Event, RunConfig, Timings, WorkError, WorkRequest, WorkResult, Worker,
+    run_batch, run_batch_joining, working_bytes, Admit, Event, Joins, RunConfig, Timings, Window,
+    WorkError, WorkRequest, WorkResult, Worker,
 };
 use prism_engine::job::{Batch, Input};
 use prism_engine::ops::{CancelToken, Op};
@@ -41,6 +43,8 @@ struct Fake {
     peak: AtomicUsize,
     /// File names it was asked to process, in order.
     seen: Mutex<Vec<String>>,
+    /// The credits it grants, if it grants any (as a node does).
+    window: Option<Arc<Window>>,
 }
 
 impl Fake {
@@ -56,6 +60,25 @@ impl Fake {
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+            window: None,
+        })
+    }
+
+    /// A fake that takes inputs only while `window` has room, as a node with credits.
+    fn granting(
+        name: &'static str,
+        slots: usize,
+        window: Arc<Window>,
+        act: impl Fn(&str) -> Act + Send + Sync + 'static,
+    ) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            slots,
+            act: Box::new(act),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+            window: Some(window),
         })
     }
 
@@ -83,6 +106,13 @@ impl Worker for Fake {
 
     fn slots(&self) -> usize {
         self.slots
+    }
+
+    fn admit(&self, wait: Duration) -> Admit {
+        match &self.window {
+            Some(w) => w.admit(wait),
+            None => Admit::Granted(prism_engine::exec::Permit::free()),
+        }
     }
 
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
@@ -173,6 +203,33 @@ fn run(
         on_event(e);
         events.push(e.clone());
     });
+    (events, counts)
+}
+
+/// [`run`] with workers that may join while it runs.
+fn run_joining(
+    b: &Batch,
+    workers: &[Arc<Fake>],
+    joins: Joins,
+    cfg: &RunConfig,
+    mut on_event: impl FnMut(&Event),
+) -> (Vec<Event>, (usize, usize)) {
+    let workers: Vec<Arc<dyn Worker>> = workers
+        .iter()
+        .map(|w| w.clone() as Arc<dyn Worker>)
+        .collect();
+    let mut events = Vec::new();
+    let counts = run_batch_joining(
+        b,
+        &workers,
+        Some(joins),
+        cfg,
+        &CancelToken::new(),
+        &mut |e| {
+            on_event(e);
+            events.push(e.clone());
+        },
+    );
     (events, counts)
 }
 
@@ -452,4 +509,218 @@ fn an_image_over_the_whole_budget_still_runs_alone() {
     assert_each_ends_once(&events, 3, counts);
     assert_eq!(counts, (3, 0));
     assert_eq!(w.peak.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_worker_without_credit_gets_nothing_until_it_grants_some() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 24);
+    let work = |_: &str| Act::Slow(Duration::from_millis(20));
+    let open = Fake::granting("open", 2, Window::new(2), work);
+    // Busy with someone else's work: no credit yet.
+    let busy_window = Window::new(0);
+    let busy = Fake::granting("busy", 2, busy_window.clone(), work);
+    let mut seen_before_grant = None;
+    let mut done = 0;
+    let (events, counts) = run(
+        &b,
+        &[open.clone(), busy.clone()],
+        &config(dir.path()),
+        &CancelToken::new(),
+        |e| {
+            if matches!(e, Event::Done { .. }) {
+                done += 1;
+                if done == 6 {
+                    seen_before_grant = Some(busy.seen().len());
+                    busy_window.set_limit(2);
+                }
+            }
+        },
+    );
+    assert_each_ends_once(&events, 24, counts);
+    assert_eq!(counts, (24, 0));
+    assert_eq!(
+        seen_before_grant,
+        Some(0),
+        "an input went to a worker without credit"
+    );
+    assert!(!busy.seen().is_empty(), "the grant was not used");
+    assert_eq!(open.seen().len() + busy.seen().len(), 24);
+    assert!(busy.peak.load(Ordering::SeqCst) <= 2);
+}
+
+#[test]
+fn the_window_bounds_the_inputs_a_worker_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 12);
+    // Four slots, but credit for one at a time.
+    let w = Fake::granting("node", 4, Window::new(1), |_| {
+        Act::Slow(Duration::from_millis(15))
+    });
+    let (events, counts) = run(
+        &b,
+        std::slice::from_ref(&w),
+        &config(dir.path()),
+        &CancelToken::new(),
+        |_| {},
+    );
+    assert_each_ends_once(&events, 12, counts);
+    assert_eq!(counts, (12, 0));
+    assert_eq!(w.peak.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_worker_that_joins_mid_batch_takes_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 30);
+    let first = Fake::new("first", 1, |_| Act::Slow(Duration::from_millis(20)));
+    let late = Fake::new("late", 1, |_| Act::Slow(Duration::from_millis(20)));
+    let (tx, rx) = mpsc::channel::<Arc<dyn Worker>>();
+    let mut tx = Some(tx);
+    let mut done = 0;
+    let (events, counts) = run_joining(
+        &b,
+        std::slice::from_ref(&first),
+        Joins {
+            rx,
+            wait: Duration::from_secs(5),
+        },
+        &config(dir.path()),
+        |e| {
+            if matches!(e, Event::Done { .. }) {
+                done += 1;
+                if done == 3 {
+                    if let Some(tx) = tx.take() {
+                        tx.send(late.clone() as Arc<dyn Worker>).unwrap();
+                    }
+                }
+            }
+        },
+    );
+    assert_each_ends_once(&events, 30, counts);
+    assert_eq!(counts, (30, 0));
+    assert!(!late.seen().is_empty(), "the late worker took nothing");
+    assert_eq!(first.seen().len() + late.seen().len(), 30);
+}
+
+#[test]
+fn a_worker_that_leaves_finishes_what_it_holds_and_takes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 30);
+    let staying = Fake::new("staying", 1, |_| Act::Slow(Duration::from_millis(15)));
+    let window = Window::new(1);
+    let leaving = Fake::granting("leaving", 1, window.clone(), |_| {
+        Act::Slow(Duration::from_millis(15))
+    });
+    let mut held_when_closed = None;
+    let (events, counts) = run(
+        &b,
+        &[staying.clone(), leaving.clone()],
+        &config(dir.path()),
+        &CancelToken::new(),
+        |e| {
+            if let Event::Done { worker, .. } = e {
+                if worker == "leaving" && held_when_closed.is_none() {
+                    // What it saw by now, plus at most the one its slot already held.
+                    held_when_closed = Some(leaving.seen().len());
+                    window.close();
+                }
+            }
+        },
+    );
+    assert_each_ends_once(&events, 30, counts);
+    assert_eq!(counts, (30, 0));
+    let at_close = held_when_closed.expect("the leaving worker did some work");
+    assert!(
+        leaving.seen().len() <= at_close + 1,
+        "it took {} inputs after leaving at {at_close}",
+        leaving.seen().len()
+    );
+    let (_, _, moved) = summary(&events);
+    assert_eq!(
+        moved, 0,
+        "a worker that leaves finishes its inputs; none move"
+    );
+}
+
+#[test]
+fn with_no_worker_left_a_batch_waits_for_one_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 6);
+    let dying = Fake::new("dying", 1, |_| Act::Die);
+    let rescue = Fake::new("rescue", 1, |_| Act::Echo);
+    let (tx, rx) = mpsc::channel::<Arc<dyn Worker>>();
+    let sender = {
+        let rescue = rescue.clone();
+        std::thread::spawn(move || {
+            // Well after the only worker died.
+            std::thread::sleep(Duration::from_millis(600));
+            tx.send(rescue as Arc<dyn Worker>).unwrap();
+        })
+    };
+    let (events, counts) = run_joining(
+        &b,
+        &[dying],
+        Joins {
+            rx,
+            wait: Duration::from_secs(10),
+        },
+        &config(dir.path()),
+        |_| {},
+    );
+    sender.join().unwrap();
+    assert_each_ends_once(&events, 6, counts);
+    assert_eq!(counts, (6, 0));
+    assert!(endings(&events)
+        .iter()
+        .all(|e| e.1 == Ok("rescue".to_string())));
+    assert_eq!(summary(&events).2, 1, "the dead worker's input moved");
+}
+
+#[test]
+fn with_no_worker_left_and_none_joining_the_rest_fail_after_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(dir.path(), 4);
+    let dying = Fake::new("dying", 1, |_| Act::Die);
+    // A sender stays, but nothing joins.
+    let (tx, rx) = mpsc::channel::<Arc<dyn Worker>>();
+    let start = Instant::now();
+    let (events, counts) = run_joining(
+        &b,
+        &[dying],
+        Joins {
+            rx,
+            wait: Duration::from_millis(400),
+        },
+        &config(dir.path()),
+        |_| {},
+    );
+    let waited = start.elapsed();
+    drop(tx);
+    assert_each_ends_once(&events, 4, counts);
+    assert_eq!(counts, (0, 4));
+    assert!(endings(&events)
+        .iter()
+        .all(|e| e.1 == Err(ErrorKind::Remote)));
+    assert!(
+        waited >= Duration::from_millis(400),
+        "gave up after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    // Once no sender is left, nobody waits.
+    let (tx, rx) = mpsc::channel::<Arc<dyn Worker>>();
+    drop(tx);
+    let start = Instant::now();
+    let (events, counts) = run_joining(
+        &b,
+        &[Fake::new("dying", 1, |_| Act::Die)],
+        Joins {
+            rx,
+            wait: Duration::from_secs(30),
+        },
+        &config(dir.path()),
+        |_| {},
+    );
+    assert_each_ends_once(&events, 4, counts);
+    assert!(start.elapsed() < Duration::from_secs(10));
 }

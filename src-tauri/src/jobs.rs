@@ -143,6 +143,11 @@ impl Worker for LossReporter {
         self.inner.slots()
     }
 
+    // A node's credits decide when it takes work; the wrapper must not hide them.
+    fn admit(&self, wait: std::time::Duration) -> prism_engine::exec::Admit {
+        self.inner.admit(wait)
+    }
+
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
         let res = self.inner.process(req, cancel);
         if let Err(WorkError::WorkerLost(why)) = &res {

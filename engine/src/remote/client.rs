@@ -1,15 +1,19 @@
 //! The client side: connect to a node with retry, pin its certificate, say `hello` with
 //! its token, then send images, one bidirectional stream each.
 //!
-//! [`RemoteWorker`] makes a node one more [`Worker`] for the batch scheduler: its slots
-//! are the cores the node reports, a lost connection becomes [`WorkError::WorkerLost`]
-//! (the scheduler hands the image to another worker) and a refusal of the input itself
-//! becomes [`WorkError::Input`] with the node's typed error. `process` is called on a
-//! scheduler thread and drives the async client with `block_on` on a runtime handle.
+//! [`RemoteWorker`] makes a node one more [`Worker`] for the batch scheduler. It takes
+//! work by the node's credits: a node that grants them (see [`super::proto`]) gets a
+//! credit stream at connect, followed by a task on the runtime, and the worker admits an
+//! input only while it holds fewer than the last window the node granted; a node from
+//! before credits gets as many at once as the cores it reported. A lost connection becomes
+//! [`WorkError::WorkerLost`] (the scheduler hands the image to another worker) and a
+//! refusal of the input itself becomes [`WorkError::Input`] with the node's typed error.
+//! `process` is called on a scheduler thread and drives the async client with `block_on`
+//! on a runtime handle.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
@@ -22,7 +26,7 @@ use super::tls::{self, Fingerprint, PinnedVerifier};
 use super::wire::{self, ReadFail};
 use crate::codec;
 use crate::error::{EngineError, ErrorKind};
-use crate::exec::{WorkError, WorkRequest, WorkResult, Worker};
+use crate::exec::{Admit, Window, WorkError, WorkRequest, WorkResult, Worker};
 use crate::job::OutputFormat;
 use crate::ops::CancelToken;
 
@@ -113,12 +117,17 @@ pub enum RemoteError {
 pub struct RemoteClient {
     addr: String,
     /// The socket and the connection; replaced when the node closed an idle connection.
-    link: std::sync::Mutex<Link>,
+    /// The credit task holds it weakly, so it ends with the client.
+    link: Arc<std::sync::Mutex<Link>>,
     /// One reconnection at a time.
     reconnecting: tokio::sync::Mutex<()>,
     spec: NodeSpec,
     health: Health,
     opts: ConnectOptions,
+    /// The images the node lets this client have there now (its credits).
+    window: Arc<Window>,
+    /// Set by [`RemoteClient::close`]: the credit task stops.
+    closed: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -148,7 +157,7 @@ impl RemoteClient {
                 sleep(opts.delay).await;
             }
             match Self::attempt(spec, opts, &cfg, &verifier).await {
-                Ok(client) => return Ok(client),
+                Ok((link, health)) => return Ok(Self::start(spec, opts, link, health)),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => last = why,
             }
@@ -161,12 +170,39 @@ impl RemoteClient {
         })
     }
 
+    /// The client over a fresh connection, and its credit task if the node grants credits.
+    fn start(spec: &NodeSpec, opts: &ConnectOptions, link: Link, health: Health) -> Self {
+        let slots = node_slots(&health);
+        // Until the first grant (a round trip away) a node with credits gets nothing, so a
+        // node busy with other clients' work is not sent images it would only queue.
+        let window = Window::new(if health.credits { 0 } else { slots });
+        let client = RemoteClient {
+            addr: spec.addr.clone(),
+            link: Arc::new(std::sync::Mutex::new(link)),
+            reconnecting: tokio::sync::Mutex::new(()),
+            spec: spec.clone(),
+            health,
+            opts: *opts,
+            window,
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        if client.health.credits {
+            tokio::spawn(follow_credits(
+                Arc::downgrade(&client.link),
+                client.window.clone(),
+                client.closed.clone(),
+                slots,
+            ));
+        }
+        client
+    }
+
     async fn attempt(
         spec: &NodeSpec,
         opts: &ConnectOptions,
         cfg: &quinn::ClientConfig,
         verifier: &PinnedVerifier,
-    ) -> Result<Self, Attempt> {
+    ) -> Result<(Link, Health), Attempt> {
         let sock = resolve(&spec.addr).await.map_err(Attempt::Retry)?;
         let bind: SocketAddr = if sock.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -194,14 +230,7 @@ impl RemoteClient {
         })
         .await;
         match res {
-            Ok(Ok((conn, health))) => Ok(RemoteClient {
-                addr: spec.addr.clone(),
-                link: std::sync::Mutex::new(Link { endpoint, conn }),
-                reconnecting: tokio::sync::Mutex::new(()),
-                spec: spec.clone(),
-                health,
-                opts: *opts,
-            }),
+            Ok(Ok((conn, health))) => Ok((Link { endpoint, conn }, health)),
             Ok(Err(e)) => {
                 endpoint.close(VarInt::from_u32(0), b"");
                 Err(e)
@@ -231,6 +260,12 @@ impl RemoteClient {
         self.link().conn
     }
 
+    /// The images the node lets this client have there now (its credits, or its cores
+    /// for a node without credits), and how many it has.
+    pub fn window(&self) -> &Arc<Window> {
+        &self.window
+    }
+
     fn link(&self) -> Link {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -246,15 +281,24 @@ impl RemoteClient {
         let _one = self.reconnecting.lock().await;
         let current = self.link();
         let conn = if closed_for_idling(&current.conn) {
-            let opts = ConnectOptions {
-                retries: 0,
-                ..self.opts
-            };
-            let fresh = Self::connect(&self.spec, &opts)
+            let lost = |e: RemoteError| WorkError::WorkerLost(format!("node {}: {e}", self.addr));
+            let (crypto, verifier) = tls::client_crypto(self.spec.fingerprint)
+                .map_err(|e| lost(RemoteError::Setup(e.to_string())))?;
+            let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+            cfg.transport_config(Arc::new(client_transport(&self.opts).map_err(lost)?));
+            let (link, _) = Self::attempt(&self.spec, &self.opts, &cfg, &verifier)
                 .await
-                .map_err(|e| WorkError::WorkerLost(format!("node {}: {e}", self.addr)))?;
-            let link = fresh.link();
+                .map_err(|e| match e {
+                    Attempt::Final(e) => lost(e),
+                    Attempt::Retry(last) => lost(RemoteError::Unreachable {
+                        addr: self.addr.clone(),
+                        attempts: 1,
+                        delay_ms: 0,
+                        last,
+                    }),
+                })?;
             current.endpoint.close(VarInt::from_u32(0), b"");
+            // The credit task sees the new connection and asks it for credits.
             *self.link.lock().unwrap_or_else(|e| e.into_inner()) = link.clone();
             link.conn
         } else {
@@ -404,10 +448,118 @@ impl RemoteClient {
 
     /// Closes the connection.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.window.close();
         let link = self.link();
         link.conn.close(VarInt::from_u32(0), b"done");
         link.endpoint.close(VarInt::from_u32(0), b"done");
     }
+}
+
+impl Drop for RemoteClient {
+    fn drop(&mut self) {
+        // The credit task's stream would otherwise keep the connection open.
+        self.close();
+    }
+}
+
+/// Cap on a credit frame's payload (`{"type":"credit","window":N}` and room to grow).
+const MAX_CREDIT_FRAME: u32 = 4 << 10;
+
+/// Follows the node's grants into `window` for as long as the client lives: asks for a
+/// credit stream on the current connection and applies every `credit` frame. When the
+/// node closes the connection for idling (the client had nothing to send for its idle
+/// timeout), the next image connects again: until then the window is the node's cores, as
+/// for a node without credits, so slots waiting for a grant are not stuck. When the
+/// connection is lost the window closes: the node takes nothing more.
+async fn follow_credits(
+    link: Weak<std::sync::Mutex<Link>>,
+    window: Arc<Window>,
+    closed: Arc<AtomicBool>,
+    slots: usize,
+) {
+    let current = || {
+        let link = link.upgrade()?;
+        let conn = link.lock().unwrap_or_else(|e| e.into_inner()).conn.clone();
+        Some(conn)
+    };
+    loop {
+        if closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(conn) = current() else { return };
+        match credit_stream(&conn, &window).await {
+            Ok(()) => {}
+            Err(()) => {
+                // The node refused the stream: take work by its cores, as before credits.
+                window.set_limit(slots);
+                return;
+            }
+        }
+        if closed.load(Ordering::SeqCst) {
+            return;
+        }
+        match conn.close_reason() {
+            // The stream ended on a live connection: ask again, without hurrying.
+            None => sleep(Duration::from_secs(1)).await,
+            Some(_) if closed_for_idling(&conn) => {
+                window.set_limit(slots);
+                // Wait for the next image to connect again, then ask that connection.
+                loop {
+                    sleep(Duration::from_millis(250)).await;
+                    if closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match current() {
+                        None => return,
+                        Some(c) if c.stable_id() != conn.stable_id() => break,
+                        Some(_) => {}
+                    }
+                }
+            }
+            Some(_) => {
+                window.close();
+                return;
+            }
+        }
+    }
+}
+
+/// One credit stream: `Ok` when it ended (the connection may be gone), `Err` when the node
+/// refused it.
+async fn credit_stream(conn: &quinn::Connection, window: &Window) -> Result<(), ()> {
+    let Ok((mut send, mut recv)) = conn.open_bi().await else {
+        return Ok(());
+    };
+    let stall = Duration::from_secs(30);
+    if wire::write_frame(&mut send, &Request::Credits, stall)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let _ = send.finish();
+    loop {
+        // Grants come only when something changes: no stall timeout here; a dead node
+        // shows as the connection's idle timeout.
+        match wire::read_frame::<Response>(&mut recv, MAX_CREDIT_FRAME, Duration::from_secs(86_400))
+            .await
+        {
+            Ok(Response::Credit(c)) => {
+                window.set_limit((c.window as usize).min(MAX_NODE_SLOTS));
+            }
+            Ok(Response::Error(_)) => return Err(()),
+            // Anything else on this stream is a node out of step: stop listening to it.
+            Ok(_) => return Err(()),
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// The scheduler threads a node gets: the cores it reports, within bounds.
+fn node_slots(health: &Health) -> usize {
+    // A thread per slot, so a lying or misconfigured node must not make us spawn thousands.
+    (health.cores as usize).clamp(1, MAX_NODE_SLOTS)
 }
 
 /// Whether the node closed `conn` because it had no request for the node's idle timeout.
@@ -549,6 +701,35 @@ impl RemoteWorker {
     pub fn client(&self) -> &RemoteClient {
         &self.client
     }
+
+    /// Takes no new input from now on; the ones it holds finish (a fleet member that left
+    /// DNS drains this way).
+    pub fn drain(&self) {
+        self.client.window.close();
+    }
+
+    /// Whether it takes nothing more: drained, lost, or its connection gone.
+    pub fn is_closed(&self) -> bool {
+        self.lost.load(Ordering::Relaxed) || self.client.window.is_closed()
+    }
+
+    /// Whether its connection was lost (as opposed to drained or closed by us).
+    pub fn is_lost(&self) -> bool {
+        if self.lost.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.client.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        // A connection the node closed for idling is not lost: the next image reconnects.
+        let conn = self.client.connection();
+        conn.close_reason().is_some() && !closed_for_idling(&conn)
+    }
+
+    /// Inputs it holds now.
+    pub fn in_flight(&self) -> usize {
+        self.client.window.in_flight()
+    }
 }
 
 /// The most inputs one node gets at once, whatever it reports.
@@ -560,9 +741,14 @@ impl Worker for RemoteWorker {
     }
 
     fn slots(&self) -> usize {
-        // The node says how many cores it has; a scheduler thread per slot, so a lying
-        // or misconfigured node must not make us spawn thousands.
-        (self.client.health.cores as usize).clamp(1, MAX_NODE_SLOTS)
+        node_slots(&self.client.health)
+    }
+
+    fn admit(&self, wait: Duration) -> Admit {
+        if self.lost.load(Ordering::Relaxed) {
+            return Admit::Closed;
+        }
+        self.client.window.admit(wait)
     }
 
     fn process(&self, req: &WorkRequest, cancel: &CancelToken) -> Result<WorkResult, WorkError> {
@@ -581,13 +767,8 @@ impl Worker for RemoteWorker {
         let res = self.runtime.block_on(self.client.process(req, cancel));
         if let Err(WorkError::WorkerLost(_)) = &res {
             self.lost.store(true, Ordering::Relaxed);
+            self.client.window.close();
         }
         res
-    }
-}
-
-impl Drop for RemoteWorker {
-    fn drop(&mut self) {
-        self.client.close();
     }
 }

@@ -8,6 +8,21 @@
 //! `process` request is followed by exactly `image_len` raw bytes), then a [`Response`]
 //! frame (a `done` response is followed by exactly `output_len` raw bytes). The first
 //! stream of a connection carries `hello` with the token; nothing is served before it.
+//!
+//! **Credits.** A node whose welcome says [`Health::credits`] grants work by credits: the
+//! client opens one more stream with [`Request::Credits`] and the node answers on it with a
+//! [`Response::Credit`] frame whenever the number of images this connection may have at
+//! the node changes ([`credit_window`]: its own images plus the node's free slots), for as
+//! long as the connection lives. That stream is not a request: it does not keep an idle
+//! connection open. The client sends an image only while it holds fewer than the last
+//! window, so a node busy with other clients' work (or shutting down) gets less, or none.
+//!
+//! **Compatibility.** Within protocol version 1 messages and fields are only added, never
+//! changed or removed: every reader ignores fields it does not know, an added field has a
+//! default that means "as before", and a new request is sent only to a node that announced
+//! it in its welcome. So a client without credits works with a node that grants them (it
+//! never asks), and a client with credits gives an older node `cores` images at once, as
+//! before. A change that cannot be made this way takes a new [`VERSION`] and ALPN.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -148,6 +163,10 @@ pub enum Request {
     },
     /// Asks for cores, queue depth and version.
     Health,
+    /// Opens this connection's credit stream: the node answers with [`Response::Credit`]
+    /// frames until the connection ends. Only for a node whose welcome says
+    /// [`Health::credits`].
+    Credits,
     /// One image to process; `image_len` raw bytes follow the frame.
     Process(ProcessHeader),
 }
@@ -250,6 +269,28 @@ pub enum Response {
     Done(DoneHeader),
     /// The request was refused or failed.
     Error(ErrorMsg),
+    /// On the credit stream: the images this connection may have at the node from now on.
+    Credit(Credit),
+}
+
+/// A node's grant to one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// Images this connection may have at the node at once (sent and not yet answered);
+    /// 0 while the node is busy with other work or shutting down.
+    pub window: u32,
+}
+
+/// The window a node grants one connection: the images it already has at the node plus
+/// the node's free slots (threads not taken by anyone's images), so the images of all
+/// clients together stay within the node's threads; 0 while shutting down.
+///
+/// A lone client always gets `cores`; images that other clients hold are taken off.
+pub fn credit_window(cores: u32, node_images: u32, conn_images: u32, shutting_down: bool) -> u32 {
+    if shutting_down {
+        return 0;
+    }
+    conn_images.saturating_add(cores.saturating_sub(node_images))
 }
 
 /// A node's capacity and state.
@@ -269,6 +310,10 @@ pub struct Health {
     pub max_pixels: u64,
     /// Its byte cap per image.
     pub max_image_bytes: u64,
+    /// Whether it grants credits ([`Request::Credits`]); nodes from before credits leave it
+    /// out, and clients then send them `cores` images at once.
+    #[serde(default)]
+    pub credits: bool,
 }
 
 /// A processed image's description; its bytes follow the frame.
@@ -433,7 +478,9 @@ mod tests {
             client_version: "0.1.0".into(),
         });
         round_trip(Request::Health);
+        round_trip(Request::Credits);
         round_trip(Request::Process(header()));
+        round_trip(Response::Credit(Credit { window: 3 }));
         let health = Health {
             version: "0.1.0".into(),
             protocol: VERSION,
@@ -442,6 +489,7 @@ mod tests {
             in_flight: 10,
             max_pixels: 5,
             max_image_bytes: 6,
+            credits: true,
         };
         round_trip(Response::Welcome(health.clone()));
         round_trip(Response::Health(health));
@@ -470,6 +518,55 @@ mod tests {
             ErrorKind::Limit,
             "too big",
         )));
+    }
+
+    #[test]
+    fn a_welcome_from_a_node_before_credits_means_no_credits() {
+        // What a node built before credits sends: no `credits` field.
+        let old = br#"{"type":"welcome","version":"0.1.0","protocol":1,"cores":4,
+            "queue_depth":0,"in_flight":0,"max_pixels":100,"max_image_bytes":200}"#;
+        match decode_payload::<Response>(old).unwrap() {
+            Response::Welcome(h) => assert!(!h.credits && h.cores == 4),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fields_and_messages_a_reader_does_not_know_are_ignored_or_refused_cleanly() {
+        // A newer node may add fields: an older reader takes the rest.
+        let newer = br#"{"type":"welcome","version":"9.0.0","protocol":1,"cores":2,
+            "queue_depth":0,"in_flight":0,"max_pixels":1,"max_image_bytes":1,
+            "credits":true,"zone":"eu-1"}"#;
+        assert!(matches!(
+            decode_payload::<Response>(newer).unwrap(),
+            Response::Welcome(Health { credits: true, .. })
+        ));
+        let credit = br#"{"type":"credit","window":2,"reason":"drain"}"#;
+        assert_eq!(
+            decode_payload::<Response>(credit).unwrap(),
+            Response::Credit(Credit { window: 2 })
+        );
+        // A request this build does not know is a protocol error for that stream only.
+        let e = decode_payload::<Request>(br#"{"type":"subscribe-metrics"}"#).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol);
+    }
+
+    #[test]
+    fn the_window_is_the_connections_images_plus_the_nodes_free_slots() {
+        // A lone client: all threads, whatever it holds.
+        for mine in 0..=4 {
+            assert_eq!(credit_window(4, mine, mine, false), 4);
+        }
+        // Another client holds 3 of 4 threads: one for us (plus what we hold).
+        assert_eq!(credit_window(4, 3, 0, false), 1);
+        assert_eq!(credit_window(4, 4, 1, false), 1);
+        // All taken by others: nothing new, and more than all (an older client that ignores
+        // credits overfilled the node) does not wrap.
+        assert_eq!(credit_window(4, 4, 0, false), 0);
+        assert_eq!(credit_window(4, 9, 2, false), 2);
+        // Shutting down: nothing at all.
+        assert_eq!(credit_window(4, 0, 0, true), 0);
+        assert_eq!(credit_window(u32::MAX, 0, u32::MAX, false), u32::MAX);
     }
 
     #[test]

@@ -27,6 +27,11 @@
 //! With `metrics_listen`, the node also serves `/healthz`, `/readyz` and `/metrics` over
 //! HTTP ([`super::http`]) on the same runtime; the counters are bumped where images are
 //! answered here and where each op ends on a node thread ([`super::metrics`]).
+//!
+//! Work is granted by credits ([`proto::credit_window`]): a connection that asks for them
+//! hears, on a stream of its own, how many images it may have at the node whenever that
+//! changes (an image of any client admitted or answered, the node shutting down), so
+//! clients send a busy node less and a shutting-down node nothing.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -169,6 +174,8 @@ struct State {
     in_flight: AtomicUsize,
     running: AtomicUsize,
     idle: Notify,
+    /// Told whenever `in_flight` or `shutting_down` changes: credit streams recompute.
+    load: watch::Sender<()>,
     shutting_down: AtomicBool,
     /// Admission by bytes, in KiB permits (a semaphore counts in usize units); a permit
     /// moves into the image's job, so it lives as long as the work.
@@ -211,7 +218,58 @@ impl State {
             in_flight: in_flight as u32,
             max_pixels: self.limits.max_pixels,
             max_image_bytes: self.limits.max_image_bytes,
+            // The credit stream holds one of the connection's streams for good: with only
+            // one, images could never be sent.
+            credits: self.limits.max_streams > 1,
         }
+    }
+
+    /// The window connection `conn` may use now.
+    fn credit(&self, conn: &ConnLoad) -> proto::Credit {
+        let n = |a: &AtomicUsize| u32::try_from(a.load(Ordering::SeqCst)).unwrap_or(u32::MAX);
+        proto::Credit {
+            window: proto::credit_window(
+                self.cores,
+                n(&self.in_flight),
+                n(&conn.images),
+                self.shutting_down.load(Ordering::SeqCst),
+            ),
+        }
+    }
+}
+
+/// What one connection has at the node, for its credits and its idle timeout.
+struct ConnLoad {
+    /// Its images admitted and not yet answered.
+    images: AtomicUsize,
+    /// Its requests in flight (images, health); with none for the idle timeout it closes.
+    active: AtomicUsize,
+    /// Told when a request ends.
+    ended: Notify,
+}
+
+/// One image admitted, counted for the node and its connection until its answer is
+/// acknowledged; every change is told to the credit streams.
+struct Admitted<'s> {
+    state: &'s State,
+    conn: Arc<ConnLoad>,
+}
+
+impl<'s> Admitted<'s> {
+    fn new(state: &'s State, conn: Arc<ConnLoad>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        conn.images.fetch_add(1, Ordering::SeqCst);
+        state.load.send_replace(());
+        Admitted { state, conn }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.conn.images.fetch_sub(1, Ordering::SeqCst);
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.state.idle.notify_waiters();
+        self.state.load.send_replace(());
     }
 }
 
@@ -315,6 +373,7 @@ impl RunningNode {
             in_flight: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
+            load: watch::channel(()).0,
             shutting_down: AtomicBool::new(false),
             memory: Arc::new(Semaphore::new(memory_kib)),
             memory_kib,
@@ -442,8 +501,10 @@ async fn serve(endpoint: quinn::Endpoint, state: Arc<State>, mut stop: watch::Re
             _ = stop.changed() => break,
         }
     }
-    // Graceful: refuse new connections and new images, let in-flight ones finish.
+    // Graceful: refuse new connections and new images, let in-flight ones finish; credit
+    // streams tell their clients to send nothing more.
     state.shutting_down.store(true, Ordering::SeqCst);
+    state.load.send_replace(());
     endpoint.set_server_config(None);
     let deadline = Instant::now() + state.limits.shutdown_grace;
     loop {
@@ -577,22 +638,25 @@ async fn handle_connection(incoming: quinn::Incoming, state: Arc<State>) {
         }
     };
     // Requests in flight on this connection; with none for the idle timeout, it closes.
-    let active = Arc::new(AtomicUsize::new(0));
-    let ended = Arc::new(Notify::new());
+    let load = Arc::new(ConnLoad {
+        images: AtomicUsize::new(0),
+        active: AtomicUsize::new(0),
+        ended: Notify::new(),
+    });
     let idle = state.limits.idle_timeout;
     loop {
         tokio::select! {
             s = conn.accept_bi() => {
                 let Ok((send, recv)) = s else { break };
-                active.fetch_add(1, Ordering::SeqCst);
-                let (state, active, ended) = (state.clone(), active.clone(), ended.clone());
+                load.active.fetch_add(1, Ordering::SeqCst);
+                let (state, load) = (state.clone(), load.clone());
                 tokio::spawn(async move {
-                    handle_stream(send, recv, state).await;
-                    active.fetch_sub(1, Ordering::SeqCst);
-                    ended.notify_waiters();
+                    handle_stream(send, recv, state, load.clone()).await;
+                    load.active.fetch_sub(1, Ordering::SeqCst);
+                    load.ended.notify_waiters();
                 });
             }
-            _ = quiet_for(&active, &ended, idle) => {
+            _ = quiet_for(&load.active, &load.ended, idle) => {
                 // Keep-alives (ours or the client's) keep QUIC's own idle timer from ever
                 // firing on a peer that still acknowledges packets: this one counts requests.
                 let msg = format!("idle: no request for {:.0} s", idle.as_secs_f64());
@@ -739,13 +803,22 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     state: Arc<State>,
+    conn: Arc<ConnLoad>,
 ) {
     let stall = state.limits.stall_timeout;
     // Counts an image from its admission until its answer is acknowledged.
     let mut in_flight = None;
     // The image's pipeline, once its header is read (health requests have none).
     let mut pipeline = None;
-    let served = serve_request(&mut send, &mut recv, &state, &mut in_flight, &mut pipeline).await;
+    let served = serve_request(
+        &mut send,
+        &mut recv,
+        &state,
+        &conn,
+        &mut in_flight,
+        &mut pipeline,
+    )
+    .await;
     if let Some(ops) = &pipeline {
         match &served {
             Ok(()) => state.metrics.image_done(ops),
@@ -776,7 +849,8 @@ async fn serve_request<'s>(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     state: &'s Arc<State>,
-    in_flight: &mut Option<Counted<'s>>,
+    conn: &Arc<ConnLoad>,
+    in_flight: &mut Option<Admitted<'s>>,
     pipeline: &mut Option<Vec<Op>>,
 ) -> Result<(), Fail> {
     let lim = state.limits;
@@ -787,6 +861,7 @@ async fn serve_request<'s>(
         Request::Health => {
             return write(send, &Response::Health(state.health()), lim.stall_timeout).await;
         }
+        Request::Credits => return serve_credits(send, state, conn).await,
         Request::Hello { .. } => {
             return Err(ErrorMsg::new(
                 ErrorCode::Protocol,
@@ -810,7 +885,7 @@ async fn serve_request<'s>(
         max_image_bytes: lim.max_image_bytes,
         max_pixels: lim.max_pixels,
     })?;
-    *in_flight = Some(Counted::new(&state.in_flight, Some(&state.idle)));
+    *in_flight = Some(Admitted::new(state, conn.clone()));
     let deadline = Instant::now() + lim.image_timeout;
     let timed_out = || {
         Fail::Reply(ErrorMsg::new(
@@ -871,6 +946,49 @@ async fn serve_request<'s>(
         .map_err(|_| Fail::Gone)?;
     state.metrics.sent(bytes.len() as u64);
     Ok(())
+}
+
+/// The credit stream: a `credit` frame now and whenever the connection's window changes,
+/// until the client stops the stream or the connection ends. Frames are small and only
+/// the latest counts, so a change that arrives while one is being written is folded into
+/// the next.
+async fn serve_credits(
+    send: &mut quinn::SendStream,
+    state: &State,
+    conn: &ConnLoad,
+) -> Result<(), Fail> {
+    // Not a request: an open credit stream must not keep an idle connection open.
+    conn.active.fetch_sub(1, Ordering::SeqCst);
+    conn.ended.notify_waiters();
+    let _recount = Recount(&conn.active);
+    let mut changed = state.load.subscribe();
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
+    let mut last = None;
+    loop {
+        // Marked seen before reading the counters, so a change in between is not missed.
+        changed.mark_unchanged();
+        let credit = state.credit(conn);
+        if last != Some(credit) {
+            write(send, &Response::Credit(credit), state.limits.stall_timeout).await?;
+            last = Some(credit);
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return Ok(()) },
+            // The client stopped the stream, or the connection is gone.
+            _ = &mut stopped => return Err(Fail::Gone),
+        }
+    }
+}
+
+/// Counts the credit stream as a request again when it ends, since its task's end takes
+/// one off.
+struct Recount<'a>(&'a AtomicUsize);
+
+impl Drop for Recount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Runs one image on a node thread: skipped if its client already gave up, and a panic

@@ -19,26 +19,37 @@ pub struct Node {
     pub token_file: PathBuf,
     /// The HTTP address of /healthz, /readyz and /metrics, with `--metrics-listen`.
     pub metrics: Option<SocketAddr>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Node {
+    /// A node on 127.0.0.1 with a free port and an identity of its own (or the one
+    /// `--identity-dir` in `extra` names).
     pub fn start(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::start_at("127.0.0.1:0", &dir.path().join("data"), extra);
+        node._dir = Some(dir);
+        node
+    }
+
+    /// A node listening on `listen` with its identity in `data_dir`: nodes given the same
+    /// folder share one fingerprint and token, as the members of a fleet do (start them
+    /// one after the other: the first one creates the identity). A shared identity
+    /// (`--identity-dir` in `extra`) replaces the data dir.
+    pub fn start_at(listen: &str, data_dir: &std::path::Path, extra: &[&str]) -> Node {
         // One thread unless the test asks for more.
         let threads: &[&str] = if extra.contains(&"--threads") {
             &[]
         } else {
             &["--threads", "1"]
         };
-        // A shared identity replaces the node's own data dir.
         let data_dir = if extra.contains(&"--identity-dir") {
             vec![]
         } else {
-            vec!["--data-dir".into(), dir.path().join("data")]
+            vec!["--data-dir".into(), data_dir.to_path_buf()]
         };
         let mut child = Command::new(PRISM)
-            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(["node", "--listen", listen])
             .args(threads)
             .args(data_dir)
             .args(extra)
@@ -66,7 +77,7 @@ impl Node {
             fingerprint,
             token_file,
             metrics,
-            _dir: dir,
+            _dir: None,
         }
     }
 
