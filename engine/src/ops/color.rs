@@ -20,6 +20,8 @@ use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::bands::Bands;
+use super::dispatch::avx2_fma;
 use super::params::{Kind, ParamSpec, Params};
 use crate::frame::Pixels;
 
@@ -235,8 +237,10 @@ pub fn hue_saturation(rgb: &RgbImage, hue: f64, saturation: f64, profile: HsvPro
     let shift = (hue / 2.0).round_ties_even() as i32;
     let sat = saturation as f32;
     let tables = &*HSV_TABLES;
-    out.par_chunks_mut(w * 3 * ROWS_PER_TASK)
-        .zip(rgb.as_raw().par_chunks(w * 3 * ROWS_PER_TASK))
+    let bands = Bands::fixed(h as usize, ROWS_PER_TASK);
+    bands
+        .chunks_mut(&mut out, w * 3)
+        .zip(bands.chunks(rgb.as_raw(), w * 3))
         .for_each(|(dst, src)| {
             for (d, s) in dst.chunks_exact_mut(w * 3).zip(src.chunks_exact(w * 3)) {
                 hsv_row_dispatch(d, s, shift, sat, profile, tables);
@@ -245,37 +249,19 @@ pub fn hue_saturation(rgb: &RgbImage, hue: f64, saturation: f64, profile: HsvPro
     out
 }
 
-fn hsv_row_dispatch(
-    dst: &mut [u8],
-    src: &[u8],
-    shift: i32,
-    sat: f32,
-    profile: HsvProfile,
-    t: &HsvTables,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if profile.fma && crate::ops::dispatch::avx2() {
-            // SAFETY: the AVX2 level means the CPU has FMA.
-            unsafe { hsv_row_fma(dst, src, shift, sat, profile, t) };
-            return;
-        }
+avx2_fma! {
+    /// [`hsv_row`], with hardware FMA at the AVX2 level so `mul_add` is one instruction,
+    /// not a library call (the results are the same either way).
+    fn hsv_row_dispatch(
+        dst: &mut [u8],
+        src: &[u8],
+        shift: i32,
+        sat: f32,
+        profile: HsvProfile,
+        t: &HsvTables,
+    ) {
+        hsv_row(dst, src, shift, sat, profile, t);
     }
-    hsv_row(dst, src, shift, sat, profile, t);
-}
-
-/// The same row code with hardware FMA, so `mul_add` is one instruction, not a libm call.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn hsv_row_fma(
-    dst: &mut [u8],
-    src: &[u8],
-    shift: i32,
-    sat: f32,
-    profile: HsvProfile,
-    t: &HsvTables,
-) {
-    hsv_row(dst, src, shift, sat, profile, t);
 }
 
 /// One row: BGR2HSV, the shift and scale, HSV2BGR (SIMD block semantics, then the tail).

@@ -4,6 +4,7 @@
 //! `{"op": "<id>", "params": {...}}`; ids are a contract shared with the CLI, the UI and
 //! the wire protocol, so they never change.
 
+mod bands;
 pub mod canny;
 pub mod color;
 pub mod denoise;
