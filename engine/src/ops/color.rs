@@ -2,7 +2,8 @@
 //!
 //! Grey is OpenCV's `cvtColor(BGR2GRAY)` for 8-bit images: 15-bit fixed point with the
 //! weights 0.299 R + 0.587 G + 0.114 B (OpenCV's `RY15`, `GY15`, `BY15`), rounded half
-//! up, so results are bit-exact (checked on random images against OpenCV 5.0).
+//! up, so results are bit-exact (checked on random images against OpenCV 5.0); the
+//! kernels are in `ops::gray`.
 //!
 //! The `hue-saturation` mode is defined by OpenCV's 8-bit HSV round trip:
 //! `hsv = cvtColor(bgr, BGR2HSV)`, `H = (H + round(hue / 2)) mod 180`,
@@ -25,32 +26,14 @@ use super::dispatch::avx2_fma;
 use super::params::{Kind, ParamSpec, Params};
 use crate::frame::Pixels;
 
-// OpenCV's 15-bit grey weights (color.hpp): RY15, GY15, BY15 at 1 << 15.
-const R2Y: u32 = 9798;
-const G2Y: u32 = 19235;
-const B2Y: u32 = 3735;
-const SHIFT: u32 = 15;
-
 /// Rows per rayon task: big enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 64;
 
 /// OpenCV's `cvtColor(img, COLOR_BGR2GRAY)` on an RGB image.
 pub fn rgb_to_gray(rgb: &RgbImage) -> GrayImage {
     let (w, h) = rgb.dimensions();
-    let mut out = GrayImage::new(w, h);
-    let w = w as usize;
-    if w == 0 {
-        return out;
-    }
-    out.par_chunks_mut(w * ROWS_PER_TASK)
-        .zip(rgb.as_raw().par_chunks(w * 3 * ROWS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (d, s) in dst.iter_mut().zip(src.chunks_exact(3)) {
-                let v = s[0] as u32 * R2Y + s[1] as u32 * G2Y + s[2] as u32 * B2Y;
-                *d = ((v + (1 << (SHIFT - 1))) >> SHIFT) as u8;
-            }
-        });
-    out
+    let raw = super::gray::rgb_to_gray(rgb.as_raw(), w as usize, h as usize);
+    GrayImage::from_raw(w, h, raw).expect("buffer sized from dimensions")
 }
 
 /// OpenCV's `cvtColor(img, COLOR_GRAY2BGR)`: the grey value in all three channels.
