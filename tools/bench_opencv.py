@@ -58,6 +58,7 @@ OPS = {
     "erode": lambda bgr, gray: cv2.erode(bgr, np.ones((5, 5), np.uint8)),
     "dilate": lambda bgr, gray: cv2.dilate(bgr, np.ones((5, 5), np.uint8)),
     "equalize": lambda bgr, gray: cv2.equalizeHist(gray),
+    "gray_equalize": lambda bgr, gray: cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)),
     "sift": lambda bgr, gray: cv2.SIFT_create().detectAndCompute(gray, None),
     "denoise": lambda bgr, gray: cv2.fastNlMeansDenoisingColored(bgr, None, 10, 10, 7, 21),
     # Codecs: the encoded bytes are made once per size (see main) and kept in ENCODED.

@@ -1,5 +1,6 @@
-//! Grey conversion, invert and equalizeHist at 1 and 12 MP (compare with
-//! `tools/bench_opencv.py --ops gray,invert,equalize`).
+//! Grey conversion, invert, equalizeHist, and the `histogram-equalization` op on a colour
+//! image (grey conversion and equalizeHist fused) at 1 and 12 MP (compare with
+//! `tools/bench_opencv.py --ops gray,invert,equalize,gray_equalize`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prism_engine::ops::{color, equalize};
@@ -27,6 +28,9 @@ fn basic(c: &mut Criterion) {
         });
         g.bench_function("equalize", |b| {
             b.iter(|| pool.install(|| equalize::equalize_hist(&gray)))
+        });
+        g.bench_function("gray_equalize", |b| {
+            b.iter(|| pool.install(|| equalize::equalize_rgb(&rgb)))
         });
         g.finish();
     }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use image::GrayImage;
 use rayon::prelude::*;
 
+use super::bands::Bands;
 use super::dispatch::avx2_fma;
 use super::params::{params, ranged, ParamError};
 use super::sobel::{CannyAperture, IntSobel};
@@ -173,27 +174,24 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     }
     let (low, high) = int_thresholds(p);
     let aperture = p.aperture;
-    let rows_per_band = band_rows(h, w);
-    let bands = h.div_ceil(rows_per_band) as f32;
+    let bands = bands(h, w);
+    let count = bands.count() as f32;
     let done = AtomicUsize::new(0);
 
     // Gradients, suppression and hysteresis inside each band, in parallel.
-    out.par_chunks_mut(rows_per_band * w)
-        .enumerate()
-        .try_for_each(|(b, band)| {
-            ctx.cancel.check()?;
-            let y0 = b * rows_per_band;
-            let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), y0, band);
-            flood(band, w, seeds);
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            ctx.report(0.9 * n as f32 / bands);
-            Ok::<(), OpError>(())
-        })?;
+    bands.split_mut(&mut out, w).try_for_each(|(rows, band)| {
+        ctx.cancel.check()?;
+        let seeds = suppress_band(gray, aperture, p.l2_gradient, (low, high), rows.start, band);
+        flood(band, w, seeds);
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        ctx.report(0.9 * n as f32 / count);
+        Ok::<(), OpError>(())
+    })?;
     ctx.cancel.check()?;
 
     // Edges that cross band borders: flood again from the edge pixels on border rows.
     let mut seeds = Stack::default();
-    for y0 in (rows_per_band..h).step_by(rows_per_band) {
+    for y0 in bands.borders() {
         for y in [y0 - 1, y0] {
             for (x, &v) in out.as_raw()[y * w..(y + 1) * w].iter().enumerate() {
                 seeds.reserve(1);
@@ -208,12 +206,11 @@ pub fn canny(gray: &GrayImage, p: &CannyParams, ctx: &OpContext) -> Result<GrayI
     Ok(out)
 }
 
-/// Rows per parallel band: a few bands per thread, and few enough rows that a band's map
-/// stays in the L2 cache until its flood has run (the flood reads it in no fixed order).
-fn band_rows(h: usize, w: usize) -> usize {
+/// The parallel bands: a few per thread, and few enough rows that a band's map stays in
+/// the L2 cache until its flood has run (the flood reads it in no fixed order).
+fn bands(h: usize, w: usize) -> Bands {
     const MAP_BYTES: usize = 256 << 10;
-    let threads = rayon::current_num_threads().max(1);
-    h.div_ceil(threads * 4).min(MAP_BYTES / w).max(16)
+    Bands::per_thread(h).at_most(MAP_BYTES / w).at_least(16)
 }
 
 /// A pixel's column and row (within its band or the image) as one stack entry.

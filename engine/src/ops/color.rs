@@ -2,7 +2,8 @@
 //!
 //! Grey is OpenCV's `cvtColor(BGR2GRAY)` for 8-bit images: 15-bit fixed point with the
 //! weights 0.299 R + 0.587 G + 0.114 B (OpenCV's `RY15`, `GY15`, `BY15`), rounded half
-//! up, so results are bit-exact (checked on random images against OpenCV 5.0).
+//! up, so results are bit-exact (checked on random images against OpenCV 5.0); the
+//! kernels are in `ops::gray`.
 //!
 //! The `hue-saturation` mode is defined by OpenCV's 8-bit HSV round trip:
 //! `hsv = cvtColor(bgr, BGR2HSV)`, `H = (H + round(hue / 2)) mod 180`,
@@ -19,14 +20,10 @@
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
+use super::bands::Bands;
+use super::dispatch::avx2_fma;
 use super::params::{choice, params, ranged};
 use crate::frame::Pixels;
-
-// OpenCV's 15-bit grey weights (color.hpp): RY15, GY15, BY15 at 1 << 15.
-const R2Y: u32 = 9798;
-const G2Y: u32 = 19235;
-const B2Y: u32 = 3735;
-const SHIFT: u32 = 15;
 
 /// Rows per rayon task: big enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 64;
@@ -34,20 +31,8 @@ const ROWS_PER_TASK: usize = 64;
 /// OpenCV's `cvtColor(img, COLOR_BGR2GRAY)` on an RGB image.
 pub fn rgb_to_gray(rgb: &RgbImage) -> GrayImage {
     let (w, h) = rgb.dimensions();
-    let mut out = GrayImage::new(w, h);
-    let w = w as usize;
-    if w == 0 {
-        return out;
-    }
-    out.par_chunks_mut(w * ROWS_PER_TASK)
-        .zip(rgb.as_raw().par_chunks(w * 3 * ROWS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (d, s) in dst.iter_mut().zip(src.chunks_exact(3)) {
-                let v = s[0] as u32 * R2Y + s[1] as u32 * G2Y + s[2] as u32 * B2Y;
-                *d = ((v + (1 << (SHIFT - 1))) >> SHIFT) as u8;
-            }
-        });
-    out
+    let raw = super::gray::rgb_to_gray(rgb.as_raw(), w as usize, h as usize);
+    GrayImage::from_raw(w, h, raw).expect("buffer sized from dimensions")
 }
 
 /// OpenCV's `cvtColor(img, COLOR_GRAY2BGR)`: the grey value in all three channels.
@@ -227,8 +212,10 @@ pub fn hue_saturation(rgb: &RgbImage, hue: f64, saturation: f64, profile: HsvPro
     let shift = (hue / 2.0).round_ties_even() as i32;
     let sat = saturation as f32;
     let tables = &*HSV_TABLES;
-    out.par_chunks_mut(w * 3 * ROWS_PER_TASK)
-        .zip(rgb.as_raw().par_chunks(w * 3 * ROWS_PER_TASK))
+    let bands = Bands::fixed(h as usize, ROWS_PER_TASK);
+    bands
+        .chunks_mut(&mut out, w * 3)
+        .zip(bands.chunks(rgb.as_raw(), w * 3))
         .for_each(|(dst, src)| {
             for (d, s) in dst.chunks_exact_mut(w * 3).zip(src.chunks_exact(w * 3)) {
                 hsv_row_dispatch(d, s, shift, sat, profile, tables);
@@ -237,37 +224,19 @@ pub fn hue_saturation(rgb: &RgbImage, hue: f64, saturation: f64, profile: HsvPro
     out
 }
 
-fn hsv_row_dispatch(
-    dst: &mut [u8],
-    src: &[u8],
-    shift: i32,
-    sat: f32,
-    profile: HsvProfile,
-    t: &HsvTables,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if profile.fma && crate::ops::dispatch::avx2() {
-            // SAFETY: the AVX2 level means the CPU has FMA.
-            unsafe { hsv_row_fma(dst, src, shift, sat, profile, t) };
-            return;
-        }
+avx2_fma! {
+    /// [`hsv_row`], with hardware FMA at the AVX2 level so `mul_add` is one instruction,
+    /// not a library call (the results are the same either way).
+    fn hsv_row_dispatch(
+        dst: &mut [u8],
+        src: &[u8],
+        shift: i32,
+        sat: f32,
+        profile: HsvProfile,
+        t: &HsvTables,
+    ) {
+        hsv_row(dst, src, shift, sat, profile, t);
     }
-    hsv_row(dst, src, shift, sat, profile, t);
-}
-
-/// The same row code with hardware FMA, so `mul_add` is one instruction, not a libm call.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn hsv_row_fma(
-    dst: &mut [u8],
-    src: &[u8],
-    shift: i32,
-    sat: f32,
-    profile: HsvProfile,
-    t: &HsvTables,
-) {
-    hsv_row(dst, src, shift, sat, profile, t);
 }
 
 /// One row: BGR2HSV, the shift and scale, HSV2BGR (SIMD block semantics, then the tail).

@@ -114,22 +114,26 @@ pub(crate) fn avx2() -> bool {
 }
 
 /// Defines a function whose body is compiled twice (baseline and AVX2+FMA) and runs the
-/// AVX2 copy at the AVX2 kernel level ([`kernels`]).
+/// AVX2 copy at the AVX2 kernel level ([`kernels`]). Type parameters are allowed
+/// (`fn f<T: Bound>(...)`, one bound each) and passed on explicitly.
+///
+/// The second form, `{ portable: EXPR, avx2: EXPR }` as the body, runs a different
+/// expression per level (SIFT follows OpenCV's fused or unfused arithmetic this way); the
+/// `avx2` one is compiled with AVX2 and FMA enabled.
 macro_rules! avx2_fma {
     (
         $(#[$attr:meta])*
-        $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+        $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
+            { portable: $portable:expr, avx2: $wide:expr $(,)? }
     ) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
+                    $wide
                 }
                 if $crate::ops::dispatch::avx2() {
                     // SAFETY: `wide` only needs AVX2 and FMA; the Avx2 level means the CPU
@@ -137,21 +141,46 @@ macro_rules! avx2_fma {
                     return unsafe { wide($($arg),*) };
                 }
             }
-            body($($arg),*)
+            $portable
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident : $gb:path),+ $(,)?>)?
+            ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name $(<$($g: $gb),+>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body $(<$($g: $gb),+>)? ($($arg: $ty),*) $(-> $ret)? $body
+
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide $(<$($g: $gb),+>)? ($($arg: $ty),*) $(-> $ret)? {
+                    body $(::<$($g),+>)? ($($arg),*)
+                }
+                if $crate::ops::dispatch::avx2() {
+                    // SAFETY: `wide` only needs AVX2 and FMA; the Avx2 level means the CPU
+                    // has both (`Kernels::best_supported` checked them).
+                    return unsafe { wide $(::<$($g),+>)? ($($arg),*) };
+                }
+            }
+            body $(::<$($g),+>)? ($($arg),*)
         }
     };
 }
 
 pub(crate) use avx2_fma;
 
-/// The copy of the [`avx2_fma!`] functions (Sobel, Canny, Harris) this CPU runs:
-/// `"avx2+fma"`, or `"baseline"` (SSE2) when the CPU lacks either feature or is not x86-64.
+/// The kernels this process runs, as the about box names them: `"avx2+fma"` at the AVX2
+/// level, `"baseline"` (SSE2 on x86-64) at the portable one ([`kernels`], so a forced
+/// `PRISM_KERNELS=portable` shows here too).
 pub fn simd_path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        return "avx2+fma";
+    match kernels() {
+        Kernels::Avx2 => "avx2+fma",
+        Kernels::Portable => "baseline",
     }
-    "baseline"
 }
 
 /// The vector features this CPU has, of those that matter to the engine and its codecs
@@ -250,13 +279,36 @@ mod tests {
     }
 
     #[test]
-    fn the_path_taken_matches_the_features_found() {
+    fn the_path_named_is_the_level_taken_and_one_the_cpu_has() {
         let found = super::cpu_features();
         let wide = found.contains(&"avx2") && found.contains(&"fma");
-        assert_eq!(
-            super::simd_path(),
-            if wide { "avx2+fma" } else { "baseline" }
-        );
+        let path = super::simd_path();
+        assert_eq!(path == "avx2+fma", super::kernels() == Kernels::Avx2);
+        assert!(wide || path == "baseline", "{path} without AVX2 and FMA");
+    }
+
+    avx2_fma! {
+        fn widest<T: Copy>(items: &[T], size: fn(T) -> u32) -> u32 {
+            items.iter().map(|&t| size(t)).max().unwrap_or(0)
+        }
+    }
+
+    avx2_fma! {
+        fn level_name(prefix: &str) -> String {
+            portable: format!("{prefix}portable"),
+            avx2: format!("{prefix}avx2"),
+        }
+    }
+
+    #[test]
+    fn the_split_form_runs_the_expression_of_the_level() {
+        assert_eq!(level_name("k:"), format!("k:{}", super::kernels().name()));
+    }
+
+    #[test]
+    fn generic_functions_get_both_copies_too() {
+        assert_eq!(widest::<u8>(&[3, 9, 4], u32::from), 9);
+        assert_eq!(widest::<char>(&[], u32::from), 0);
     }
 
     #[test]

@@ -32,9 +32,12 @@
 //! Written here because no crate reproduces OpenCV's float rounding (imageproc's
 //! `harris_corner` differs in kernels and borders) and to run on rayon.
 
+use std::ops::Range;
+
 use image::{GrayImage, ImageBuffer, Luma, RgbImage};
 use rayon::prelude::*;
 
+use super::bands::Bands;
 use super::dispatch::avx2_fma;
 use super::params::{params, ranged};
 use super::sobel::{Aperture, Border, FloatSobel};
@@ -368,13 +371,11 @@ pub fn corner_mask(r: &Response, threshold: f64) -> GrayImage {
     let data = r.image.as_raw();
     // NumPy: `threshold * r.max()` with a Python float and an f32 scalar is an f32 product.
     let limit = threshold as f32 * r.max;
-    const ROWS: usize = 32;
-    mask.par_chunks_mut(w * ROWS)
-        .enumerate()
-        .for_each(|(b, band)| {
+    Bands::fixed(h, 32)
+        .split_mut(&mut mask, w)
+        .for_each(|(rows, band)| {
             let mut column_max = vec![0f32; w + 2];
-            for (i, out) in band.chunks_mut(w).enumerate() {
-                let y = b * ROWS + i;
+            for (y, out) in rows.zip(band.chunks_mut(w)) {
                 let src = |y: usize| &data[y * w..(y + 1) * w];
                 let (up, down) = (src(y.saturating_sub(1)), src((y + 1).min(h - 1)));
                 dilated_row_above(up, src(y), down, limit, &mut column_max, out);
@@ -467,12 +468,10 @@ fn draw_discs(img: &mut RgbImage, centres: &[(u32, u32)], radius: usize) {
         return;
     }
     let half = disc_half_widths(radius);
-    let rows_per_band = 64;
-    img.par_chunks_mut(w * 3 * rows_per_band)
-        .enumerate()
-        .for_each(|(b, band)| {
-            let y0 = b * rows_per_band;
-            let y1 = y0 + band.len() / (w * 3);
+    let h = img.height() as usize;
+    Bands::fixed(h, 64)
+        .split_mut(img, w * 3)
+        .for_each(|(Range { start: y0, end: y1 }, band)| {
             let first = centres.partition_point(|&(_, cy)| (cy as usize + radius) < y0);
             for &(cx, cy) in &centres[first..] {
                 let (cx, cy) = (cx as usize, cy as usize);

@@ -60,11 +60,13 @@
 //! A rule between fields goes in a `check = BlurParams::check;` line after the struct's
 //! braces, with the fields private and a checked `new` (see `canny.rs`).
 
+mod bands;
 pub mod canny;
 pub mod color;
 pub mod denoise;
 pub mod dispatch;
 pub mod equalize;
+mod gray;
 pub mod harris;
 pub mod morph;
 pub mod params;
@@ -394,9 +396,9 @@ impl Op {
             )?))),
             Op::CornerDetection(p) => harris::detect_corners(input, p, ctx),
             Op::ColorManipulation(p) => Ok(OpOutput::pixels(color::manipulate(input, p))),
-            Op::HistogramEqualization(_) => Ok(OpOutput::pixels(Pixels::Gray(
-                equalize::equalize_hist(&input.into_gray()),
-            ))),
+            Op::HistogramEqualization(_) => {
+                Ok(OpOutput::pixels(Pixels::Gray(equalize::equalize(input))))
+            }
             Op::Erosion(p) => Ok(OpOutput::pixels(morph::erode(input, p, ctx)?)),
             Op::Dilation(p) => Ok(OpOutput::pixels(morph::dilate(input, p, ctx)?)),
             Op::Denoise(p) => Ok(OpOutput::pixels(Pixels::Rgb(denoise::denoise_colored(

@@ -23,11 +23,14 @@
 //! instead (three ops per byte whatever the height). Bands of output rows run in parallel
 //! on rayon, in place, with AVX2 code when the CPU has it.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
+use super::bands::Bands;
+use super::dispatch::avx2_fma;
 use super::params::{choice, params, ranged};
 use super::{OpContext, OpError};
 use crate::frame::Pixels;
@@ -515,14 +518,12 @@ fn run_pass<E: Extremum>(
     (pass_no, passes): (usize, usize),
 ) -> Result<Vec<u8>, OpError> {
     let rb = w * ch;
-    let tasks = rayon::current_num_threads().max(1) * 4;
-    let band_rows = h.div_ceil(tasks).max(16).max(2 * plan.halo()).min(h);
-    let bands = h.div_ceil(band_rows);
+    let bands = Bands::per_thread(h).at_least(16).at_least(2 * plan.halo());
+    let count = bands.count();
     let (dy_min, dy_max) = plan.dy_range;
-    let halos: Vec<(usize, Vec<u8>, Vec<u8>)> = (0..bands)
-        .map(|i| {
-            let y0 = i * band_rows;
-            let y1 = (y0 + band_rows).min(h);
+    let halos: Vec<(usize, Vec<u8>, Vec<u8>)> = bands
+        .ranges()
+        .map(|Range { start: y0, end: y1 }| {
             let above_start = (y0 as isize + dy_min).max(0) as usize;
             let below_end = (y1 - 1 + dy_max as usize).min(h - 1) + 1;
             let above = img[above_start * rb..y0 * rb].to_vec();
@@ -532,51 +533,34 @@ fn run_pass<E: Extremum>(
         .collect();
     let done = AtomicUsize::new(0);
     let pass = Pass { w, h, ch, plan };
-    img.par_chunks_mut(band_rows * rb)
+    bands
+        .split_mut(&mut img[..], rb)
         .zip(halos.par_iter())
-        .enumerate()
-        .try_for_each(|(i, (rows, (above_start, above, below)))| {
+        .try_for_each(|((y, rows), (above_start, above, below))| {
             ctx.cancel.check()?;
-            let mut band_rows_ = BandRows {
-                y0: i * band_rows,
+            let mut band_rows = BandRows {
+                y0: y.start,
                 rows,
                 above,
                 above_start: *above_start,
                 below,
             };
-            band::<E>(&pass, &mut band_rows_);
+            band::<E>(&pass, &mut band_rows);
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-            ctx.report((pass_no as f32 + d as f32 / bands as f32) / passes as f32);
+            ctx.report((pass_no as f32 + d as f32 / count as f32) / passes as f32);
             Ok::<(), OpError>(())
         })?;
     Ok(img)
 }
 
-/// Computes one band in place, with AVX2 at the AVX2 kernel level.
-fn band<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::ops::dispatch::avx2() {
-            // SAFETY: the AVX2 level means the CPU has AVX2.
-            unsafe { band_avx2::<E>(pass, rows) };
-            return;
+avx2_fma! {
+    /// Computes one band in place, with AVX2 at the AVX2 kernel level.
+    fn band<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
+        if pass.plan.use_vhgw() {
+            band_vhgw::<E>(pass, rows);
+        } else {
+            band_fold::<E>(pass, rows);
         }
-    }
-    band_generic::<E>(pass, rows);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn band_avx2<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
-    band_generic::<E>(pass, rows);
-}
-
-#[inline(always)]
-fn band_generic<E: Extremum>(pass: &Pass, rows: &mut BandRows) {
-    if pass.plan.use_vhgw() {
-        band_vhgw::<E>(pass, rows);
-    } else {
-        band_fold::<E>(pass, rows);
     }
 }
 

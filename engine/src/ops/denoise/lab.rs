@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use rayon::prelude::*;
 
+use crate::ops::bands::Bands;
+
 /// Bits of the XYZ matrix coefficients (OpenCV's `lab_shift` = `xyz_shift`).
 const LAB_SHIFT: u32 = 12;
 /// 8-bit inputs are scaled by `1 << GAMMA_SHIFT` before the matrix (`linearGammaTab_b`).
@@ -251,13 +253,15 @@ const ROWS_PER_TASK: usize = 32;
 pub fn rgb_to_lab_planes(rgb: &RgbImage) -> [Vec<u8>; 3] {
     let t = tables();
     let n = rgb.as_raw().len() / 3;
-    let w = (rgb.width() as usize).max(1);
+    let w = rgb.width() as usize;
+    let bands = Bands::fixed(rgb.height() as usize, ROWS_PER_TASK);
     let mut planes = [vec![0u8; n], vec![0u8; n], vec![0u8; n]];
     let [pl, pa, pb] = &mut planes;
-    pl.par_chunks_mut(w * ROWS_PER_TASK)
-        .zip(pa.par_chunks_mut(w * ROWS_PER_TASK))
-        .zip(pb.par_chunks_mut(w * ROWS_PER_TASK))
-        .zip(rgb.as_raw().par_chunks(w * 3 * ROWS_PER_TASK))
+    bands
+        .chunks_mut(pl, w)
+        .zip(bands.chunks_mut(pa, w))
+        .zip(bands.chunks_mut(pb, w))
+        .zip(bands.chunks(rgb.as_raw(), w * 3))
         .for_each(|(((l, a), b), src)| {
             for (i, px) in src.chunks_exact(3).enumerate() {
                 let [vl, va, vb] = rgb_to_lab(t, px[0], px[1], px[2]);
@@ -272,12 +276,14 @@ pub fn rgb_to_lab_planes(rgb: &RgbImage) -> [Vec<u8>; 3] {
 /// `cvtColor(COLOR_Lab2LBGR)` from three planes L, a, b into an RGB image.
 pub fn lab_planes_to_rgb(planes: [&[u8]; 3], width: u32, height: u32) -> RgbImage {
     let t = tables();
-    let w = (width as usize).max(1);
-    let mut raw = vec![0u8; width as usize * height as usize * 3];
-    raw.par_chunks_mut(w * 3 * ROWS_PER_TASK)
-        .zip(planes[0].par_chunks(w * ROWS_PER_TASK))
-        .zip(planes[1].par_chunks(w * ROWS_PER_TASK))
-        .zip(planes[2].par_chunks(w * ROWS_PER_TASK))
+    let w = width as usize;
+    let bands = Bands::fixed(height as usize, ROWS_PER_TASK);
+    let mut raw = vec![0u8; w * height as usize * 3];
+    bands
+        .chunks_mut(&mut raw[..], w * 3)
+        .zip(bands.chunks(planes[0], w))
+        .zip(bands.chunks(planes[1], w))
+        .zip(bands.chunks(planes[2], w))
         .for_each(|(((dst, l), a), b)| {
             for (i, px) in dst.chunks_exact_mut(3).enumerate() {
                 px.copy_from_slice(&lab_to_rgb(t, l[i], a[i], b[i]));

@@ -15,7 +15,7 @@
 //!   and `p + d` is also the one between `q = p + d` and `q - d`, so only the upper half
 //!   of the search window is computed (over the tile and the tile moved by `-d`), which
 //!   halves the distance sums and table look-ups;
-//! - AVX2 loops where the CPU has it (detected at run time), with the table look-up as a
+//! - AVX2 loops at the AVX2 kernel level (`ops::dispatch`), with the table look-up as a
 //!   gather that is skipped when all eight patches are beyond the table's zero tail;
 //!   portable loops otherwise, checked to give the same bytes.
 //!
@@ -24,6 +24,7 @@
 
 use rayon::prelude::*;
 
+use crate::ops::bands::Bands;
 use crate::ops::{OpContext, OpError};
 
 /// Output rows per rayon task: each task re-primes its column sums, so taller is cheaper,
@@ -163,19 +164,27 @@ pub fn denoise<const CN: usize>(
         stride: width + 2 * b,
         border: b,
     };
-    out.par_chunks_mut(width * CN * BAND_ROWS)
-        .enumerate()
-        .try_for_each(|(band, dst)| {
-            let r0 = band * BAND_ROWS;
-            let rows = dst.len() / (width * CN);
-            denoise_band(&img, win, weights, r0, rows, width, dst, ctx, progress)
+    Bands::fixed(height, BAND_ROWS)
+        .split_mut(&mut out[..], width * CN)
+        .try_for_each(|(rows, dst)| {
+            denoise_band(
+                &img,
+                win,
+                weights,
+                rows.start,
+                rows.len(),
+                width,
+                dst,
+                ctx,
+                progress,
+            )
         })?;
     Ok(out)
 }
 
 /// Progress units of [`denoise`] (tiles) for an image of `width` x `height`.
 pub fn work_units(width: usize, height: usize) -> usize {
-    height.div_ceil(BAND_ROWS) * width.div_ceil(TILE_COLS)
+    Bands::fixed(height, BAND_ROWS).count() * width.div_ceil(TILE_COLS)
 }
 
 /// Padded planes: pixel `(y, x)` of the image (either may be negative down to `-border`)
@@ -377,7 +386,7 @@ fn slide<const CN: usize>(
     let fits = |r: &[&[u8]; CN]| r.iter().all(|s| s.len() >= n);
     assert!(fits(&a_in) && fits(&b_in) && fits(&a_out) && fits(&b_out));
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if crate::ops::dispatch::avx2() {
         // SAFETY: AVX2 is present and every row holds at least `cs.len()` bytes.
         unsafe { avx2::slide(cs, a_in, b_in, a_out, b_out) };
         return;
@@ -415,7 +424,7 @@ fn slide_scalar<const CN: usize>(
 fn weights_row(cs: &[u32], taps: usize, lw: &LutView, out: &mut [u32]) {
     assert!(cs.len() >= out.len() + taps - 1);
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if crate::ops::dispatch::avx2() {
         // SAFETY: AVX2 is present, `cs` is long enough (checked above) and indices are
         // clamped to the table's last entry.
         let done = unsafe { avx2::weights_row(cs, taps, lw, out) };
@@ -451,7 +460,7 @@ fn accumulate<const CN: usize>(
     let n = w.len();
     assert!(wsum.len() == n && acc.iter().all(|a| a.len() == n) && nb.iter().all(|p| p.len() == n));
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if crate::ops::dispatch::avx2() {
         let mut acc = acc;
         // SAFETY: AVX2 is present and every slice holds `w.len()` entries (checked).
         let done = unsafe { avx2::accumulate(w, nb, &mut acc, wsum) };
@@ -479,16 +488,11 @@ fn accumulate_scalar<const CN: usize>(
     }
 }
 
-/// AVX2 versions of the inner loops, chosen at run time.
+/// AVX2 versions of the inner loops, run at the AVX2 kernel level.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::LutView;
     use std::arch::x86_64::*;
-
-    /// Whether the AVX2 loops run: the process's kernel level is AVX2.
-    pub(super) fn available() -> bool {
-        crate::ops::dispatch::avx2()
-    }
 
     /// Loads 8 bytes from `p + k` widened to 8 `i32`.
     #[inline]

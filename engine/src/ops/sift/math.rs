@@ -4,7 +4,7 @@
 //! OpenCV's x86 build dispatches its SIMD kernels to AVX2 with FMA on CPUs that have it,
 //! and its scalar tails stay unfused. Prism mirrors that: every hot loop is written once,
 //! generic over [`Arith`], and [`fma_dispatch!`] compiles it a second time with AVX2 and
-//! FMA enabled, chosen at run time. The fused version reproduces OpenCV's Gaussian
+//! FMA enabled, run at the AVX2 kernel level (`ops::dispatch`). The fused version reproduces OpenCV's Gaussian
 //! pyramid bit for bit; on CPUs without FMA both sides use plain arithmetic.
 
 /// Multiply-add as one OpenCV code path computes it.
@@ -37,39 +37,24 @@ impl Arith for Plain {
     }
 }
 
-/// Whether the fused (AVX2 + FMA) versions of the kernels run: the process's kernel level
-/// ([`crate::ops::dispatch::kernels`]) is AVX2.
-pub(crate) fn fma_available() -> bool {
+/// Whether OpenCV's build for this kernel level would use FMA: its AVX2 kernels do, and GCC
+/// contracts `a * b + c` in their scalar code too. The fused kernels run at the same level.
+pub(crate) fn fused() -> bool {
     crate::ops::dispatch::avx2()
 }
 
-/// Whether OpenCV's build for this kernel level would use FMA: its AVX2 kernels do, and GCC
-/// contracts `a * b + c` in their scalar code too.
-pub(crate) fn fused() -> bool {
-    fma_available()
-}
-
-/// Defines `$name` calling `$imp::<Fused>` compiled for AVX2 + FMA when the CPU has them,
-/// else `$imp::<Plain>`. `$imp` must be `#[inline(always)]` so it is compiled with the
-/// caller's features.
+/// Defines `$name` calling `$imp::<Fused>` compiled for AVX2 + FMA at the AVX2 kernel
+/// level, else `$imp::<Plain>` (through [`crate::ops::dispatch`]'s `avx2_fma!`). `$imp`
+/// must be `#[inline(always)]` so it is compiled with the caller's features.
 macro_rules! fma_dispatch {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident) => {
-        $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($a: $t),*) $(-> $r)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn fused($($a: $t),*) $(-> $r)? {
-                    $imp::<$crate::ops::sift::math::Fused>($($a),*)
-                }
-                if $crate::ops::sift::math::fma_available() {
-                    // SAFETY: the AVX2 level means the CPU has AVX2 and FMA.
-                    return unsafe { fused($($a),*) };
-                }
+        $crate::ops::dispatch::avx2_fma! {
+            $(#[$m])*
+            #[allow(clippy::too_many_arguments)]
+            $vis fn $name($($a: $t),*) $(-> $r)? {
+                portable: $imp::<$crate::ops::sift::math::Plain>($($a),*),
+                avx2: $imp::<$crate::ops::sift::math::Fused>($($a),*),
             }
-            $imp::<$crate::ops::sift::math::Plain>($($a),*)
         }
     };
 }

@@ -34,10 +34,12 @@ mod scale_space;
 mod select;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use image::GrayImage;
 use rayon::prelude::*;
 
+use super::bands::Bands;
 use super::params::{params, ranged};
 use super::{Features, KeyPoint, OpContext, OpError, OpOutput};
 use crate::frame::Pixels;
@@ -283,7 +285,7 @@ impl Octave<'_> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<(), OpError> {
         let mut pending = Vec::new();
-        for (y0, y1) in self.bands() {
+        for Range { start: y0, end: y1 } in self.bands().ranges() {
             ctx.cancel.check()?;
             let stack = self.stack(y0, y1, pool, ctx)?;
             if let Some(next) = next.as_deref_mut() {
@@ -309,10 +311,10 @@ impl Octave<'_> {
     }
 
     /// The bands (own rows) an octave is processed in.
-    fn bands(&self) -> Vec<(usize, usize)> {
+    fn bands(&self) -> Bands {
         let per_row = (self.cfg.layers + 3) * self.w * std::mem::size_of::<f32>();
         if per_row * self.h <= STACK_BUDGET {
-            return vec![(0, self.h)];
+            return Bands::fixed(self.h, self.h);
         }
         let halo: usize = self.cfg.kernels[1..=self.cfg.layers]
             .iter()
@@ -323,12 +325,7 @@ impl Octave<'_> {
         let rows = (STACK_BUDGET / per_row)
             .saturating_sub(2 * halo)
             .max(MIN_BAND_ROWS);
-        let n = self.h.div_ceil(rows);
-        let rows = self.h.div_ceil(n);
-        (0..n)
-            .map(|i| (i * rows, ((i + 1) * rows).min(self.h)))
-            .filter(|(a, b)| a < b)
-            .collect()
+        Bands::even(self.h, rows)
     }
 
     /// The Gaussian layers holding what the band of own rows `y0..y1` needs.

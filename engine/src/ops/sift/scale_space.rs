@@ -19,6 +19,7 @@
 use rayon::prelude::*;
 
 use super::math::{cv_round_f64, fma_dispatch, Arith};
+use crate::ops::bands::Bands;
 
 /// A separable Gaussian kernel: `2r + 1` taps as `getGaussianKernel(.., CV_32F)` gives.
 #[derive(Clone, Debug, PartialEq)]
@@ -265,14 +266,12 @@ pub(crate) fn blur<S: RowSource>(
     let r = k.radius();
     // Each chunk re-filters 2r rows; keep that small next to the chunk, but leave enough
     // chunks for the pool to balance.
-    let rows = hi - lo;
-    let per_thread = rows.div_ceil(rayon::current_num_threads() * 4).max(1);
-    let chunk = per_thread.max(8 * r).max(16).min(rows);
-    data.par_chunks_mut(chunk * w)
-        .enumerate()
-        .for_each(|(ci, out)| {
-            let a = lo + ci * chunk;
-            blur_rows(src, h, k, a, out);
+    Bands::per_thread(hi - lo)
+        .at_least(8 * r)
+        .at_least(16)
+        .split_mut(&mut data[..], w)
+        .for_each(|(rows, out)| {
+            blur_rows(src, h, k, lo + rows.start, out);
         });
     Band { w, y0: lo, data }
 }
