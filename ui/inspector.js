@@ -1,0 +1,153 @@
+// The inspector: the selected image's own op, Process / Save / Remove, its status, and
+// the result views (side by side or before/after, one zoom for both).
+
+import * as ipc from "./ipc.js";
+import { defaultOp, fillOpSelect, markInvalid, opLabel, renderParams } from "./params.js";
+import { errorToast, toast } from "./toast.js";
+import { Viewer } from "./viewer.js";
+
+const $ = (id) => document.getElementById(id);
+
+function debounce(fn, ms) {
+  let t;
+  return (...a) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...a), ms);
+  };
+}
+
+function featureText(result) {
+  if (result.keypoints == null) return "";
+  const id = result.op.op;
+  const what = id === "sift" ? "SIFT keypoints" : id === "corner-detection" ? "corners" : "keypoints";
+  return `${result.keypoints.toLocaleString()} ${what}`;
+}
+
+/** Draws the inspector of `store.selected`; `actions` start batches and remove images. */
+export function initInspector(store, actions) {
+  const viewer = new Viewer($("viewer"));
+
+  function updateControls() {
+    const busy = store.busy();
+    const v = store.selected != null && store.image(store.selected);
+    $("process-one").disabled = busy;
+    $("remove-one").disabled = busy;
+    $("save-one").disabled = busy || !(v && v.result);
+  }
+
+  function refresh(full = false) {
+    const v = store.image(store.selected);
+    if (!v) return;
+    $("inspector-name").textContent = v.name;
+    $("inspector-path").textContent = v.path;
+    $("inspector-path").title = v.path;
+    const sel = $("inspector-op");
+    const globalLabel = `All images' operation (${opLabel(store.settings.globalOp.op)})`;
+    if (full || sel.options[0]?.textContent !== globalLabel) {
+      fillOpSelect(sel, store.ops, [["", globalLabel]]);
+    }
+    sel.value = v.override ? v.override.op : "";
+    const params = $("inspector-params");
+    if (v.override) {
+      const info = store.opById.get(v.override.op);
+      if (full || params.dataset.op !== v.override.op) {
+        renderParams(params, info, v.override.params, (op) => saveOverride(v.id, op));
+        params.dataset.op = v.override.op;
+      }
+    } else {
+      params.replaceChildren();
+      params.dataset.op = "";
+    }
+    const status = $("inspector-status");
+    status.className = "small";
+    const st = v.state;
+    if (st.state === "failed") {
+      status.classList.add("failed");
+      status.textContent = `${st.kind === "cancelled" ? "Cancelled" : "Failed"}: ${st.message}. ${st.hint}`;
+    } else if (st.state === "running") {
+      status.textContent = `Running on ${st.worker}…`;
+    } else if (st.state === "queued") {
+      status.textContent = "Queued…";
+    } else if (v.result) {
+      const t = v.result.timingsMs;
+      status.textContent =
+        `${opLabel(v.result.op.op)} on ${v.result.worker}: ` +
+        `decode ${t.decode.toFixed(0)} ms, op ${t.op.toFixed(0)} ms, encode ${t.encode.toFixed(0)} ms`;
+    } else {
+      status.textContent = "";
+    }
+    const feats = $("features");
+    const ft = v.result ? featureText(v.result) : "";
+    feats.replaceChildren();
+    if (ft) {
+      const b = document.createElement("strong");
+      b.textContent = ft;
+      feats.append(b, " found");
+    }
+    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null);
+    updateControls();
+  }
+
+  async function setOverrideOp(id, op) {
+    try {
+      const view = await ipc.setOverride(id, op);
+      store.setOverride(id, view.override);
+    } catch (e) {
+      if (e && e.field) markInvalid($("inspector-params"), e.field);
+      errorToast(e, "Operation not changed");
+    }
+  }
+
+  // One debounce per image: an edit to one image must not be dropped by a quick edit to
+  // the next one.
+  const overrideSavers = new Map();
+  function saveOverride(id, op) {
+    if (!overrideSavers.has(id)) overrideSavers.set(id, debounce((op) => setOverrideOp(id, op), 250));
+    overrideSavers.get(id)(op);
+  }
+
+  async function saveOne() {
+    const v = store.image(store.selected);
+    if (!v || !v.result) return;
+    try {
+      const dest = await ipc.pickSaveFile(v.result.suggestedName);
+      if (!dest) return;
+      const path = await ipc.saveOne(v.id, dest);
+      toast(`Saved ${path.split(/[\\/]/).pop()}`, { kind: "ok", hint: path });
+    } catch (e) {
+      errorToast(e, "Not saved");
+    }
+  }
+
+  store.on("selection", ({ id }) => {
+    if (id == null) {
+      $("inspector").hidden = true;
+      viewer.clear();
+      updateControls();
+      return;
+    }
+    $("inspector").hidden = false;
+    refresh(true);
+  });
+  store.on("image", (id) => id === store.selected && refresh());
+  store.on("settings", () => store.selected != null && refresh());
+  store.on("job", updateControls);
+
+  $("inspector-close").addEventListener("click", () => store.select(null));
+  $("inspector-op").addEventListener("change", () => {
+    const value = $("inspector-op").value;
+    setOverrideOp(store.selected, value ? defaultOp(store.opById.get(value)) : null);
+  });
+  $("process-one").addEventListener("click", () => store.selected != null && actions.startJob({ ids: [store.selected] }));
+  $("save-one").addEventListener("click", saveOne);
+  $("remove-one").addEventListener("click", () => store.selected != null && actions.removeImages([store.selected]));
+  for (const r of document.querySelectorAll('input[name="view"]')) {
+    r.addEventListener("change", () => viewer.setMode(r.value));
+  }
+  $("zoom-in").addEventListener("click", () => viewer.zoomBy(1.25));
+  $("zoom-out").addEventListener("click", () => viewer.zoomBy(0.8));
+  $("zoom-fit").addEventListener("click", () => viewer.fit());
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && store.selected != null) store.select(null);
+  });
+}
