@@ -113,7 +113,10 @@ export function initGrid(store, actions) {
   store.on("settings", () => store.order.forEach(renderCard));
   store.on("selection", ({ prev, id }) => {
     if (prev != null) renderCard(prev);
-    if (id != null) renderCard(id);
+    if (id == null) return;
+    renderCard(id);
+    // After the inspector took its room: the card stepped to stays in sight.
+    requestAnimationFrame(() => grid.querySelector(`.card[data-id="${id}"]`)?.scrollIntoView({ block: "nearest" }));
   });
   store.on("job", () => {
     for (const b of grid.querySelectorAll(".card-remove")) b.disabled = store.busy();

@@ -35,9 +35,95 @@ export function initInspector(store, actions) {
     $("save-one").disabled = busy || !(v && v.result);
   }
 
+  // ---------- previous / next ----------
+
+  /** The image `delta` places from the selected one in the grid's order, or null. */
+  function neighbour(delta) {
+    const i = store.order.indexOf(store.selected);
+    return i < 0 ? null : (store.order[i + delta] ?? null);
+  }
+
+  function step(delta) {
+    const id = neighbour(delta);
+    if (id != null) store.select(id);
+  }
+
+  function renderNav() {
+    const i = store.order.indexOf(store.selected);
+    $("inspector-pos").textContent = i < 0 ? "" : `${i + 1} of ${store.order.length} ·`;
+    $("inspector-prev").disabled = neighbour(-1) == null;
+    $("inspector-next").disabled = neighbour(1) == null;
+  }
+
+  // ---------- the split between grid and inspector ----------
+
+  const split = $("inspector-split");
+  const MIN_PANEL = 360; // px: the inspector's controls need this much
+  const MIN_GRID = 220; // px: one column of cards with the grid's padding
+  const KEY_STEP = 40;
+  const WIDTH_KEY = "prism.inspectorWidth";
+  // The width the user chose (px), or null for the default share of the room.
+  let wanted = Number(localStorage.getItem(WIDTH_KEY)) || null;
+
+  function layoutWidth() {
+    const room = document.querySelector(".layout").clientWidth - document.querySelector(".sidebar").offsetWidth;
+    const most = room - split.offsetWidth - MIN_GRID;
+    const w = wanted ?? Math.round(room * 0.55);
+    return Math.round(Math.max(Math.min(w, most), Math.min(MIN_PANEL, most)));
+  }
+
+  function applyWidth() {
+    const w = layoutWidth();
+    document.documentElement.style.setProperty("--inspector-w", `${w}px`);
+    split.setAttribute("aria-valuenow", String(w));
+    return w;
+  }
+
+  function keepWidth(w) {
+    wanted = w;
+    if (w == null) localStorage.removeItem(WIDTH_KEY);
+    else localStorage.setItem(WIDTH_KEY, String(w));
+    applyWidth();
+  }
+
+  split.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    e.preventDefault();
+    split.setPointerCapture(e.pointerId);
+    split.classList.add("dragging");
+    document.body.classList.add("resizing");
+    const right = document.querySelector(".layout").getBoundingClientRect().right;
+    const move = (ev) => {
+      wanted = right - ev.clientX - split.offsetWidth / 2;
+      applyWidth();
+    };
+    const end = () => {
+      split.removeEventListener("pointermove", move);
+      split.classList.remove("dragging");
+      document.body.classList.remove("resizing");
+      keepWidth(layoutWidth());
+    };
+    split.addEventListener("pointermove", move);
+    split.addEventListener("pointerup", end, { once: true });
+    split.addEventListener("pointercancel", end, { once: true });
+  });
+  split.addEventListener("dblclick", () => keepWidth(null));
+  split.addEventListener("keydown", (e) => {
+    // Left moves the split left: a wider inspector.
+    const d = { ArrowLeft: KEY_STEP, ArrowRight: -KEY_STEP }[e.key];
+    if (d === undefined) return;
+    e.preventDefault();
+    e.stopPropagation();
+    keepWidth(layoutWidth() + d);
+  });
+  window.addEventListener("resize", applyWidth);
+
+  // ---------- drawing ----------
+
   function refresh(full = false) {
     const v = store.image(store.selected);
     if (!v) return;
+    renderNav();
     $("inspector-name").textContent = v.name;
     $("inspector-path").textContent = v.path;
     $("inspector-path").title = v.path;
@@ -122,18 +208,25 @@ export function initInspector(store, actions) {
   store.on("selection", ({ id }) => {
     if (id == null) {
       $("inspector").hidden = true;
+      split.hidden = true;
       viewer.clear();
       updateControls();
       return;
     }
+    const opening = $("inspector").hidden;
     $("inspector").hidden = false;
+    split.hidden = false;
+    if (opening) applyWidth();
     refresh(true);
   });
+  store.on("images", () => store.selected != null && renderNav());
   store.on("image", (id) => id === store.selected && refresh());
   store.on("settings", () => store.selected != null && refresh());
   store.on("job", updateControls);
 
   $("inspector-close").addEventListener("click", () => store.select(null));
+  $("inspector-prev").addEventListener("click", () => step(-1));
+  $("inspector-next").addEventListener("click", () => step(1));
   $("inspector-op").addEventListener("change", () => {
     const value = $("inspector-op").value;
     setOverrideOp(store.selected, value ? defaultOp(store.opById.get(value)) : null);
@@ -147,7 +240,20 @@ export function initInspector(store, actions) {
   $("zoom-in").addEventListener("click", () => viewer.zoomBy(1.25));
   $("zoom-out").addEventListener("click", () => viewer.zoomBy(0.8));
   $("zoom-fit").addEventListener("click", () => viewer.fit());
+  // Keys that edit a field or move the split stay there.
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(el.tagName));
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && store.selected != null) store.select(null);
+    if (store.selected == null || e.defaultPrevented) return;
+    if (e.key === "Escape") {
+      store.select(null);
+    } else if (
+      (e.key === "ArrowLeft" || e.key === "ArrowRight") &&
+      !(e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) &&
+      !typing(e.target) &&
+      !document.querySelector(".modal-backdrop:not([hidden])")
+    ) {
+      e.preventDefault();
+      step(e.key === "ArrowLeft" ? -1 : 1);
+    }
   });
 }
