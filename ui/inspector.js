@@ -149,7 +149,11 @@ export function initInspector(store, actions) {
     const st = v.state;
     if (st.state === "failed") {
       status.classList.add("failed");
-      status.textContent = `${st.kind === "cancelled" ? "Cancelled" : "Failed"}: ${st.message}. ${st.hint}`;
+      const what = st.kind === "cancelled" ? "Cancelled" : "Failed";
+      // Without a result the panes give the reason; with one, they show that result.
+      status.textContent = v.result
+        ? `${what}: ${st.message}. ${st.hint} The result shown is from an earlier run.`
+        : `${what}.`;
     } else if (st.state === "running") {
       status.textContent = `Running on ${st.worker}…`;
     } else if (st.state === "queued") {
@@ -170,8 +174,36 @@ export function initInspector(store, actions) {
       b.textContent = ft;
       feats.append(b, " found");
     }
-    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null);
+    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null, notes(v));
     updateControls();
+  }
+
+  /** What the panes say when they have no image to show. */
+  function notes(v) {
+    const st = v.state;
+    const failure =
+      st.state === "failed"
+        ? {
+            title: st.kind === "cancelled" ? "Cancelled" : "Failed",
+            text: st.message,
+            hint: st.hint,
+            failed: st.kind !== "cancelled",
+          }
+        : null;
+    let afterNote = { title: "Not processed yet", hint: "Press Process, or Process all." };
+    if (failure) afterNote = failure;
+    else if (st.state === "queued") afterNote = { title: "Queued…" };
+    else if (st.state === "running") afterNote = { title: `Running on ${st.worker}…` };
+    const brokenNote =
+      failure && failure.failed
+        ? { ...failure, title: "No preview" }
+        : {
+            title: "No preview",
+            text: "The file may be damaged or not an image.",
+            hint: "Process it to see why, or remove it.",
+            failed: true,
+          };
+    return { afterNote, brokenNote };
   }
 
   async function setOverrideOp(id, op) {

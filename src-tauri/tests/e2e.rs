@@ -1011,3 +1011,85 @@ async fn the_inspector_leaves_the_grid_usable_and_steps_through_the_images() {
     );
     c.close().await.expect("session closes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_failed_image_shows_why_in_the_inspector() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let good = work.path().join("good.png");
+    let bad = work.path().join("bad.png");
+    write_image(&good, 120, 90, 5);
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\ntruncated").expect("bad file");
+    drop_paths(&c, &[&good, &bad]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 2", 20).await;
+    // Before any batch: the original cannot be shown, and the pane says so.
+    click(&c, ".card[data-id='1']").await;
+    wait_js(
+        &c,
+        "document.getElementById('img-before').hidden && !document.getElementById('before-empty').hidden",
+        10,
+    )
+    .await;
+    assert!(text(&c, "#before-empty").await.contains("may be damaged"));
+    assert_eq!(
+        text(&c, "#after-empty .pane-empty-title").await,
+        "Not processed yet"
+    );
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
+    // The Processed pane gives the failure's reason and hint, as the card does.
+    let reason = text(&c, ".card[data-id='1'] .card-reason").await;
+    assert!(!reason.is_empty());
+    wait_js(
+        &c,
+        "document.querySelector('#after-empty').classList.contains('failed')",
+        10,
+    )
+    .await;
+    assert_eq!(text(&c, "#after-empty .pane-empty-title").await, "Failed");
+    assert_eq!(text(&c, "#inspector-status").await, "Failed.");
+    assert_eq!(text(&c, "#after-empty .pane-empty-text").await, reason);
+    assert!(text(&c, "#after-empty .pane-empty-hint")
+        .await
+        .contains("re-save it"));
+    assert_eq!(
+        js(
+            &c,
+            "return [document.getElementById('img-after').hidden, document.getElementById('after-empty').hidden]",
+            vec![]
+        )
+        .await,
+        json!([true, false])
+    );
+    // The Original pane too, instead of a broken-image icon.
+    assert_eq!(text(&c, "#before-empty .pane-empty-text").await, reason);
+    assert!(
+        js(
+            &c,
+            "return document.getElementById('img-before').hidden",
+            vec![]
+        )
+        .await
+            == json!(true)
+    );
+    shot(&c, "13-failed-image").await;
+    // The next image shows its original and result again.
+    click(&c, "#inspector-prev").await;
+    wait_js(
+        &c,
+        "(() => { const b = document.getElementById('img-before'), a = document.getElementById('img-after');
+                 return !b.hidden && b.complete && b.naturalWidth > 0 && !a.hidden && a.complete && a.naturalWidth > 0
+                   && document.getElementById('before-empty').hidden && document.getElementById('after-empty').hidden; })()",
+        20,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
