@@ -48,50 +48,71 @@ export function initEngine(store) {
     return $("nodes").querySelector(`.node[data-address="${CSS.escape(address)}"]`);
   }
 
+  /** A node's row, made once: later changes update it in place, so a token being typed
+   *  (and the focus) survive the status events that arrive while connecting. */
+  function makeRow(address) {
+    const el = document.createElement("div");
+    el.className = "node";
+    el.dataset.address = address;
+    el.innerHTML = `
+      <div class="node-head">
+        <span class="node-address"></span>
+        <span class="node-status"></span>
+      </div>
+      <div class="node-detail"></div>
+      <div class="node-actions">
+        <button class="btn token-btn"></button>
+        <button class="btn ghost remove-btn">Remove</button>
+      </div>`;
+    el.querySelector(".node-address").textContent = address;
+    el.querySelector(".token-btn").addEventListener("click", () => openToken(address));
+    el.querySelector(".remove-btn").addEventListener("click", () => removeNode(address));
+    return el;
+  }
+
+  function updateRow(el, n) {
+    el.querySelector(".node-address").title = n.fingerprint ? `Pinned fingerprint: ${n.fingerprint}` : "Not trusted yet";
+    const st = el.querySelector(".node-status");
+    st.dataset.status = n.status.status;
+    st.textContent = statusText(n.status);
+    const detail = el.querySelector(".node-detail");
+    detail.textContent = detailText(n, store.attempts.get(n.address));
+    detail.classList.toggle("node-hint", n.status.status === "failed" || (!n.hasToken && Boolean(n.fingerprint)));
+    el.querySelector(".token-btn").textContent = n.hasToken ? "Change token" : "Enter token";
+    const form = el.querySelector(".token-row");
+    if (tokenOpen.has(n.address) && !form) {
+      const row = document.createElement("form");
+      row.className = "token-row";
+      row.innerHTML = `<input class="token-input" type="password" placeholder="token" autocomplete="off" spellcheck="false" aria-label="Token" />
+        <button class="btn primary save-token" type="submit">Save</button>`;
+      row.addEventListener("submit", (e) => {
+        e.preventDefault();
+        saveToken(n.address, row.querySelector(".token-input").value);
+      });
+      el.append(row);
+    } else if (!tokenOpen.has(n.address) && form) {
+      form.remove();
+    }
+  }
+
   function renderNodes() {
     const box = $("nodes");
-    box.replaceChildren();
-    for (const n of store.nodes) {
-      const el = document.createElement("div");
-      el.className = "node";
-      el.dataset.address = n.address;
-      el.innerHTML = `
-        <div class="node-head">
-          <span class="node-address"></span>
-          <span class="node-status"></span>
-        </div>
-        <div class="node-detail"></div>
-        <div class="node-actions">
-          <button class="btn token-btn"></button>
-          <button class="btn ghost remove-btn">Remove</button>
-        </div>`;
-      el.querySelector(".node-address").textContent = n.address;
-      el.querySelector(".node-address").title = n.fingerprint
-        ? `Pinned fingerprint: ${n.fingerprint}`
-        : "Not trusted yet";
-      const st = el.querySelector(".node-status");
-      st.dataset.status = n.status.status;
-      st.textContent = statusText(n.status);
-      const detail = el.querySelector(".node-detail");
-      detail.textContent = detailText(n, store.attempts.get(n.address));
-      detail.classList.toggle("node-hint", n.status.status === "failed" || (!n.hasToken && Boolean(n.fingerprint)));
-      const tokenBtn = el.querySelector(".token-btn");
-      tokenBtn.textContent = n.hasToken ? "Change token" : "Enter token";
-      tokenBtn.addEventListener("click", () => openToken(n.address));
-      el.querySelector(".remove-btn").addEventListener("click", () => removeNode(n.address));
-      if (tokenOpen.has(n.address)) {
-        const row = document.createElement("form");
-        row.className = "token-row";
-        row.innerHTML = `<input class="token-input" type="password" placeholder="token" autocomplete="off" spellcheck="false" aria-label="Token" />
-          <button class="btn primary save-token" type="submit">Save</button>`;
-        row.addEventListener("submit", (e) => {
-          e.preventDefault();
-          saveToken(n.address, row.querySelector(".token-input").value);
-        });
-        el.append(row);
-      }
-      box.append(el);
-    }
+    const listed = new Set(store.nodes.map((n) => n.address));
+    for (const el of [...box.children]) if (!listed.has(el.dataset.address)) el.remove();
+    store.nodes.forEach((n, i) => {
+      const el = nodeRow(n.address) || makeRow(n.address);
+      updateRow(el, n);
+      // Moved only when out of place: moving a row would take the focus out of it.
+      if (box.children[i] !== el) box.insertBefore(el, box.children[i] || null);
+    });
+    renderChip();
+  }
+
+  function renderNode(address) {
+    const n = store.node(address);
+    const el = n && nodeRow(address);
+    if (el) updateRow(el, n);
+    else renderNodes();
     renderChip();
   }
 
@@ -244,7 +265,7 @@ export function initEngine(store) {
 
   store.on("settings", renderSettings);
   store.on("nodes", renderNodes);
-  store.on("node", renderNodes);
+  store.on("node", renderNode);
 
   for (const r of document.querySelectorAll('input[name="engine"]')) {
     r.addEventListener("change", () => r.checked && patch({ engine: r.value }, "Engine not changed"));

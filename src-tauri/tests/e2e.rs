@@ -1093,3 +1093,109 @@ async fn a_failed_image_shows_why_in_the_inspector() {
     .await;
     c.close().await.expect("session closes");
 }
+
+/// A loopback address where nothing answers QUIC: a UDP port bound, then freed.
+fn dead_address() -> String {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Adds a node through the Remote panel and gives it, behind the page's back, a pin and
+/// a token, so Connect goes straight to its attempts.
+async fn add_pinned_node(c: &Client, address: &str) {
+    click(c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(address)
+        .await
+        .expect("typed");
+    click(c, "#add-node").await;
+    wait_js(c, "document.querySelector('.node .node-status')", 5).await;
+    invoke(
+        c,
+        "trust_node",
+        json!({ "address": address, "fingerprint": "ab".repeat(32) }),
+    )
+    .await
+    .expect("pinned");
+    invoke(c, "set_token", json!({ "address": address, "token": "t" }))
+        .await
+        .expect("token set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let address = dead_address();
+    invoke(
+        &c,
+        "update_settings",
+        json!({ "patch": { "retry": { "attempts": 4, "delayMs": 300 } } }),
+    )
+    .await
+    .expect("retries set");
+    add_pinned_node(&c, &address).await;
+    click(&c, "#connect").await;
+    wait_js(
+        &c,
+        "document.querySelector('.node-status').textContent === 'connecting 1/4'",
+        10,
+    )
+    .await;
+    // The token field opens and takes typing while statuses keep arriving.
+    click(&c, ".node .token-btn").await;
+    wait_js(
+        &c,
+        "document.activeElement === document.querySelector('.node .token-input')",
+        5,
+    )
+    .await;
+    c.active_element()
+        .await
+        .expect("focused")
+        .send_keys("secret")
+        .await
+        .expect("typed");
+    wait_js(
+        &c,
+        "document.querySelector('.node-status').textContent === 'connecting 3/4'",
+        60,
+    )
+    .await;
+    let field = "document.querySelector('.node .token-input')";
+    assert_eq!(
+        js(
+            &c,
+            &format!("return [{field}.value, document.activeElement === {field}]"),
+            vec![]
+        )
+        .await,
+        json!(["secret", true]),
+        "the token field was redrawn under the user"
+    );
+    c.active_element()
+        .await
+        .expect("focused")
+        .send_keys("42")
+        .await
+        .expect("typed");
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='failed']\")",
+        60,
+    )
+    .await;
+    assert_eq!(
+        js(&c, &format!("return {field}.value"), vec![]).await,
+        json!("secret42")
+    );
+    c.close().await.expect("session closes");
+}
