@@ -3,6 +3,20 @@
 
 const MAX_ZOOM = 16;
 
+/** Writes a pane's note: a title, what happened, what to do. */
+function fillNote(el, { title, text = "", hint = "", failed = false }) {
+  el.classList.toggle("failed", failed);
+  const line = (cls, t) => {
+    const d = document.createElement("div");
+    d.className = cls;
+    d.textContent = t;
+    return d;
+  };
+  el.replaceChildren(line("pane-empty-title", title));
+  if (text) el.append(line("pane-empty-text", text));
+  if (hint) el.append(line("pane-empty-hint", hint));
+}
+
 export class Viewer {
   constructor(root) {
     this.root = root;
@@ -11,6 +25,7 @@ export class Viewer {
     this.before = root.querySelector("#img-before");
     this.after = root.querySelector("#img-after");
     this.afterEmpty = root.querySelector("#after-empty");
+    this.beforeEmpty = root.querySelector("#before-empty");
     this.handle = root.querySelector("#slider-handle");
     this.zoomLabel = document.getElementById("zoom-level");
     this.mode = "side";
@@ -25,10 +40,23 @@ export class Viewer {
       if (this.fitted) this.fit();
       else this.apply();
     };
-    this.before.addEventListener("load", () => onLoad(this.before));
+    this.before.addEventListener("load", () => {
+      this.before.hidden = false;
+      this.beforeEmpty.hidden = true;
+      onLoad(this.before);
+    });
     this.after.addEventListener("load", () => onLoad(this.after));
+    // No broken-image icons: a pane that cannot show its image says why instead.
+    this.before.addEventListener("error", () => {
+      if (!this.before.getAttribute("src")) return;
+      this.before.hidden = true;
+      this.beforeEmpty.hidden = false;
+    });
     this.after.addEventListener("error", () => {
+      if (!this.after.getAttribute("src")) return;
       this.after.hidden = true;
+      fillNote(this.afterEmpty, { title: "No preview of the result", hint: "Process the image again." });
+      this.afterEmpty.hidden = false;
     });
 
     for (const pane of this.panes) this.bindPane(pane);
@@ -36,11 +64,18 @@ export class Viewer {
     new ResizeObserver(() => (this.fitted ? this.fit() : this.apply())).observe(root);
   }
 
-  /** Shows an original and (if any) its result; keeps the zoom when only the result changes. */
-  show(beforeUrl, afterUrl) {
+  /**
+   * Shows an original and (if any) its result; keeps the zoom when only the result
+   * changes. Without a result the Processed pane shows `afterNote`; when the original
+   * cannot be shown its pane shows `brokenNote` (notes are {title, text, hint, failed}).
+   */
+  show(beforeUrl, afterUrl, { afterNote, brokenNote } = {}) {
+    fillNote(this.beforeEmpty, brokenNote || { title: "No preview" });
     const sameImage = this.before.getAttribute("src") === beforeUrl;
     if (!sameImage) {
       this.fitted = true;
+      this.before.hidden = false;
+      this.beforeEmpty.hidden = true;
       this.before.src = beforeUrl;
     }
     if (afterUrl) {
@@ -50,6 +85,7 @@ export class Viewer {
     } else {
       this.after.hidden = true;
       this.after.removeAttribute("src");
+      fillNote(this.afterEmpty, afterNote || { title: "Not processed yet" });
       this.afterEmpty.hidden = false;
     }
   }

@@ -1,24 +1,26 @@
 //! The app's state and everything the commands do, with no Tauri types in it, so it is
-//! tested without a window: the library, the settings, the work folder where batches
-//! write, the running batch and the preview cache.
+//! tested without a window. [`Core`] holds the owners of each part (the library, the
+//! settings and their store, the running [`Job`], the remote nodes, the preview cache)
+//! and is the one place that ties them together: the parts do not know each other.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use prism_engine::exec::{LocalWorker, Worker};
+use prism_engine::exec::{LocalWorker, RunConfig, Worker};
 use prism_engine::output::OnExists;
 use prism_engine::remote::tls::Fingerprint;
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::jobs::JobHandle;
+use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
 use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace};
+use crate::sync::lock;
 
 /// Everything the UI needs to draw itself from scratch (start-up, reload).
 #[derive(Clone, Debug, Serialize)]
@@ -82,16 +84,18 @@ pub struct SaveFailure {
 
 /// The app's state; commands are thin wrappers over its methods.
 pub struct Core {
-    pub(crate) library: Mutex<Library>,
-    pub(crate) settings: Mutex<Settings>,
+    /// Shared with the running job, which keeps its images' states in step.
+    library: Arc<Mutex<Library>>,
+    settings: Mutex<Settings>,
     store: SettingsStore,
-    pub(crate) work_dir: PathBuf,
-    pub(crate) job: Mutex<Option<JobHandle>>,
-    pub(crate) next_job: AtomicU64,
+    work_dir: PathBuf,
+    /// The running batch, or the last one (finished: see [`Job::is_running`]).
+    job: Mutex<Option<Arc<Job>>>,
+    next_job: AtomicU64,
     local: Mutex<Option<(usize, Arc<LocalWorker>)>>,
     previews: PreviewCache,
     warning: Mutex<Option<String>>,
-    pub(crate) remote: Arc<Remote>,
+    remote: Arc<Remote>,
 }
 
 /// Whether two paths name the same existing file (links and `..` resolved).
@@ -100,12 +104,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// Locks a mutex, going on after a panic elsewhere: every critical section leaves the
-/// data consistent, so a poisoned lock holds nothing half-written.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Core {
@@ -126,7 +124,7 @@ impl Core {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| AppError::Io(format!("cannot create {}: {e}", work_dir.display())))?;
         Ok(Arc::new(Core {
-            library: Mutex::new(Library::new()),
+            library: Arc::new(Mutex::new(Library::new())),
             settings: Mutex::new(settings),
             store,
             work_dir: work_dir.to_path_buf(),
@@ -142,8 +140,8 @@ impl Core {
     /// Stops a running batch and removes the work folder (the app is exiting; results
     /// not saved by the user were only previews of what Save would write).
     pub fn shutdown(&self) {
-        if let Some(h) = lock(&self.job).as_ref() {
-            h.cancel.cancel();
+        if let Some(job) = self.running_job() {
+            job.cancel();
         }
         self.remote.close_all();
         let _ = std::fs::remove_dir_all(&self.work_dir);
@@ -155,7 +153,7 @@ impl Core {
         // still be held when `node_views` takes the settings lock again.
         let images = lock(&self.library).views();
         let settings = lock(&self.settings).clone();
-        let job = lock(&self.job).as_ref().map(|j| j.id);
+        let job = self.running_job().map(|j| j.id());
         let warning = lock(&self.warning).take();
         Snapshot {
             images,
@@ -168,6 +166,60 @@ impl Core {
         }
     }
 
+    /// The batch that runs now, if one does.
+    fn running_job(&self) -> Option<Arc<Job>> {
+        lock(&self.job).as_ref().filter(|j| j.is_running()).cloned()
+    }
+
+    /// Starts a batch on its own thread; events go to `sink`. One batch at a time.
+    pub fn process(&self, target: Target, sink: EventSink) -> Result<JobStarted, AppError> {
+        // Held until the job is in place, so two calls cannot both start one.
+        let mut slot = lock(&self.job);
+        if slot.as_ref().is_some_and(|j| j.is_running()) {
+            return Err(AppError::Busy);
+        }
+        let settings = lock(&self.settings).clone();
+        let workers = self.batch_workers()?;
+        let plan = Plan::new(&lock(&self.library), target, &settings.global_op)?;
+        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let mut config = RunConfig::new(self.work_dir.join(format!("job-{id}")));
+        config.format = settings.output_format();
+        // Keypoint counts come with each `done` event; no features file is needed.
+        config.features = false;
+        // The job's own work folder: a retry replaces its earlier result there.
+        config.on_exists = OnExists::Overwrite;
+        let remote = self.remote.clone();
+        let on_lost: OnLost = Arc::new(move |address, message| remote.mark_lost(address, message));
+        let job = Job::start(
+            plan,
+            JobSetup {
+                id,
+                workers,
+                config,
+                library: self.library.clone(),
+                on_lost,
+                sink,
+            },
+        )?;
+        let started = JobStarted {
+            job: id,
+            ids: job.ids().to_vec(),
+        };
+        *slot = Some(job);
+        Ok(started)
+    }
+
+    /// Asks the batch `job` to stop; false when it is not running.
+    pub fn cancel(&self, job: JobId) -> bool {
+        match self.running_job() {
+            Some(j) if j.id() == job => {
+                j.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Adds files and folders (recursively).
     pub fn add_paths(&self, paths: &[PathBuf]) -> AddReport {
         let (files, skipped) = crate::library::expand(paths);
@@ -176,8 +228,9 @@ impl Core {
 
     /// Removes images; refused while a batch runs.
     pub fn remove_images(&self, ids: &[ImageId]) -> Result<(), AppError> {
+        // Held while removing, so no batch starts on images going away.
         let job = lock(&self.job);
-        if job.is_some() {
+        if job.as_ref().is_some_and(|j| j.is_running()) {
             return Err(AppError::Busy);
         }
         let outputs = lock(&self.library).take(ids);
@@ -236,7 +289,7 @@ impl Core {
     }
 
     /// This machine's worker with the configured threads (rebuilt when they change).
-    pub(crate) fn local_worker(&self) -> Result<Arc<LocalWorker>, AppError> {
+    fn local_worker(&self) -> Result<Arc<LocalWorker>, AppError> {
         let threads = lock(&self.settings).threads;
         let mut local = lock(&self.local);
         if let Some((t, w)) = local.as_ref() {
@@ -346,7 +399,7 @@ impl Core {
 
     /// The workers a batch runs on: this machine, or the connected nodes (and this
     /// machine too when asked).
-    pub(crate) fn batch_workers(&self) -> Result<Vec<Arc<dyn Worker>>, AppError> {
+    fn batch_workers(&self) -> Result<Vec<Arc<dyn Worker>>, AppError> {
         let (engine, with_local) = {
             let s = lock(&self.settings);
             (s.engine, s.use_local_too)
@@ -372,7 +425,7 @@ impl Core {
         Ok(workers)
     }
 
-    pub(crate) fn tokens(&self) -> Result<std::collections::BTreeMap<String, String>, AppError> {
+    fn tokens(&self) -> Result<std::collections::BTreeMap<String, String>, AppError> {
         self.store.load_tokens()
     }
 
@@ -416,10 +469,7 @@ impl Core {
 
     /// Removes a node, its pin and its token, closing its connection.
     pub fn remove_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
-        if lock(&self.job)
-            .as_ref()
-            .is_some_and(|j| j.nodes.iter().any(|n| n == address))
-        {
+        if self.running_job().is_some_and(|j| j.uses_node(address)) {
             return Err(AppError::Busy);
         }
         self.change_settings(|s| s.nodes.retain(|n| n.address != address))?;
@@ -485,12 +535,12 @@ impl Core {
     /// Closes every node connection; refused while a batch uses them.
     pub fn close_connections(&self) -> Result<usize, AppError> {
         // A batch on this machine alone does not need them.
-        if lock(&self.job)
-            .as_ref()
-            .is_some_and(|j| !j.nodes.is_empty())
-        {
+        if self.running_job().is_some_and(|j| j.uses_nodes()) {
             return Err(AppError::Busy);
         }
         Ok(self.remote.close_all())
     }
 }
+
+#[cfg(test)]
+mod tests;

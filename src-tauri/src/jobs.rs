@@ -1,38 +1,27 @@
-//! Running a batch: the engine's scheduler (`exec::run_batch`) on a thread of its own,
-//! its events turned into [`JobEvent`]s for one job's channel, the library kept in step.
+//! Batches: which images one takes and with which op ([`Plan`]), and the running batch
+//! ([`Job`]), which owns its state (id, cancel token, the nodes it holds, its counts,
+//! where its events go) and runs the engine's scheduler (`exec::run_batch`) on a thread
+//! of its own, keeping the library's image states in step with the engine's events.
 //!
-//! `run_batch` reports when an input ends but not when a worker picks it up, and a
-//! [`WorkRequest`] does not name its input. Each input therefore gets its own `Arc` of
-//! ops (the engine hands that `Arc` to the worker unchanged), and a wrapping worker
-//! recognises the input by the pointer: exact, and no change to the engine.
+//! A job knows the library and nothing else of the app: whoever starts it gives it its
+//! workers, what to do when a node is lost, and where its events go.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prism_engine::exec::{run_batch, Event, RunConfig, WorkError, WorkRequest, WorkResult, Worker};
 use prism_engine::job::{Batch, Input};
 use prism_engine::ops::CancelToken;
-use prism_engine::output::OnExists;
 use prism_engine::{ErrorKind, Op};
 use serde::Serialize;
 
-use crate::core::{lock, Core};
 use crate::error::{hint_for, AppError};
-use crate::library::{ImageId, ImageState, ResultRecord, ResultView};
+use crate::library::{ImageId, ImageState, Library, ResultRecord, ResultView};
+use crate::sync::lock;
 
 /// A batch's id.
 pub type JobId = u64;
-
-/// The running batch.
-pub struct JobHandle {
-    /// Its id.
-    pub id: JobId,
-    /// Stops it.
-    pub cancel: CancelToken,
-    /// The remote nodes it runs on (their connections must stay open until it ends).
-    pub nodes: Vec<String>,
-}
 
 /// Which images a batch takes.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +106,9 @@ pub enum JobEvent {
 /// Where a batch's events go (a `tauri::ipc::Channel` in the app, a vector in tests).
 pub type EventSink = Arc<dyn Fn(JobEvent) + Send + Sync>;
 
+/// What to do when a remote node is lost during a batch: `(address, why)`.
+pub type OnLost = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What `process` returns at once; the rest arrives as events.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +117,105 @@ pub struct JobStarted {
     pub job: JobId,
     /// Its images, queued.
     pub ids: Vec<ImageId>,
+}
+
+/// One image of a plan, at the index the engine's events name it by.
+struct Planned {
+    id: ImageId,
+    op: Op,
+}
+
+/// What a batch will do: its images in order, each with the op it goes through.
+pub struct Plan {
+    batch: Batch,
+    planned: Vec<Planned>,
+}
+
+impl Plan {
+    /// Resolves `target` in `lib`: each image takes its own op, else `global`. Ids given
+    /// twice run once; an unknown id or nothing to do is an error.
+    pub fn new(lib: &Library, target: Target, global: &Op) -> Result<Plan, AppError> {
+        let ids: Vec<ImageId> = match target {
+            Target::All => lib.entries().iter().map(|e| e.id).collect(),
+            Target::Failed => lib.failed_ids(),
+            Target::Ids(ids) => {
+                let mut seen = HashSet::new();
+                let mut out = Vec::new();
+                for id in ids {
+                    lib.get(id).ok_or(AppError::UnknownImage(id))?;
+                    if seen.insert(id) {
+                        out.push(id);
+                    }
+                }
+                out
+            }
+        };
+        if ids.is_empty() {
+            return Err(AppError::Nothing(if lib.entries().is_empty() {
+                "no images yet".into()
+            } else {
+                "no failed images to retry".into()
+            }));
+        }
+        let mut inputs = Vec::with_capacity(ids.len());
+        let mut planned = Vec::with_capacity(ids.len());
+        for id in ids {
+            let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
+            let op = e.override_op.clone().unwrap_or_else(|| global.clone());
+            inputs.push(Input {
+                source: e.source.clone(),
+                // The id keeps same-named files from different folders apart.
+                rel: PathBuf::from(id.to_string()).join(&e.name),
+                ops: Some(Arc::from(vec![op.clone()])),
+            });
+            planned.push(Planned { id, op });
+        }
+        let batch = Batch {
+            inputs,
+            pipeline: Arc::from(vec![global.clone()]),
+        };
+        batch.validate()?;
+        Ok(Plan { batch, planned })
+    }
+
+    /// Its images, in order.
+    pub fn ids(&self) -> Vec<ImageId> {
+        self.planned.iter().map(|p| p.id).collect()
+    }
+}
+
+/// What a job runs on and reports to, besides its plan.
+pub struct JobSetup {
+    /// Its id.
+    pub id: JobId,
+    /// Where it runs (this machine, nodes or both).
+    pub workers: Vec<Arc<dyn Worker>>,
+    /// Output folder and format.
+    pub config: RunConfig,
+    /// The library whose image states it keeps in step.
+    pub library: Arc<Mutex<Library>>,
+    /// Told once per node lost during the batch.
+    pub on_lost: OnLost,
+    /// Where its events go.
+    pub sink: EventSink,
+}
+
+/// The running (or last) batch.
+pub struct Job {
+    id: JobId,
+    ids: Vec<ImageId>,
+    nodes: Vec<String>,
+    cancel: CancelToken,
+    state: Mutex<JobState>,
+}
+
+/// What changes while a job runs; events go out under the same lock, so whoever reads
+/// the counts sees exactly the events sent before.
+struct JobState {
+    sink: EventSink,
+    done: usize,
+    failed: usize,
+    running: bool,
 }
 
 /// Lets the real worker run each input and reports the worker the moment it is lost
@@ -157,178 +248,157 @@ impl Worker for LossReporter {
     }
 }
 
-/// What the batch thread needs to know about each input.
-struct Planned {
-    id: ImageId,
-    op: Op,
-}
-
-impl Core {
-    /// Starts a batch on its own thread; events go to `sink`. One batch at a time.
-    pub fn process(
-        self: &Arc<Self>,
-        target: Target,
-        sink: EventSink,
-    ) -> Result<JobStarted, AppError> {
-        let mut job_slot = lock(&self.job);
-        if job_slot.is_some() {
-            return Err(AppError::Busy);
-        }
-        let settings = lock(&self.settings).clone();
-        let workers = self.batch_workers()?;
-        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
-        let job_dir = self.work_dir.join(format!("job-{job}"));
-        let mut lib = lock(&self.library);
-        let ids: Vec<ImageId> = match target {
-            Target::All => lib.entries().iter().map(|e| e.id).collect(),
-            Target::Failed => lib.failed_ids(),
-            Target::Ids(ids) => {
-                let mut seen = std::collections::HashSet::new();
-                let mut out = Vec::new();
-                for id in ids {
-                    lib.get(id).ok_or(AppError::UnknownImage(id))?;
-                    if seen.insert(id) {
-                        out.push(id);
-                    }
-                }
-                out
-            }
-        };
-        if ids.is_empty() {
-            return Err(AppError::Nothing(if lib.entries().is_empty() {
-                "no images yet".into()
-            } else {
-                "no failed images to retry".into()
-            }));
-        }
-        let mut inputs = Vec::with_capacity(ids.len());
-        // In input order: the engine's events name inputs by their index.
-        let mut planned = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
-            let op = e
-                .override_op
-                .clone()
-                .unwrap_or_else(|| settings.global_op.clone());
-            let ops: Arc<[Op]> = Arc::from(vec![op.clone()]);
-            planned.push(Planned { id, op });
-            inputs.push(Input {
-                source: e.source.clone(),
-                // The id keeps same-named files from different folders apart.
-                rel: PathBuf::from(id.to_string()).join(&e.name),
-                ops: Some(ops),
-            });
-        }
-        let batch = Batch {
-            inputs,
-            pipeline: Arc::from(vec![settings.global_op.clone()]),
-        };
-        batch.validate()?;
-        for &id in &ids {
-            if let Some(e) = lib.get_mut(id) {
-                e.state = ImageState::Queued;
-            }
-        }
-        drop(lib);
-        let mut cfg = RunConfig::new(&job_dir);
-        cfg.format = settings.output_format();
-        // Keypoint counts come with each `done` event; no features file is needed.
-        cfg.features = false;
-        // The job's own work folder: a retry replaces its earlier result there.
-        cfg.on_exists = OnExists::Overwrite;
-        let cancel = CancelToken::new();
-        let on_lost: Arc<dyn Fn(String, String) + Send + Sync> = {
-            let remote = self.remote.clone();
-            let sink = sink.clone();
-            let reported = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+impl Job {
+    /// Marks the plan's images queued and starts the batch on a thread of its own.
+    pub fn start(plan: Plan, setup: JobSetup) -> Result<Arc<Job>, AppError> {
+        let JobSetup {
+            id,
+            workers,
+            config,
+            library,
+            on_lost,
+            sink,
+        } = setup;
+        let job = Arc::new(Job {
+            id,
+            ids: plan.ids(),
+            nodes: workers
+                .iter()
+                .map(|w| w.name())
+                .filter(|n| n != "local")
+                .collect(),
+            cancel: CancelToken::new(),
+            state: Mutex::new(JobState {
+                sink,
+                done: 0,
+                failed: 0,
+                running: true,
+            }),
+        });
+        let reporter: Arc<dyn Fn(String, String) + Send + Sync> = {
+            let job = job.clone();
+            let reported = Mutex::new(HashSet::new());
             Arc::new(move |address: String, message: String| {
                 // Every slot of a lost node reports it; tell the UI once.
                 if lock(&reported).insert(address.clone()) {
-                    remote.mark_lost(&address, &message);
-                    sink(JobEvent::NodeLost { address, message });
+                    on_lost(&address, &message);
+                    job.emit(JobEvent::NodeLost { address, message });
                 }
             })
         };
-        let nodes: Vec<String> = workers
-            .iter()
-            .map(|w| w.name())
-            .filter(|n| n != "local")
-            .collect();
-        let tracked: Vec<Arc<dyn Worker>> = workers
+        let workers: Vec<Arc<dyn Worker>> = workers
             .into_iter()
             .map(|inner| {
                 Arc::new(LossReporter {
                     inner,
-                    on_lost: on_lost.clone(),
+                    on_lost: reporter.clone(),
                 }) as Arc<dyn Worker>
             })
             .collect();
-        let core = self.clone();
-        let token = cancel.clone();
-        std::thread::Builder::new()
-            .name(format!("prism-batch-{job}"))
-            .spawn(move || {
-                core.run_job(job, &batch, &tracked, &cfg, &token, &planned, &sink);
-            })
-            .map_err(|e| AppError::Io(format!("cannot start the batch thread: {e}")))?;
-        *job_slot = Some(JobHandle {
-            id: job,
-            cancel,
-            nodes,
-        });
-        Ok(JobStarted { job, ids })
-    }
-
-    /// Asks the batch `job` to stop; false when it is not running.
-    pub fn cancel(&self, job: JobId) -> bool {
-        match lock(&self.job).as_ref() {
-            Some(h) if h.id == job => {
-                h.cancel.cancel();
-                true
+        // Queued before the thread starts, so its first events find them so.
+        let before: Vec<(ImageId, ImageState)> = {
+            let mut lib = lock(&library);
+            plan.planned
+                .iter()
+                .filter_map(|p| {
+                    let e = lib.get_mut(p.id)?;
+                    Some((p.id, std::mem::replace(&mut e.state, ImageState::Queued)))
+                })
+                .collect()
+        };
+        let me = job.clone();
+        let lib = library.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("prism-batch-{id}"))
+            .spawn(move || me.run(&plan, &workers, &config, &lib));
+        if let Err(e) = spawned {
+            // Nothing runs: the images go back to how they were.
+            let mut lib = lock(&library);
+            for (id, state) in before {
+                if let Some(e) = lib.get_mut(id) {
+                    e.state = state;
+                }
             }
-            _ => false,
+            return Err(AppError::Io(format!("cannot start the batch thread: {e}")));
         }
+        Ok(job)
     }
 
-    /// The batch thread: runs the engine's scheduler and mirrors its events.
-    #[allow(clippy::too_many_arguments)]
-    fn run_job(
-        &self,
-        job: JobId,
-        batch: &Batch,
-        workers: &[Arc<dyn Worker>],
-        cfg: &RunConfig,
-        cancel: &CancelToken,
-        planned: &[Planned],
-        sink: &EventSink,
-    ) {
+    /// Its id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Its images, in order.
+    pub fn ids(&self) -> &[ImageId] {
+        &self.ids
+    }
+
+    /// Whether it has not finished yet.
+    pub fn is_running(&self) -> bool {
+        lock(&self.state).running
+    }
+
+    /// Whether it runs on the node at `address` (its connection must stay open).
+    pub fn uses_node(&self, address: &str) -> bool {
+        self.nodes.iter().any(|n| n == address)
+    }
+
+    /// Whether it runs on any remote node.
+    pub fn uses_nodes(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// Asks it to stop; what runs ends, what waits is marked cancelled.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Counts what the event tells and sends it on.
+    fn emit(&self, event: JobEvent) {
+        let mut st = lock(&self.state);
+        match &event {
+            JobEvent::Done { .. } => st.done += 1,
+            JobEvent::Failed { .. } => st.failed += 1,
+            // Not running any more before anyone hears so: the next batch may start at once.
+            JobEvent::Finished { .. } => st.running = false,
+            _ => {}
+        }
+        (st.sink)(event);
+    }
+
+    /// The batch thread: runs the engine's scheduler, mirroring its events.
+    fn run(&self, plan: &Plan, workers: &[Arc<dyn Worker>], cfg: &RunConfig, lib: &Mutex<Library>) {
         let mut summary = (0, 0, 0.0);
         // Workers catch panics per input; this catches one in the scheduler itself, so
-        // the slot is freed and the UI hears `Finished` whatever happens.
+        // the job ends and the UI hears `Finished` whatever happens.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_batch_events(
-                job,
-                batch,
-                workers,
-                cfg,
-                cancel,
-                planned,
-                sink,
-                &mut summary,
-            )
+            self.run_batch_events(plan, workers, cfg, lib, &mut summary)
         }));
         if let Err(panic) = ran {
             let message = format!(
                 "internal error, the batch stopped (please report it): {}",
                 prism_engine::exec::panic_message(panic.as_ref())
             );
-            let mut lib = lock(&self.library);
-            for p in planned {
-                let Some(e) = lib.get_mut(p.id) else { continue };
-                if matches!(e.state, ImageState::Queued | ImageState::Running { .. }) {
-                    e.state = ImageState::failed(ErrorKind::Io, message.clone());
+            for p in &plan.planned {
+                let unfinished = {
+                    let mut lib = lock(lib);
+                    match lib.get_mut(p.id) {
+                        Some(e)
+                            if matches!(
+                                e.state,
+                                ImageState::Queued | ImageState::Running { .. }
+                            ) =>
+                        {
+                            e.state = ImageState::failed(ErrorKind::Io, message.clone());
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if unfinished {
                     summary.1 += 1;
-                    sink(JobEvent::Failed {
+                    self.emit(JobEvent::Failed {
                         id: p.id,
                         kind: ErrorKind::Io,
                         message: message.clone(),
@@ -337,185 +407,167 @@ impl Core {
                 }
             }
         }
-        // Free the slot before saying so, so the UI may start the next batch at once.
-        {
-            let mut slot = lock(&self.job);
-            if slot.as_ref().is_some_and(|h| h.id == job) {
-                *slot = None;
-            }
-        }
-        sink(JobEvent::Finished {
-            job,
+        self.emit(JobEvent::Finished {
+            job: self.id,
             done: summary.0,
             failed: summary.1,
-            cancelled: cancel.is_cancelled(),
+            cancelled: self.cancel.is_cancelled(),
             wall_ms: summary.2,
         });
     }
 
-    /// Runs the engine's scheduler, mirroring its events to the library and `sink`.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs the engine's scheduler, mirroring its events to the library and the sink.
     fn run_batch_events(
         &self,
-        job: JobId,
-        batch: &Batch,
+        plan: &Plan,
         workers: &[Arc<dyn Worker>],
         cfg: &RunConfig,
-        cancel: &CancelToken,
-        planned: &[Planned],
-        sink: &EventSink,
+        lib: &Mutex<Library>,
         summary: &mut (usize, usize, f64),
     ) {
-        run_batch(batch, workers, cfg, cancel, &mut |ev| match ev {
-            Event::Started { inputs } => sink(JobEvent::Started {
-                job,
-                total: *inputs,
-            }),
-            Event::Progress { done, total } => sink(JobEvent::Progress {
-                done: *done,
-                total: *total,
-            }),
-            Event::Running { index, worker, .. } => {
-                if let Some(p) = planned.get(*index) {
-                    if let Some(e) = lock(&self.library).get_mut(p.id) {
-                        e.state = ImageState::Running {
+        let planned = &plan.planned;
+        run_batch(
+            &plan.batch,
+            workers,
+            cfg,
+            &self.cancel,
+            &mut |ev| match ev {
+                Event::Started { inputs } => self.emit(JobEvent::Started {
+                    job: self.id,
+                    total: *inputs,
+                }),
+                Event::Progress { done, total } => self.emit(JobEvent::Progress {
+                    done: *done,
+                    total: *total,
+                }),
+                Event::Running { index, worker, .. } => {
+                    if let Some(p) = planned.get(*index) {
+                        if let Some(e) = lock(lib).get_mut(p.id) {
+                            e.state = ImageState::Running {
+                                worker: worker.clone(),
+                            };
+                        }
+                        self.emit(JobEvent::Running {
+                            id: p.id,
                             worker: worker.clone(),
+                        });
+                    }
+                }
+                Event::Done {
+                    index,
+                    output,
+                    format,
+                    worker,
+                    keypoints,
+                    timings_ms,
+                    ..
+                } => {
+                    if let Some(p) = planned.get(*index) {
+                        let record = ResultRecord {
+                            rev: 0,
+                            output: PathBuf::from(output),
+                            op: p.op.clone(),
+                            format: *format,
+                            worker: worker.clone(),
+                            keypoints: *keypoints,
+                            timings: *timings_ms,
                         };
+                        let event = done_event(lib, p, record);
+                        self.emit(event);
                     }
-                    sink(JobEvent::Running {
-                        id: p.id,
-                        worker: worker.clone(),
-                    });
                 }
-            }
-            Event::Done {
-                index,
-                output,
-                format,
-                worker,
-                keypoints,
-                timings_ms,
-                ..
-            } => {
-                if let Some(p) = planned.get(*index) {
-                    let record = ResultRecord {
-                        rev: 0,
-                        output: PathBuf::from(output),
-                        op: p.op.clone(),
-                        format: *format,
-                        worker: worker.clone(),
-                        keypoints: *keypoints,
-                        timings: *timings_ms,
-                    };
-                    sink(self.finish_done(p, record));
-                }
-            }
-            Event::Failed {
-                index,
-                kind,
-                message,
-                ..
-            } => {
-                if let Some(p) = planned.get(*index) {
-                    let state = ImageState::failed(*kind, message.clone());
-                    if let Some(e) = lock(&self.library).get_mut(p.id) {
-                        e.state = state;
+                Event::Failed {
+                    index,
+                    kind,
+                    message,
+                    ..
+                } => {
+                    if let Some(p) = planned.get(*index) {
+                        if let Some(e) = lock(lib).get_mut(p.id) {
+                            e.state = ImageState::failed(*kind, message.clone());
+                        }
+                        self.emit(JobEvent::Failed {
+                            id: p.id,
+                            kind: *kind,
+                            message: message.clone(),
+                            hint: hint_for(*kind).to_string(),
+                        });
                     }
-                    sink(JobEvent::Failed {
-                        id: p.id,
-                        kind: *kind,
-                        message: message.clone(),
-                        hint: hint_for(*kind).to_string(),
-                    });
                 }
-            }
-            // The work folder is the job's own and written with `overwrite`: never skipped.
-            Event::Skipped { .. } => {}
-            Event::Summary {
-                done,
-                failed,
-                wall_ms,
-                ..
-            } => *summary = (*done, *failed, *wall_ms),
-        });
-    }
-
-    /// Records a finished input in the library and builds its event.
-    fn finish_done(&self, p: &Planned, record: ResultRecord) -> JobEvent {
-        let mut lib = lock(&self.library);
-        lib.record_result(p.id, record);
-        match lib.view(p.id).and_then(|v| v.result) {
-            Some(result) => JobEvent::Done { id: p.id, result },
-            // Removed while running is refused, so this is only a safety net.
-            None => JobEvent::Failed {
-                id: p.id,
-                kind: ErrorKind::Io,
-                message: "the image was removed while it ran".into(),
-                hint: hint_for(ErrorKind::Io).into(),
+                // The work folder is the job's own and written with `overwrite`: never skipped.
+                Event::Skipped { .. } => {}
+                Event::Summary {
+                    done,
+                    failed,
+                    wall_ms,
+                    ..
+                } => *summary = (*done, *failed, *wall_ms),
             },
-        }
+        );
+    }
+}
+
+/// Records a finished input in the library and builds its event.
+fn done_event(lib: &Mutex<Library>, p: &Planned, record: ResultRecord) -> JobEvent {
+    let mut lib = lock(lib);
+    lib.record_result(p.id, record);
+    match lib.view(p.id).and_then(|v| v.result) {
+        Some(result) => JobEvent::Done { id: p.id, result },
+        // Removing images while a batch runs is refused, so this is only a safety net.
+        None => JobEvent::Failed {
+            id: p.id,
+            kind: ErrorKind::Io,
+            message: "the image was removed while it ran".into(),
+            hint: hint_for(ErrorKind::Io).into(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preview::PixelRequest;
     use image::{Rgb, RgbImage};
-    use prism_engine::codec::{EncodeOptions, Limits};
-    use prism_engine::exec::process_bytes;
-    use prism_engine::job::OutputFormat;
-    use prism_engine::ops::OpContext;
+    use prism_engine::exec::LocalWorker;
     use std::path::Path;
     use std::sync::mpsc;
-    use std::sync::Mutex;
     use std::time::Duration;
 
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        core: Arc<Core>,
+    fn op(id: &str) -> Op {
+        Op::default_for(id).unwrap()
     }
 
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let core = Core::new(&root.join("config"), &root.join("work")).unwrap();
-        Fixture {
-            _dir: dir,
-            root,
-            core,
-        }
-    }
-
-    fn write_image(path: &Path, w: u32, h: u32, seed: u32) {
+    fn write_image(path: &Path, seed: u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        RgbImage::from_fn(w, h, |x, y| {
-            Rgb([
-                (x * 3 + seed) as u8,
-                (y * 5 + seed * 7) as u8,
-                ((x ^ y) + seed) as u8,
-            ])
-        })
-        .save(path)
-        .unwrap();
+        RgbImage::from_fn(24, 16, |x, y| Rgb([x as u8 * 9, y as u8 * 13, seed]))
+            .save(path)
+            .unwrap();
     }
 
-    /// A sink of any event type that forwards to a receiver the test reads.
-    fn channel_sink<E: Send + 'static>() -> (Arc<dyn Fn(E) + Send + Sync>, mpsc::Receiver<E>) {
+    /// A library of `n` PNGs in `dir`.
+    fn library(dir: &Path, n: u8) -> Library {
+        let files: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let p = dir.join(format!("{i}.png"));
+                write_image(&p, i);
+                p
+            })
+            .collect();
+        let mut lib = Library::new();
+        lib.insert(files, Vec::new());
+        lib
+    }
+
+    fn sink() -> (EventSink, mpsc::Receiver<JobEvent>) {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        (Arc::new(move |e| drop(tx.lock().unwrap().send(e))), rx)
+        (Arc::new(move |e| drop(lock(&tx).send(e))), rx)
     }
 
-    /// Every event up to and including the one `is_end` accepts.
-    fn collect_until<E>(rx: &mpsc::Receiver<E>, is_end: fn(&E) -> bool, what: &str) -> Vec<E> {
+    fn until_finished(rx: &mpsc::Receiver<JobEvent>) -> Vec<JobEvent> {
         let mut all = Vec::new();
         loop {
-            let e = rx
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("{what}"));
-            let end = is_end(&e);
+            let e = rx.recv_timeout(Duration::from_secs(60)).expect("an event");
+            let end = matches!(e, JobEvent::Finished { .. });
             all.push(e);
             if end {
                 return all;
@@ -523,487 +575,142 @@ mod tests {
         }
     }
 
-    fn sink() -> (EventSink, mpsc::Receiver<JobEvent>) {
-        channel_sink()
+    #[test]
+    fn a_plan_takes_its_target_in_order_with_each_images_own_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lib = library(dir.path(), 3);
+        let global = op("erosion");
+        lib.set_override(1, Some(op("dilation")));
+        let all = Plan::new(&lib, Target::All, &global).unwrap();
+        assert_eq!(all.ids(), [0, 1, 2]);
+        let ops: Vec<_> = all.planned.iter().map(|p| p.op.id()).collect();
+        assert_eq!(ops, ["erosion", "dilation", "erosion"]);
+        // Ids given twice run once, in the order first given.
+        let some = Plan::new(&lib, Target::Ids(vec![2, 0, 2]), &global).unwrap();
+        assert_eq!(some.ids(), [2, 0]);
+        assert!(matches!(
+            Plan::new(&lib, Target::Ids(vec![9]), &global),
+            Err(AppError::UnknownImage(9))
+        ));
+        assert!(matches!(
+            Plan::new(&lib, Target::Failed, &global),
+            Err(AppError::Nothing(_))
+        ));
+        lib.get_mut(1).unwrap().state = ImageState::failed(ErrorKind::BadInput, "x");
+        let failed = Plan::new(&lib, Target::Failed, &global).unwrap();
+        assert_eq!(failed.ids(), [1]);
+        assert!(matches!(
+            Plan::new(&Library::new(), Target::All, &global),
+            Err(AppError::Nothing(m)) if m.contains("no images")
+        ));
     }
 
-    /// Every event of one batch, up to and including `Finished`.
-    fn wait(rx: &mpsc::Receiver<JobEvent>) -> Vec<JobEvent> {
-        collect_until(
-            rx,
-            |e| matches!(e, JobEvent::Finished { .. }),
-            "the batch finishes",
-        )
-    }
+    /// A node that drops every image it is given.
+    struct DeadNode;
 
-    fn op(id: &str, pairs: &[(&str, &str)]) -> Op {
-        Op::from_pairs(id, pairs.iter().copied()).unwrap()
-    }
-
-    /// What the CLI writes for `path` through `op` (the same function runs there).
-    fn cli_bytes(path: &Path, op: &Op) -> Vec<u8> {
-        let req = WorkRequest {
-            bytes: std::fs::read(path).unwrap().into(),
-            ops: Arc::from(vec![op.clone()]),
-            format: OutputFormat::Same,
-            encode: EncodeOptions::default(),
-            limits: Limits::default(),
-        };
-        process_bytes(&req, &OpContext::default()).unwrap().bytes
+    impl Worker for DeadNode {
+        fn name(&self) -> String {
+            "10.0.0.9:7878".into()
+        }
+        fn slots(&self) -> usize {
+            3
+        }
+        fn process(&self, _: &WorkRequest, _: &CancelToken) -> Result<WorkResult, WorkError> {
+            std::thread::sleep(Duration::from_millis(20));
+            Err(WorkError::WorkerLost("connection reset".into()))
+        }
     }
 
     #[test]
-    fn process_all_uses_overrides_and_matches_the_engine() {
-        let f = fixture();
-        let (a, b, c) = (
-            f.root.join("in/a.png"),
-            f.root.join("in/sub/b.jpg"),
-            f.root.join("other/a.png"),
-        );
-        write_image(&a, 64, 48, 1);
-        write_image(&b, 80, 40, 2);
-        write_image(&c, 30, 30, 3);
-        let added = f.core.add_paths(&[f.root.join("in"), c.clone()]);
-        assert_eq!(added.added.len(), 3);
-        let ids: Vec<_> = added.added.iter().map(|v| v.id).collect();
-        let global = op("color-manipulation", &[("mode", "sepia")]);
-        let own = op("histogram-equalization", &[]);
-        f.core.set_global_op(global.clone()).unwrap();
-        f.core.set_override(ids[1], Some(own.clone())).unwrap();
-
+    fn a_job_keeps_the_library_in_step_and_reports_a_lost_node_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Arc::new(Mutex::new(library(dir.path(), 6)));
+        let plan = Plan::new(&lock(&library), Target::All, &op("color-manipulation")).unwrap();
+        let lost = Arc::new(Mutex::new(Vec::new()));
+        let on_lost: OnLost = {
+            let lost = lost.clone();
+            Arc::new(move |a, m| lock(&lost).push(format!("{a}: {m}")))
+        };
         let (s, rx) = sink();
-        let started = f.core.process(Target::All, s).unwrap();
-        assert_eq!(started.ids, ids);
-        let events = wait(&rx);
-        assert!(matches!(events[0], JobEvent::Started { total: 3, .. }));
-        let running: Vec<_> = events
+        let job = Job::start(
+            plan,
+            JobSetup {
+                id: 7,
+                workers: vec![Arc::new(DeadNode), Arc::new(LocalWorker::new(1).unwrap())],
+                config: RunConfig::new(dir.path().join("out")),
+                library: library.clone(),
+                on_lost,
+                sink: s,
+            },
+        )
+        .unwrap();
+        assert!(job.uses_node("10.0.0.9:7878"));
+        assert!(job.uses_nodes());
+        let events = until_finished(&rx);
+        assert!(!job.is_running());
+        let lost_events = events
             .iter()
-            .filter_map(|e| match e {
-                JobEvent::Running { id, worker } => Some((*id, worker.as_str())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(running.len(), 3, "{events:?}");
-        assert!(running.iter().all(|(_, w)| *w == "local"));
-        match events.last().unwrap() {
-            JobEvent::Finished {
-                done: 3,
+            .filter(|e| matches!(e, JobEvent::NodeLost { .. }))
+            .count();
+        assert_eq!(lost_events, 1, "{events:?}");
+        assert_eq!(*lock(&lost), ["10.0.0.9:7878: connection reset"]);
+        assert!(matches!(
+            events.last(),
+            Some(JobEvent::Finished {
+                job: 7,
+                done: 6,
                 failed: 0,
                 cancelled: false,
                 ..
-            } => {}
-            e => panic!("{e:?}"),
-        }
-        assert!(events.contains(&JobEvent::Progress { done: 3, total: 3 }));
-
-        // Each output is byte-identical to the engine's (the CLI's) for the op it used,
-        // and two sources named a.png do not collide.
-        let lib = lock(&f.core.library);
-        for (id, src, used) in [
-            (ids[0], &a, &global),
-            (ids[1], &b, &own),
-            (ids[2], &c, &global),
-        ] {
-            let e = lib.get(id).unwrap();
-            assert_eq!(e.state, ImageState::Done);
-            let r = e.result.as_ref().unwrap();
-            assert_eq!(&r.op, used);
-            assert_eq!(std::fs::read(&r.output).unwrap(), cli_bytes(src, used));
-        }
-        let rev = lib.get(ids[1]).unwrap().result.as_ref().unwrap().rev;
-        drop(lib);
-        // The result preview is served by id and rev; a stale rev is not.
-        assert!(f.core.pixels(PixelRequest::Result(ids[1], rev)).is_ok());
-        assert!(f
-            .core
-            .pixels(PixelRequest::ResultThumb(ids[1], rev))
-            .is_ok());
-        assert!(matches!(
-            f.core.pixels(PixelRequest::Result(ids[1], rev + 100)),
-            Err(AppError::NoResult(_))
-        ));
-        assert!(f.core.pixels(PixelRequest::Thumb(ids[0])).is_ok());
-
-        // Save all: names from source and op, inside "Processed Images", never over.
-        let dest = f.root.join("dest");
-        std::fs::create_dir(&dest).unwrap();
-        let report = f.core.save_all(&dest, OnExists::Rename).unwrap();
-        let names: Vec<_> = report
-            .files
-            .iter()
-            .map(|p| {
-                Path::new(p)
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
             })
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "a-color-manipulation.png",
-                "b-histogram-equalization.jpg",
-                "a-color-manipulation (2).png"
-            ]
-        );
-        assert!(report.folder.ends_with("Processed Images"));
-        assert_eq!(
-            std::fs::read(&report.files[1]).unwrap(),
-            cli_bytes(&b, &own)
-        );
-        let again = f.core.save_all(&dest, OnExists::Rename).unwrap();
-        assert!(again.files[0].ends_with("a-color-manipulation (3).png"));
-        // Save one, with the name the dialog proposes.
-        let name = f.core.suggested_name(ids[0]).unwrap();
-        assert_eq!(name, "a-color-manipulation.png");
-        let one = f.core.save_one(ids[0], &dest.join(&name)).unwrap();
-        assert_eq!(std::fs::read(one).unwrap(), cli_bytes(&a, &global));
+        ));
+        let lib = lock(&library);
+        for e in lib.entries() {
+            assert_eq!(e.state, ImageState::Done);
+            assert_eq!(e.result.as_ref().unwrap().worker, "local");
+        }
     }
 
     #[test]
-    fn a_bad_file_fails_alone_and_retry_takes_only_it() {
-        let f = fixture();
-        let good = f.root.join("in/good.png");
-        let bad = f.root.join("in/bad.png");
-        write_image(&good, 20, 20, 0);
-        std::fs::write(&bad, b"\x89PNG\r\n\x1a\ntruncated").unwrap();
-        let ids: Vec<_> = f
-            .core
-            .add_paths(&[good.clone(), bad.clone()])
-            .added
-            .iter()
-            .map(|v| v.id)
-            .collect();
+    fn a_bad_file_fails_alone_and_the_job_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Arc::new(Mutex::new(library(dir.path(), 2)));
+        std::fs::write(dir.path().join("1.png"), b"not a png").unwrap();
+        let plan = Plan::new(&lock(&library), Target::All, &op("erosion")).unwrap();
         let (s, rx) = sink();
-        f.core.process(Target::All, s).unwrap();
-        let events = wait(&rx);
-        let failed: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                JobEvent::Failed { id, kind, hint, .. } => Some((*id, *kind, hint.clone())),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(failed.len(), 1);
-        assert_eq!(failed[0].0, ids[1]);
-        assert_eq!(failed[0].1, ErrorKind::BadInput);
-        assert!(failed[0].2.contains("re-save"));
-        assert_eq!(lock(&f.core.library).failed_ids(), vec![ids[1]]);
-
-        // Retry failed: only the bad one runs again.
-        std::fs::copy(&good, &bad).unwrap();
-        let (s, rx) = sink();
-        let started = f.core.process(Target::Failed, s).unwrap();
-        assert_eq!(started.ids, vec![ids[1]]);
-        let events = wait(&rx);
+        let job = Job::start(
+            plan,
+            JobSetup {
+                id: 1,
+                workers: vec![Arc::new(LocalWorker::new(1).unwrap())],
+                config: RunConfig::new(dir.path().join("out")),
+                library: library.clone(),
+                on_lost: Arc::new(|_, _| {}),
+                sink: s,
+            },
+        )
+        .unwrap();
+        assert_eq!(job.ids(), [0, 1]);
+        assert!(!job.uses_nodes());
+        let events = until_finished(&rx);
+        assert!(matches!(events[0], JobEvent::Started { job: 1, total: 2 }));
         assert!(matches!(
-            events.last().unwrap(),
-            JobEvent::Finished {
+            events.last(),
+            Some(JobEvent::Finished {
                 done: 1,
-                failed: 0,
+                failed: 1,
+                ..
+            })
+        ));
+        assert!(!job.is_running());
+        let lib = lock(&library);
+        assert_eq!(lib.get(0).unwrap().state, ImageState::Done);
+        assert!(matches!(
+            lib.get(1).unwrap().state,
+            ImageState::Failed {
+                kind: ErrorKind::BadInput,
                 ..
             }
         ));
-        assert!(lock(&f.core.library).failed_ids().is_empty());
-        let (s, _rx) = sink();
-        assert!(matches!(
-            f.core.process(Target::Failed, s),
-            Err(AppError::Nothing(_))
-        ));
-    }
-
-    #[test]
-    fn cancel_stops_the_batch_and_marks_the_rest_cancelled() {
-        let f = fixture();
-        for i in 0..24 {
-            write_image(&f.root.join(format!("in/{i:02}.png")), 900, 700, i);
-        }
-        f.core.add_paths(&[f.root.join("in")]);
-        let (s, rx) = sink();
-        let started = f.core.process(Target::All, s).unwrap();
-        // One batch at a time.
-        let (s2, _rx2) = sink();
-        assert!(matches!(
-            f.core.process(Target::All, s2),
-            Err(AppError::Busy)
-        ));
-        assert!(f.core.remove_images(&started.ids[..1]).is_err());
-        // A batch on this machine alone leaves node connections free to close.
-        assert_eq!(f.core.close_connections().unwrap(), 0);
-        assert!(!f.core.cancel(started.job + 1));
-        assert!(f.core.cancel(started.job));
-        let events = wait(&rx);
-        let JobEvent::Finished {
-            done,
-            failed,
-            cancelled,
-            ..
-        } = events.last().unwrap().clone()
-        else {
-            panic!("no finish");
-        };
-        assert!(cancelled);
-        assert_eq!(done + failed, 24);
-        assert!(failed > 0, "cancel came too late to stop anything");
-        let lib = lock(&f.core.library);
-        let cancelled_ids = lib.failed_ids();
-        assert_eq!(cancelled_ids.len(), failed);
-        for id in cancelled_ids {
-            assert!(matches!(
-                lib.get(id).unwrap().state,
-                ImageState::Failed {
-                    kind: ErrorKind::Cancelled,
-                    ..
-                }
-            ));
-        }
-        drop(lib);
-        // The slot is free again once Finished was sent.
-        assert!(f.core.snapshot().job.is_none());
-        assert!(f.core.remove_images(&started.ids[..1]).is_ok());
-    }
-
-    #[test]
-    fn nothing_to_do_and_unknown_ids_are_errors() {
-        let f = fixture();
-        let (s, _rx) = sink();
-        assert!(matches!(
-            f.core.process(Target::All, s.clone()),
-            Err(AppError::Nothing(_))
-        ));
-        assert!(matches!(
-            f.core.process(Target::Ids(vec![7]), s),
-            Err(AppError::UnknownImage(7))
-        ));
-        assert!(matches!(
-            f.core.save_all(&f.root, OnExists::Rename),
-            Err(AppError::Nothing(_))
-        ));
-        assert!(f.core.set_override(3, None).is_err());
-    }
-
-    #[test]
-    fn settings_changes_persist() {
-        let f = fixture();
-        let s = f
-            .core
-            .update_settings(crate::core::SettingsPatch {
-                output_format: Some("png".into()),
-                threads: Some(2),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(s.output_format, "png");
-        assert!(f
-            .core
-            .update_settings(crate::core::SettingsPatch {
-                output_format: Some("gif".into()),
-                ..Default::default()
-            })
-            .is_err());
-        let again = Core::new(&f.root.join("config"), &f.root.join("work2")).unwrap();
-        assert_eq!(again.snapshot().settings.threads, 2);
-        assert_eq!(again.snapshot().settings.output_format, "png");
-    }
-
-    mod remote {
-        use super::*;
-        use crate::remote::{ConnEvent, ConnSink, NodeStatus};
-        use crate::settings::{EngineMode, RetryConfig};
-        use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
-
-        fn conn_sink() -> (ConnSink, mpsc::Receiver<ConnEvent>) {
-            channel_sink()
-        }
-
-        fn wait_conn(rx: &mpsc::Receiver<ConnEvent>) -> Vec<ConnEvent> {
-            collect_until(
-                rx,
-                |e| matches!(e, ConnEvent::Finished { .. }),
-                "connect ends",
-            )
-        }
-
-        fn last_status(events: &[ConnEvent], address: &str) -> NodeStatus {
-            events
-                .iter()
-                .rev()
-                .find_map(|e| match e {
-                    ConnEvent::Status { address: a, status } if a == address => {
-                        Some(status.clone())
-                    }
-                    _ => None,
-                })
-                .expect("a status")
-        }
-
-        fn patch(engine: EngineMode, retry: RetryConfig) -> crate::core::SettingsPatch {
-            crate::core::SettingsPatch {
-                engine: Some(engine),
-                retry: Some(retry),
-                ..Default::default()
-            }
-        }
-
-        #[test]
-        fn trust_on_first_use_then_token_then_a_batch_on_the_node() {
-            let f = fixture();
-            let node = RunningNode::start(NodeConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                identity: IdentitySource::DataDir(f.root.join("node")),
-                metrics_listen: None,
-                threads: 1,
-                limits: NodeLimits::default(),
-            })
-            .unwrap();
-            let address = node.addr.to_string();
-            let token = std::fs::read_to_string(&node.token_path).unwrap();
-            let retry = RetryConfig {
-                attempts: 2,
-                delay_ms: 50,
-            };
-            f.core
-                .update_settings(patch(EngineMode::Remote, retry))
-                .unwrap();
-            let src = f.root.join("in/a.png");
-            write_image(&src, 60, 40, 9);
-            f.core.add_paths(std::slice::from_ref(&src));
-            // Remote mode with no node connected says what to do.
-            let (s, _rx) = sink();
-            let e = f.core.process(Target::All, s).unwrap_err();
-            assert_eq!(e.kind(), "remote");
-            assert!(e.hint().contains("Engine panel"));
-
-            f.core.add_node(&address).unwrap();
-            assert!(f.core.add_node(&address).is_err(), "listed twice");
-            // First contact: the fingerprint is shown, nothing is trusted or sent.
-            let (cs, rx) = conn_sink();
-            f.core.connect_nodes(cs).unwrap();
-            let events = wait_conn(&rx);
-            let NodeStatus::Untrusted { fingerprint } = last_status(&events, &address) else {
-                panic!("{events:?}");
-            };
-            assert_eq!(fingerprint, node.fingerprint.to_string());
-            assert!(matches!(
-                events.last(),
-                Some(ConnEvent::Finished { connected: 0 })
-            ));
-
-            // Trusted, but no token yet.
-            f.core.trust_node(&address, &fingerprint).unwrap();
-            let (cs, rx) = conn_sink();
-            f.core.connect_nodes(cs).unwrap();
-            let NodeStatus::Failed { hint, .. } = last_status(&wait_conn(&rx), &address) else {
-                panic!("connected without a token");
-            };
-            assert!(hint.contains("token"));
-
-            // A wrong token is refused at once, without retries.
-            f.core.set_token(&address, "wrong").unwrap();
-            let (cs, rx) = conn_sink();
-            f.core.connect_nodes(cs).unwrap();
-            let events = wait_conn(&rx);
-            assert!(!events
-                .iter()
-                .any(|e| matches!(e, ConnEvent::Retrying { .. })));
-            assert!(matches!(
-                last_status(&events, &address),
-                NodeStatus::Failed { .. }
-            ));
-
-            // The right token: connected, and the batch runs on the node.
-            f.core.set_token(&address, &token).unwrap();
-            let views = f.core.node_views();
-            assert!(views[0].has_token);
-            assert_eq!(views[0].fingerprint.as_deref(), Some(fingerprint.as_str()));
-            let (cs, rx) = conn_sink();
-            f.core.connect_nodes(cs).unwrap();
-            let events = wait_conn(&rx);
-            assert!(
-                matches!(
-                    last_status(&events, &address),
-                    NodeStatus::Connected { cores: 1, .. }
-                ),
-                "{events:?}"
-            );
-            let (s, rx) = sink();
-            f.core.process(Target::All, s).unwrap();
-            let events = wait(&rx);
-            let done: Vec<_> = events
-                .iter()
-                .filter_map(|e| match e {
-                    JobEvent::Done { result, .. } => Some(result.worker.clone()),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(done, vec![address.clone()]);
-            let output = lock(&f.core.library).entries()[0]
-                .result
-                .as_ref()
-                .unwrap()
-                .output
-                .clone();
-            let global = f.core.snapshot().settings.global_op;
-            assert_eq!(std::fs::read(output).unwrap(), cli_bytes(&src, &global));
-
-            // Close: the node is told goodbye, and remote batches need a connection again.
-            assert_eq!(f.core.close_connections().unwrap(), 1);
-            assert_eq!(f.core.node_views()[0].status, NodeStatus::Disconnected);
-            let (s, _rx) = sink();
-            assert!(f.core.process(Target::All, s).is_err());
-            node.shutdown();
-        }
-
-        #[test]
-        fn an_unreachable_node_shows_each_attempt() {
-            let f = fixture();
-            // A UDP port nobody listens on: QUIC gets no answer.
-            let port = std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let address = format!("127.0.0.1:{port}");
-            let retry = RetryConfig {
-                attempts: 2,
-                delay_ms: 10,
-            };
-            f.core
-                .update_settings(patch(EngineMode::Remote, retry))
-                .unwrap();
-            f.core.add_node(&address).unwrap();
-            f.core.trust_node(&address, &"ab".repeat(32)).unwrap();
-            f.core.set_token(&address, "t").unwrap();
-            let (cs, rx) = conn_sink();
-            f.core.connect_nodes(cs).unwrap();
-            let events = wait_conn(&rx);
-            let attempts: Vec<_> = events
-                .iter()
-                .filter_map(|e| match e {
-                    ConnEvent::Status {
-                        status: NodeStatus::Connecting { attempt, attempts },
-                        ..
-                    } => Some((*attempt, *attempts)),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(attempts, vec![(1, 2), (2, 2)]);
-            assert_eq!(
-                events
-                    .iter()
-                    .filter(|e| matches!(e, ConnEvent::Retrying { attempt: 1, .. }))
-                    .count(),
-                1
-            );
-            let NodeStatus::Failed { message, hint } = last_status(&events, &address) else {
-                panic!("{events:?}");
-            };
-            assert!(message.contains("after 2 attempt(s)"), "{message}");
-            assert!(hint.contains("prism node"));
-            // Removing the node forgets its pin and token.
-            assert!(f.core.remove_node(&address).unwrap().is_empty());
-            assert!(f.core.tokens().unwrap().is_empty());
-        }
     }
 }

@@ -1,10 +1,13 @@
 //! Prism's desktop app: a Tauri shell whose thin commands call prism-engine.
 //!
 //! The request path: `ui/ipc.js` invokes a command ([`commands`]), which parses its
-//! arguments and calls [`core::Core`]; batches run on a thread of their own through the
-//! engine's scheduler ([`jobs`]) and report on a per-job `ipc::Channel`; pixels reach
-//! the page only as previews made by the engine, by id, through the `prism://` scheme
-//! ([`preview`]).
+//! arguments and calls [`core::Core`]; a batch is a [`jobs::Job`] running the engine's
+//! scheduler on a thread of its own and reporting on a per-job `ipc::Channel`; pixels
+//! reach the page only as previews made by the engine, by id, through the `prism://`
+//! scheme ([`preview`]).
+//!
+//! `core` ties the owners of state together; they do not import it or each other's
+//! state: [`library`], [`settings`], [`jobs`] (which knows the library) and [`remote`].
 
 pub mod about;
 pub mod commands;
@@ -16,6 +19,7 @@ pub mod preview;
 pub mod remote;
 pub mod save;
 pub mod settings;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,9 +22,9 @@ use prism_engine::remote::client::{
 use prism_engine::remote::tls::Fingerprint;
 use serde::Serialize;
 
-use crate::core::lock;
 use crate::error::AppError;
 use crate::settings::{NodeConfig, RetryConfig};
+use crate::sync::lock;
 
 /// Where a node stands.
 #[derive(Clone, Debug, PartialEq, Serialize)]

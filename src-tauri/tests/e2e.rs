@@ -823,3 +823,379 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// Presses and releases one key where the focus is (`\u{e012}` left, `\u{e014}` right).
+async fn press(c: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await.expect("key pressed");
+}
+
+/// Drags the element's centre `dx` pixels sideways with the mouse, as a user would.
+async fn drag(c: &Client, css: &str, dx: f64) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+    let element = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element,
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveBy {
+            duration: Some(Duration::from_millis(150)),
+            x: dx,
+            y: 0.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    c.perform_actions(mouse).await.expect("dragged");
+    c.release_actions().await.expect("released");
+}
+
+/// A number the page computes.
+async fn num(c: &Client, expr: &str) -> f64 {
+    js(c, &format!("return {expr};"), vec![])
+        .await
+        .as_f64()
+        .unwrap_or_else(|| panic!("{expr} is not a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_inspector_leaves_the_grid_usable_and_steps_through_the_images() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    for i in 0..4 {
+        write_image(&work.path().join(format!("set/{i}.png")), 200, 150, i);
+    }
+    drop_paths(&c, &[&work.path().join("set")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 4", 20).await;
+    // The window's default size, where the inspector used to hide all but a sliver.
+    assert_eq!(
+        js(&c, "return [innerWidth, innerHeight]", vec![]).await,
+        json!([1280, 820])
+    );
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    let name = "document.getElementById('inspector-name').textContent";
+    let panel = "document.getElementById('inspector').getBoundingClientRect()";
+    let card = |id: u32| {
+        format!("document.querySelector(\".card[data-id='{id}']\").getBoundingClientRect()")
+    };
+    // The whole first card is in sight beside a usable inspector.
+    wait_js(
+        &c,
+        &format!("{}.right <= {panel}.left && {panel}.width >= 360", card(0)),
+        5,
+    )
+    .await;
+    shot(&c, "12-inspector-beside-grid").await;
+    // The grid still takes clicks while the inspector is open.
+    click(&c, ".card[data-id='1']").await;
+    wait_js(&c, &format!("{name} === '1.png'"), 5).await;
+    assert_eq!(text(&c, "#inspector-pos").await, "2 of 4 ·");
+
+    // Next and previous, with the buttons and the arrow keys.
+    click(&c, "#inspector-next").await;
+    wait_js(&c, &format!("{name} === '2.png'"), 5).await;
+    press(&c, '\u{e014}').await;
+    wait_js(&c, &format!("{name} === '3.png'"), 5).await;
+    assert!(
+        js(
+            &c,
+            "return document.getElementById('inspector-next').disabled",
+            vec![]
+        )
+        .await
+            == json!(true),
+        "next is disabled on the last image"
+    );
+    press(&c, '\u{e014}').await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        js(&c, &format!("return {name}"), vec![]).await,
+        json!("3.png")
+    );
+    press(&c, '\u{e012}').await;
+    wait_js(&c, &format!("{name} === '2.png'"), 5).await;
+    click(&c, "#inspector-prev").await;
+    wait_js(&c, &format!("{name} === '1.png'"), 5).await;
+    assert!(
+        js(
+            &c,
+            "return document.querySelector(\".card[data-id='1']\").classList.contains('selected')",
+            vec![]
+        )
+        .await
+            == json!(true),
+        "the grid shows which image is open"
+    );
+    // Arrow keys in a field move its caret, not the selection.
+    select(&c, "#inspector-op", "erosion").await;
+    wait_js(
+        &c,
+        "document.querySelector(\"#inspector-params [data-key='iterations']\")",
+        5,
+    )
+    .await;
+    c.find(Locator::Css("#inspector-params [data-key='iterations']"))
+        .await
+        .expect("iterations field")
+        .click()
+        .await
+        .expect("focused");
+    press(&c, '\u{e012}').await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        js(&c, &format!("return {name}"), vec![]).await,
+        json!("1.png")
+    );
+
+    // The split: dragged left, the inspector grows by as much; dragged far, the grid keeps a
+    // column of cards; the keyboard moves it too; the width stays after a reload.
+    let before = num(&c, &format!("{panel}.width")).await;
+    drag(&c, "#inspector-split", -150.0).await;
+    let after = num(&c, &format!("{panel}.width")).await;
+    assert!((after - before - 150.0).abs() <= 4.0, "{before} -> {after}");
+    // Into the sidebar: as far as the pointer can go and more than the grid can give.
+    let split_x = num(
+        &c,
+        "(r => r.left + r.width / 2)(document.getElementById('inspector-split').getBoundingClientRect())",
+    )
+    .await;
+    drag(&c, "#inspector-split", 100.0 - split_x).await;
+    let grid = num(
+        &c,
+        "document.querySelector('.main').getBoundingClientRect().width",
+    )
+    .await;
+    assert!((220.0..240.0).contains(&grid), "the grid kept {grid} px");
+    wait_js(&c, &format!("{}.right <= {panel}.left", card(0)), 5).await;
+    js(
+        &c,
+        "document.getElementById('inspector-split').focus()",
+        vec![],
+    )
+    .await;
+    let wide = num(&c, &format!("{panel}.width")).await;
+    press(&c, '\u{e014}').await;
+    let narrower = num(&c, &format!("{panel}.width")).await;
+    assert!(
+        (wide - narrower - 40.0).abs() <= 1.0,
+        "{wide} -> {narrower}"
+    );
+    assert_eq!(
+        js(&c, &format!("return {name}"), vec![]).await,
+        json!("1.png")
+    );
+    c.refresh().await.expect("reloaded");
+    wait_js(&c, "document.body.dataset.ready === '1'", 30).await;
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    let again = num(&c, &format!("{panel}.width")).await;
+    assert!(
+        (again - narrower).abs() <= 1.0,
+        "{narrower} -> {again} after reload"
+    );
+    c.close().await.expect("session closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_failed_image_shows_why_in_the_inspector() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let good = work.path().join("good.png");
+    let bad = work.path().join("bad.png");
+    write_image(&good, 120, 90, 5);
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\ntruncated").expect("bad file");
+    drop_paths(&c, &[&good, &bad]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 2", 20).await;
+    // Before any batch: the original cannot be shown, and the pane says so.
+    click(&c, ".card[data-id='1']").await;
+    wait_js(
+        &c,
+        "document.getElementById('img-before').hidden && !document.getElementById('before-empty').hidden",
+        10,
+    )
+    .await;
+    assert!(text(&c, "#before-empty").await.contains("may be damaged"));
+    assert_eq!(
+        text(&c, "#after-empty .pane-empty-title").await,
+        "Not processed yet"
+    );
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
+    // The Processed pane gives the failure's reason and hint, as the card does.
+    let reason = text(&c, ".card[data-id='1'] .card-reason").await;
+    assert!(!reason.is_empty());
+    wait_js(
+        &c,
+        "document.querySelector('#after-empty').classList.contains('failed')",
+        10,
+    )
+    .await;
+    assert_eq!(text(&c, "#after-empty .pane-empty-title").await, "Failed");
+    assert_eq!(text(&c, "#inspector-status").await, "Failed.");
+    assert_eq!(text(&c, "#after-empty .pane-empty-text").await, reason);
+    assert!(text(&c, "#after-empty .pane-empty-hint")
+        .await
+        .contains("re-save it"));
+    assert_eq!(
+        js(
+            &c,
+            "return [document.getElementById('img-after').hidden, document.getElementById('after-empty').hidden]",
+            vec![]
+        )
+        .await,
+        json!([true, false])
+    );
+    // The Original pane too, instead of a broken-image icon.
+    assert_eq!(text(&c, "#before-empty .pane-empty-text").await, reason);
+    assert!(
+        js(
+            &c,
+            "return document.getElementById('img-before').hidden",
+            vec![]
+        )
+        .await
+            == json!(true)
+    );
+    shot(&c, "13-failed-image").await;
+    // The next image shows its original and result again.
+    click(&c, "#inspector-prev").await;
+    wait_js(
+        &c,
+        "(() => { const b = document.getElementById('img-before'), a = document.getElementById('img-after');
+                 return !b.hidden && b.complete && b.naturalWidth > 0 && !a.hidden && a.complete && a.naturalWidth > 0
+                   && document.getElementById('before-empty').hidden && document.getElementById('after-empty').hidden; })()",
+        20,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
+
+/// A loopback address where nothing answers QUIC: a UDP port bound, then freed.
+fn dead_address() -> String {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Adds a node through the Remote panel and gives it, behind the page's back, a pin and
+/// a token, so Connect goes straight to its attempts.
+async fn add_pinned_node(c: &Client, address: &str) {
+    click(c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(address)
+        .await
+        .expect("typed");
+    click(c, "#add-node").await;
+    wait_js(c, "document.querySelector('.node .node-status')", 5).await;
+    invoke(
+        c,
+        "trust_node",
+        json!({ "address": address, "fingerprint": "ab".repeat(32) }),
+    )
+    .await
+    .expect("pinned");
+    invoke(c, "set_token", json!({ "address": address, "token": "t" }))
+        .await
+        .expect("token set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let address = dead_address();
+    invoke(
+        &c,
+        "update_settings",
+        json!({ "patch": { "retry": { "attempts": 4, "delayMs": 300 } } }),
+    )
+    .await
+    .expect("retries set");
+    add_pinned_node(&c, &address).await;
+    click(&c, "#connect").await;
+    wait_js(
+        &c,
+        "document.querySelector('.node-status').textContent === 'connecting 1/4'",
+        10,
+    )
+    .await;
+    // The token field opens and takes typing while statuses keep arriving.
+    click(&c, ".node .token-btn").await;
+    wait_js(
+        &c,
+        "document.activeElement === document.querySelector('.node .token-input')",
+        5,
+    )
+    .await;
+    c.active_element()
+        .await
+        .expect("focused")
+        .send_keys("secret")
+        .await
+        .expect("typed");
+    wait_js(
+        &c,
+        "document.querySelector('.node-status').textContent === 'connecting 3/4'",
+        60,
+    )
+    .await;
+    let field = "document.querySelector('.node .token-input')";
+    assert_eq!(
+        js(
+            &c,
+            &format!("return [{field}.value, document.activeElement === {field}]"),
+            vec![]
+        )
+        .await,
+        json!(["secret", true]),
+        "the token field was redrawn under the user"
+    );
+    c.active_element()
+        .await
+        .expect("focused")
+        .send_keys("42")
+        .await
+        .expect("typed");
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='failed']\")",
+        60,
+    )
+    .await;
+    assert_eq!(
+        js(&c, &format!("return {field}.value"), vec![]).await,
+        json!("secret42")
+    );
+    c.close().await.expect("session closes");
+}

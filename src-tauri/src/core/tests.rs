@@ -1,0 +1,547 @@
+//! `Core` as the commands use it: batches through the engine, saving, settings, nodes.
+
+use super::*;
+use crate::jobs::JobEvent;
+use crate::library::ImageState;
+use image::{Rgb, RgbImage};
+use prism_engine::codec::{EncodeOptions, Limits};
+use prism_engine::exec::{process_bytes, WorkRequest};
+use prism_engine::job::OutputFormat;
+use prism_engine::ops::OpContext;
+use prism_engine::ErrorKind;
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    core: Arc<Core>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let core = Core::new(&root.join("config"), &root.join("work")).unwrap();
+    Fixture {
+        _dir: dir,
+        root,
+        core,
+    }
+}
+
+fn write_image(path: &Path, w: u32, h: u32, seed: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([
+            (x * 3 + seed) as u8,
+            (y * 5 + seed * 7) as u8,
+            ((x ^ y) + seed) as u8,
+        ])
+    })
+    .save(path)
+    .unwrap();
+}
+
+/// A sink of any event type that forwards to a receiver the test reads.
+fn channel_sink<E: Send + 'static>() -> (Arc<dyn Fn(E) + Send + Sync>, mpsc::Receiver<E>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    (Arc::new(move |e| drop(tx.lock().unwrap().send(e))), rx)
+}
+
+/// Every event up to and including the one `is_end` accepts.
+fn collect_until<E>(rx: &mpsc::Receiver<E>, is_end: fn(&E) -> bool, what: &str) -> Vec<E> {
+    let mut all = Vec::new();
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what}"));
+        let end = is_end(&e);
+        all.push(e);
+        if end {
+            return all;
+        }
+    }
+}
+
+fn sink() -> (EventSink, mpsc::Receiver<JobEvent>) {
+    channel_sink()
+}
+
+/// Every event of one batch, up to and including `Finished`.
+fn wait(rx: &mpsc::Receiver<JobEvent>) -> Vec<JobEvent> {
+    collect_until(
+        rx,
+        |e| matches!(e, JobEvent::Finished { .. }),
+        "the batch finishes",
+    )
+}
+
+fn op(id: &str, pairs: &[(&str, &str)]) -> Op {
+    Op::from_pairs(id, pairs.iter().copied()).unwrap()
+}
+
+/// What the CLI writes for `path` through `op` (the same function runs there).
+fn cli_bytes(path: &Path, op: &Op) -> Vec<u8> {
+    let req = WorkRequest {
+        bytes: std::fs::read(path).unwrap().into(),
+        ops: Arc::from(vec![op.clone()]),
+        format: OutputFormat::Same,
+        encode: EncodeOptions::default(),
+        limits: Limits::default(),
+    };
+    process_bytes(&req, &OpContext::default()).unwrap().bytes
+}
+
+#[test]
+fn process_all_uses_overrides_and_matches_the_engine() {
+    let f = fixture();
+    let (a, b, c) = (
+        f.root.join("in/a.png"),
+        f.root.join("in/sub/b.jpg"),
+        f.root.join("other/a.png"),
+    );
+    write_image(&a, 64, 48, 1);
+    write_image(&b, 80, 40, 2);
+    write_image(&c, 30, 30, 3);
+    let added = f.core.add_paths(&[f.root.join("in"), c.clone()]);
+    assert_eq!(added.added.len(), 3);
+    let ids: Vec<_> = added.added.iter().map(|v| v.id).collect();
+    let global = op("color-manipulation", &[("mode", "sepia")]);
+    let own = op("histogram-equalization", &[]);
+    f.core.set_global_op(global.clone()).unwrap();
+    f.core.set_override(ids[1], Some(own.clone())).unwrap();
+
+    let (s, rx) = sink();
+    let started = f.core.process(Target::All, s).unwrap();
+    assert_eq!(started.ids, ids);
+    let events = wait(&rx);
+    assert!(matches!(events[0], JobEvent::Started { total: 3, .. }));
+    let running: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Running { id, worker } => Some((*id, worker.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(running.len(), 3, "{events:?}");
+    assert!(running.iter().all(|(_, w)| *w == "local"));
+    match events.last().unwrap() {
+        JobEvent::Finished {
+            done: 3,
+            failed: 0,
+            cancelled: false,
+            ..
+        } => {}
+        e => panic!("{e:?}"),
+    }
+    assert!(events.contains(&JobEvent::Progress { done: 3, total: 3 }));
+
+    // Each output is byte-identical to the engine's (the CLI's) for the op it used,
+    // and two sources named a.png do not collide.
+    let lib = lock(&f.core.library);
+    for (id, src, used) in [
+        (ids[0], &a, &global),
+        (ids[1], &b, &own),
+        (ids[2], &c, &global),
+    ] {
+        let e = lib.get(id).unwrap();
+        assert_eq!(e.state, ImageState::Done);
+        let r = e.result.as_ref().unwrap();
+        assert_eq!(&r.op, used);
+        assert_eq!(std::fs::read(&r.output).unwrap(), cli_bytes(src, used));
+    }
+    let rev = lib.get(ids[1]).unwrap().result.as_ref().unwrap().rev;
+    drop(lib);
+    // The result preview is served by id and rev; a stale rev is not.
+    assert!(f.core.pixels(PixelRequest::Result(ids[1], rev)).is_ok());
+    assert!(f
+        .core
+        .pixels(PixelRequest::ResultThumb(ids[1], rev))
+        .is_ok());
+    assert!(matches!(
+        f.core.pixels(PixelRequest::Result(ids[1], rev + 100)),
+        Err(AppError::NoResult(_))
+    ));
+    assert!(f.core.pixels(PixelRequest::Thumb(ids[0])).is_ok());
+
+    // Save all: names from source and op, inside "Processed Images", never over.
+    let dest = f.root.join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let report = f.core.save_all(&dest, OnExists::Rename).unwrap();
+    let names: Vec<_> = report
+        .files
+        .iter()
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "a-color-manipulation.png",
+            "b-histogram-equalization.jpg",
+            "a-color-manipulation (2).png"
+        ]
+    );
+    assert!(report.folder.ends_with("Processed Images"));
+    assert_eq!(
+        std::fs::read(&report.files[1]).unwrap(),
+        cli_bytes(&b, &own)
+    );
+    let again = f.core.save_all(&dest, OnExists::Rename).unwrap();
+    assert!(again.files[0].ends_with("a-color-manipulation (3).png"));
+    // Save one, with the name the dialog proposes.
+    let name = f.core.suggested_name(ids[0]).unwrap();
+    assert_eq!(name, "a-color-manipulation.png");
+    let one = f.core.save_one(ids[0], &dest.join(&name)).unwrap();
+    assert_eq!(std::fs::read(one).unwrap(), cli_bytes(&a, &global));
+}
+
+#[test]
+fn a_bad_file_fails_alone_and_retry_takes_only_it() {
+    let f = fixture();
+    let good = f.root.join("in/good.png");
+    let bad = f.root.join("in/bad.png");
+    write_image(&good, 20, 20, 0);
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\ntruncated").unwrap();
+    let ids: Vec<_> = f
+        .core
+        .add_paths(&[good.clone(), bad.clone()])
+        .added
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    let (s, rx) = sink();
+    f.core.process(Target::All, s).unwrap();
+    let events = wait(&rx);
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Failed { id, kind, hint, .. } => Some((*id, *kind, hint.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, ids[1]);
+    assert_eq!(failed[0].1, ErrorKind::BadInput);
+    assert!(failed[0].2.contains("re-save"));
+    assert_eq!(lock(&f.core.library).failed_ids(), vec![ids[1]]);
+
+    // Retry failed: only the bad one runs again.
+    std::fs::copy(&good, &bad).unwrap();
+    let (s, rx) = sink();
+    let started = f.core.process(Target::Failed, s).unwrap();
+    assert_eq!(started.ids, vec![ids[1]]);
+    let events = wait(&rx);
+    assert!(matches!(
+        events.last().unwrap(),
+        JobEvent::Finished {
+            done: 1,
+            failed: 0,
+            ..
+        }
+    ));
+    assert!(lock(&f.core.library).failed_ids().is_empty());
+    let (s, _rx) = sink();
+    assert!(matches!(
+        f.core.process(Target::Failed, s),
+        Err(AppError::Nothing(_))
+    ));
+}
+
+#[test]
+fn cancel_stops_the_batch_and_marks_the_rest_cancelled() {
+    let f = fixture();
+    for i in 0..24 {
+        write_image(&f.root.join(format!("in/{i:02}.png")), 900, 700, i);
+    }
+    f.core.add_paths(&[f.root.join("in")]);
+    let (s, rx) = sink();
+    let started = f.core.process(Target::All, s).unwrap();
+    // One batch at a time.
+    let (s2, _rx2) = sink();
+    assert!(matches!(
+        f.core.process(Target::All, s2),
+        Err(AppError::Busy)
+    ));
+    assert!(f.core.remove_images(&started.ids[..1]).is_err());
+    // A batch on this machine alone leaves node connections free to close.
+    assert_eq!(f.core.close_connections().unwrap(), 0);
+    assert!(!f.core.cancel(started.job + 1));
+    assert!(f.core.cancel(started.job));
+    let events = wait(&rx);
+    let JobEvent::Finished {
+        done,
+        failed,
+        cancelled,
+        ..
+    } = events.last().unwrap().clone()
+    else {
+        panic!("no finish");
+    };
+    assert!(cancelled);
+    assert_eq!(done + failed, 24);
+    assert!(failed > 0, "cancel came too late to stop anything");
+    let lib = lock(&f.core.library);
+    let cancelled_ids = lib.failed_ids();
+    assert_eq!(cancelled_ids.len(), failed);
+    for id in cancelled_ids {
+        assert!(matches!(
+            lib.get(id).unwrap().state,
+            ImageState::Failed {
+                kind: ErrorKind::Cancelled,
+                ..
+            }
+        ));
+    }
+    drop(lib);
+    // The slot is free again once Finished was sent.
+    assert!(f.core.snapshot().job.is_none());
+    assert!(f.core.remove_images(&started.ids[..1]).is_ok());
+}
+
+#[test]
+fn nothing_to_do_and_unknown_ids_are_errors() {
+    let f = fixture();
+    let (s, _rx) = sink();
+    assert!(matches!(
+        f.core.process(Target::All, s.clone()),
+        Err(AppError::Nothing(_))
+    ));
+    assert!(matches!(
+        f.core.process(Target::Ids(vec![7]), s),
+        Err(AppError::UnknownImage(7))
+    ));
+    assert!(matches!(
+        f.core.save_all(&f.root, OnExists::Rename),
+        Err(AppError::Nothing(_))
+    ));
+    assert!(f.core.set_override(3, None).is_err());
+}
+
+#[test]
+fn settings_changes_persist() {
+    let f = fixture();
+    let s = f
+        .core
+        .update_settings(SettingsPatch {
+            output_format: Some("png".into()),
+            threads: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(s.output_format, "png");
+    assert!(f
+        .core
+        .update_settings(SettingsPatch {
+            output_format: Some("gif".into()),
+            ..Default::default()
+        })
+        .is_err());
+    let again = Core::new(&f.root.join("config"), &f.root.join("work2")).unwrap();
+    assert_eq!(again.snapshot().settings.threads, 2);
+    assert_eq!(again.snapshot().settings.output_format, "png");
+}
+
+mod remote {
+    use super::*;
+    use crate::remote::{ConnEvent, ConnSink, NodeStatus};
+    use crate::settings::{EngineMode, RetryConfig};
+    use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
+
+    fn conn_sink() -> (ConnSink, mpsc::Receiver<ConnEvent>) {
+        channel_sink()
+    }
+
+    fn wait_conn(rx: &mpsc::Receiver<ConnEvent>) -> Vec<ConnEvent> {
+        collect_until(
+            rx,
+            |e| matches!(e, ConnEvent::Finished { .. }),
+            "connect ends",
+        )
+    }
+
+    fn last_status(events: &[ConnEvent], address: &str) -> NodeStatus {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                ConnEvent::Status { address: a, status } if a == address => Some(status.clone()),
+                _ => None,
+            })
+            .expect("a status")
+    }
+
+    fn patch(engine: EngineMode, retry: RetryConfig) -> SettingsPatch {
+        SettingsPatch {
+            engine: Some(engine),
+            retry: Some(retry),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn trust_on_first_use_then_token_then_a_batch_on_the_node() {
+        let f = fixture();
+        let node = RunningNode::start(NodeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            identity: IdentitySource::DataDir(f.root.join("node")),
+            metrics_listen: None,
+            threads: 1,
+            limits: NodeLimits::default(),
+        })
+        .unwrap();
+        let address = node.addr.to_string();
+        let token = std::fs::read_to_string(&node.token_path).unwrap();
+        let retry = RetryConfig {
+            attempts: 2,
+            delay_ms: 50,
+        };
+        f.core
+            .update_settings(patch(EngineMode::Remote, retry))
+            .unwrap();
+        let src = f.root.join("in/a.png");
+        write_image(&src, 60, 40, 9);
+        f.core.add_paths(std::slice::from_ref(&src));
+        // Remote mode with no node connected says what to do.
+        let (s, _rx) = sink();
+        let e = f.core.process(Target::All, s).unwrap_err();
+        assert_eq!(e.kind(), "remote");
+        assert!(e.hint().contains("Engine panel"));
+
+        f.core.add_node(&address).unwrap();
+        assert!(f.core.add_node(&address).is_err(), "listed twice");
+        // First contact: the fingerprint is shown, nothing is trusted or sent.
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let events = wait_conn(&rx);
+        let NodeStatus::Untrusted { fingerprint } = last_status(&events, &address) else {
+            panic!("{events:?}");
+        };
+        assert_eq!(fingerprint, node.fingerprint.to_string());
+        assert!(matches!(
+            events.last(),
+            Some(ConnEvent::Finished { connected: 0 })
+        ));
+
+        // Trusted, but no token yet.
+        f.core.trust_node(&address, &fingerprint).unwrap();
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let NodeStatus::Failed { hint, .. } = last_status(&wait_conn(&rx), &address) else {
+            panic!("connected without a token");
+        };
+        assert!(hint.contains("token"));
+
+        // A wrong token is refused at once, without retries.
+        f.core.set_token(&address, "wrong").unwrap();
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let events = wait_conn(&rx);
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, ConnEvent::Retrying { .. })));
+        assert!(matches!(
+            last_status(&events, &address),
+            NodeStatus::Failed { .. }
+        ));
+
+        // The right token: connected, and the batch runs on the node.
+        f.core.set_token(&address, &token).unwrap();
+        let views = f.core.node_views();
+        assert!(views[0].has_token);
+        assert_eq!(views[0].fingerprint.as_deref(), Some(fingerprint.as_str()));
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let events = wait_conn(&rx);
+        assert!(
+            matches!(
+                last_status(&events, &address),
+                NodeStatus::Connected { cores: 1, .. }
+            ),
+            "{events:?}"
+        );
+        let (s, rx) = sink();
+        f.core.process(Target::All, s).unwrap();
+        let events = wait(&rx);
+        let done: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::Done { result, .. } => Some(result.worker.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, vec![address.clone()]);
+        let output = lock(&f.core.library).entries()[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .output
+            .clone();
+        let global = f.core.snapshot().settings.global_op;
+        assert_eq!(std::fs::read(output).unwrap(), cli_bytes(&src, &global));
+
+        // Close: the node is told goodbye, and remote batches need a connection again.
+        assert_eq!(f.core.close_connections().unwrap(), 1);
+        assert_eq!(f.core.node_views()[0].status, NodeStatus::Disconnected);
+        let (s, _rx) = sink();
+        assert!(f.core.process(Target::All, s).is_err());
+        node.shutdown();
+    }
+
+    #[test]
+    fn an_unreachable_node_shows_each_attempt() {
+        let f = fixture();
+        // A UDP port nobody listens on: QUIC gets no answer.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let retry = RetryConfig {
+            attempts: 2,
+            delay_ms: 10,
+        };
+        f.core
+            .update_settings(patch(EngineMode::Remote, retry))
+            .unwrap();
+        f.core.add_node(&address).unwrap();
+        f.core.trust_node(&address, &"ab".repeat(32)).unwrap();
+        f.core.set_token(&address, "t").unwrap();
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let events = wait_conn(&rx);
+        let attempts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                ConnEvent::Status {
+                    status: NodeStatus::Connecting { attempt, attempts },
+                    ..
+                } => Some((*attempt, *attempts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(attempts, vec![(1, 2), (2, 2)]);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, ConnEvent::Retrying { attempt: 1, .. }))
+                .count(),
+            1
+        );
+        let NodeStatus::Failed { message, hint } = last_status(&events, &address) else {
+            panic!("{events:?}");
+        };
+        assert!(message.contains("after 2 attempt(s)"), "{message}");
+        assert!(hint.contains("prism node"));
+        // Removing the node forgets its pin and token.
+        assert!(f.core.remove_node(&address).unwrap().is_empty());
+        assert!(f.core.tokens().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,291 @@
+// The inspector: the selected image's own op, Process / Save / Remove, its status, and
+// the result views (side by side or before/after, one zoom for both).
+
+import * as ipc from "./ipc.js";
+import { defaultOp, fillOpSelect, markInvalid, opLabel, renderParams } from "./params.js";
+import { errorToast, toast } from "./toast.js";
+import { Viewer } from "./viewer.js";
+
+const $ = (id) => document.getElementById(id);
+
+function debounce(fn, ms) {
+  let t;
+  return (...a) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...a), ms);
+  };
+}
+
+function featureText(result) {
+  if (result.keypoints == null) return "";
+  const id = result.op.op;
+  const what = id === "sift" ? "SIFT keypoints" : id === "corner-detection" ? "corners" : "keypoints";
+  return `${result.keypoints.toLocaleString()} ${what}`;
+}
+
+/** Draws the inspector of `store.selected`; `actions` start batches and remove images. */
+export function initInspector(store, actions) {
+  const viewer = new Viewer($("viewer"));
+
+  function updateControls() {
+    const busy = store.busy();
+    const v = store.selected != null && store.image(store.selected);
+    $("process-one").disabled = busy;
+    $("remove-one").disabled = busy;
+    $("save-one").disabled = busy || !(v && v.result);
+  }
+
+  // ---------- previous / next ----------
+
+  /** The image `delta` places from the selected one in the grid's order, or null. */
+  function neighbour(delta) {
+    const i = store.order.indexOf(store.selected);
+    return i < 0 ? null : (store.order[i + delta] ?? null);
+  }
+
+  function step(delta) {
+    const id = neighbour(delta);
+    if (id != null) store.select(id);
+  }
+
+  function renderNav() {
+    const i = store.order.indexOf(store.selected);
+    $("inspector-pos").textContent = i < 0 ? "" : `${i + 1} of ${store.order.length} ·`;
+    $("inspector-prev").disabled = neighbour(-1) == null;
+    $("inspector-next").disabled = neighbour(1) == null;
+  }
+
+  // ---------- the split between grid and inspector ----------
+
+  const split = $("inspector-split");
+  const MIN_PANEL = 360; // px: the inspector's controls need this much
+  const MIN_GRID = 220; // px: one column of cards with the grid's padding
+  const KEY_STEP = 40;
+  const WIDTH_KEY = "prism.inspectorWidth";
+  // The width the user chose (px), or null for the default share of the room.
+  let wanted = Number(localStorage.getItem(WIDTH_KEY)) || null;
+
+  function layoutWidth() {
+    const room = document.querySelector(".layout").clientWidth - document.querySelector(".sidebar").offsetWidth;
+    const most = room - split.offsetWidth - MIN_GRID;
+    const w = wanted ?? Math.round(room * 0.55);
+    return Math.round(Math.max(Math.min(w, most), Math.min(MIN_PANEL, most)));
+  }
+
+  function applyWidth() {
+    const w = layoutWidth();
+    document.documentElement.style.setProperty("--inspector-w", `${w}px`);
+    split.setAttribute("aria-valuenow", String(w));
+    return w;
+  }
+
+  function keepWidth(w) {
+    wanted = w;
+    if (w == null) localStorage.removeItem(WIDTH_KEY);
+    else localStorage.setItem(WIDTH_KEY, String(w));
+    applyWidth();
+  }
+
+  split.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    e.preventDefault();
+    split.setPointerCapture(e.pointerId);
+    split.classList.add("dragging");
+    document.body.classList.add("resizing");
+    const right = document.querySelector(".layout").getBoundingClientRect().right;
+    const move = (ev) => {
+      wanted = right - ev.clientX - split.offsetWidth / 2;
+      applyWidth();
+    };
+    const end = () => {
+      split.removeEventListener("pointermove", move);
+      split.classList.remove("dragging");
+      document.body.classList.remove("resizing");
+      keepWidth(layoutWidth());
+    };
+    split.addEventListener("pointermove", move);
+    split.addEventListener("pointerup", end, { once: true });
+    split.addEventListener("pointercancel", end, { once: true });
+  });
+  split.addEventListener("dblclick", () => keepWidth(null));
+  split.addEventListener("keydown", (e) => {
+    // Left moves the split left: a wider inspector.
+    const d = { ArrowLeft: KEY_STEP, ArrowRight: -KEY_STEP }[e.key];
+    if (d === undefined) return;
+    e.preventDefault();
+    e.stopPropagation();
+    keepWidth(layoutWidth() + d);
+  });
+  window.addEventListener("resize", applyWidth);
+
+  // ---------- drawing ----------
+
+  function refresh(full = false) {
+    const v = store.image(store.selected);
+    if (!v) return;
+    renderNav();
+    $("inspector-name").textContent = v.name;
+    $("inspector-path").textContent = v.path;
+    $("inspector-path").title = v.path;
+    const sel = $("inspector-op");
+    const globalLabel = `All images' operation (${opLabel(store.settings.globalOp.op)})`;
+    if (full || sel.options[0]?.textContent !== globalLabel) {
+      fillOpSelect(sel, store.ops, [["", globalLabel]]);
+    }
+    sel.value = v.override ? v.override.op : "";
+    const params = $("inspector-params");
+    if (v.override) {
+      const info = store.opById.get(v.override.op);
+      if (full || params.dataset.op !== v.override.op) {
+        renderParams(params, info, v.override.params, (op) => saveOverride(v.id, op));
+        params.dataset.op = v.override.op;
+      }
+    } else {
+      params.replaceChildren();
+      params.dataset.op = "";
+    }
+    const status = $("inspector-status");
+    status.className = "small";
+    const st = v.state;
+    if (st.state === "failed") {
+      status.classList.add("failed");
+      const what = st.kind === "cancelled" ? "Cancelled" : "Failed";
+      // Without a result the panes give the reason; with one, they show that result.
+      status.textContent = v.result
+        ? `${what}: ${st.message}. ${st.hint} The result shown is from an earlier run.`
+        : `${what}.`;
+    } else if (st.state === "running") {
+      status.textContent = `Running on ${st.worker}…`;
+    } else if (st.state === "queued") {
+      status.textContent = "Queued…";
+    } else if (v.result) {
+      const t = v.result.timingsMs;
+      status.textContent =
+        `${opLabel(v.result.op.op)} on ${v.result.worker}: ` +
+        `decode ${t.decode.toFixed(0)} ms, op ${t.op.toFixed(0)} ms, encode ${t.encode.toFixed(0)} ms`;
+    } else {
+      status.textContent = "";
+    }
+    const feats = $("features");
+    const ft = v.result ? featureText(v.result) : "";
+    feats.replaceChildren();
+    if (ft) {
+      const b = document.createElement("strong");
+      b.textContent = ft;
+      feats.append(b, " found");
+    }
+    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null, notes(v));
+    updateControls();
+  }
+
+  /** What the panes say when they have no image to show. */
+  function notes(v) {
+    const st = v.state;
+    const failure =
+      st.state === "failed"
+        ? {
+            title: st.kind === "cancelled" ? "Cancelled" : "Failed",
+            text: st.message,
+            hint: st.hint,
+            failed: st.kind !== "cancelled",
+          }
+        : null;
+    let afterNote = { title: "Not processed yet", hint: "Press Process, or Process all." };
+    if (failure) afterNote = failure;
+    else if (st.state === "queued") afterNote = { title: "Queued…" };
+    else if (st.state === "running") afterNote = { title: `Running on ${st.worker}…` };
+    const brokenNote =
+      failure && failure.failed
+        ? { ...failure, title: "No preview" }
+        : {
+            title: "No preview",
+            text: "The file may be damaged or not an image.",
+            hint: "Process it to see why, or remove it.",
+            failed: true,
+          };
+    return { afterNote, brokenNote };
+  }
+
+  async function setOverrideOp(id, op) {
+    try {
+      const view = await ipc.setOverride(id, op);
+      store.setOverride(id, view.override);
+    } catch (e) {
+      if (e && e.field) markInvalid($("inspector-params"), e.field);
+      errorToast(e, "Operation not changed");
+    }
+  }
+
+  // One debounce per image: an edit to one image must not be dropped by a quick edit to
+  // the next one.
+  const overrideSavers = new Map();
+  function saveOverride(id, op) {
+    if (!overrideSavers.has(id)) overrideSavers.set(id, debounce((op) => setOverrideOp(id, op), 250));
+    overrideSavers.get(id)(op);
+  }
+
+  async function saveOne() {
+    const v = store.image(store.selected);
+    if (!v || !v.result) return;
+    try {
+      const dest = await ipc.pickSaveFile(v.result.suggestedName);
+      if (!dest) return;
+      const path = await ipc.saveOne(v.id, dest);
+      toast(`Saved ${path.split(/[\\/]/).pop()}`, { kind: "ok", hint: path });
+    } catch (e) {
+      errorToast(e, "Not saved");
+    }
+  }
+
+  store.on("selection", ({ id }) => {
+    if (id == null) {
+      $("inspector").hidden = true;
+      split.hidden = true;
+      viewer.clear();
+      updateControls();
+      return;
+    }
+    const opening = $("inspector").hidden;
+    $("inspector").hidden = false;
+    split.hidden = false;
+    if (opening) applyWidth();
+    refresh(true);
+  });
+  store.on("images", () => store.selected != null && renderNav());
+  store.on("image", (id) => id === store.selected && refresh());
+  store.on("settings", () => store.selected != null && refresh());
+  store.on("job", updateControls);
+
+  $("inspector-close").addEventListener("click", () => store.select(null));
+  $("inspector-prev").addEventListener("click", () => step(-1));
+  $("inspector-next").addEventListener("click", () => step(1));
+  $("inspector-op").addEventListener("change", () => {
+    const value = $("inspector-op").value;
+    setOverrideOp(store.selected, value ? defaultOp(store.opById.get(value)) : null);
+  });
+  $("process-one").addEventListener("click", () => store.selected != null && actions.startJob({ ids: [store.selected] }));
+  $("save-one").addEventListener("click", saveOne);
+  $("remove-one").addEventListener("click", () => store.selected != null && actions.removeImages([store.selected]));
+  for (const r of document.querySelectorAll('input[name="view"]')) {
+    r.addEventListener("change", () => viewer.setMode(r.value));
+  }
+  $("zoom-in").addEventListener("click", () => viewer.zoomBy(1.25));
+  $("zoom-out").addEventListener("click", () => viewer.zoomBy(0.8));
+  $("zoom-fit").addEventListener("click", () => viewer.fit());
+  // Keys that edit a field or move the split stay there.
+  const typing = (el) => el && (el.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(el.tagName));
+  document.addEventListener("keydown", (e) => {
+    if (store.selected == null || e.defaultPrevented) return;
+    if (e.key === "Escape") {
+      store.select(null);
+    } else if (
+      (e.key === "ArrowLeft" || e.key === "ArrowRight") &&
+      !(e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) &&
+      !typing(e.target) &&
+      !document.querySelector(".modal-backdrop:not([hidden])")
+    ) {
+      e.preventDefault();
+      step(e.key === "ArrowLeft" ? -1 : 1);
+    }
+  });
+}

@@ -1,0 +1,218 @@
+// The page's one state owner: a mirror of what Rust holds (images, settings, the running
+// batch, the nodes), changed only through its methods, which tell the views what
+// changed. Views draw from it and never keep copies; no DOM and no IPC here.
+
+/** What each topic's listeners get: "images" (the list changed), "image" (an id),
+ *  "settings", "job", "selection" ({prev, id}), "nodes" (the list changed), "node" (an
+ *  address), "nodeLost" (the job's event). */
+export class Store {
+  constructor() {
+    this.ops = [];
+    this.opById = new Map();
+    this.images = new Map(); // id -> ImageView from Rust
+    this.order = [];
+    this.settings = null;
+    this.saveAllFolder = "";
+    this.tokenPlace = "file";
+    this.job = null; // { id, total, done, failed, failures, seen }
+    this.lastRun = null; // what the last batch ended with, for the progress line
+    this.finishedJobs = new Set();
+    this.selected = null;
+    this.nodes = []; // NodeView from Rust
+    this.attempts = new Map(); // address -> failed attempts of the current connect
+    this.listeners = new Map();
+  }
+
+  /** Calls `fn(detail)` after each change of `topic`. */
+  on(topic, fn) {
+    if (!this.listeners.has(topic)) this.listeners.set(topic, []);
+    this.listeners.get(topic).push(fn);
+  }
+
+  emit(topic, detail) {
+    for (const fn of this.listeners.get(topic) || []) fn(detail);
+  }
+
+  /** Everything from the catalogue and a snapshot (start-up, reload). */
+  load(ops, snap) {
+    this.ops = ops;
+    this.opById = new Map(ops.map((o) => [o.id, o]));
+    this.settings = snap.settings;
+    this.saveAllFolder = snap.saveAllFolder;
+    this.tokenPlace = snap.tokenPlace;
+    this.images = new Map();
+    this.order = [];
+    for (const v of snap.images) this.upsert(v);
+    this.nodes = snap.nodes || [];
+    this.emit("settings");
+    this.emit("images");
+    this.emit("nodes");
+  }
+
+  // ---------- images ----------
+
+  upsert(view) {
+    if (!this.images.has(view.id)) this.order.push(view.id);
+    this.images.set(view.id, view);
+  }
+
+  image(id) {
+    return this.images.get(id);
+  }
+
+  /** The op an image goes through in a batch. */
+  effectiveOp(view) {
+    return view.override || this.settings.globalOp;
+  }
+
+  addImages(views) {
+    for (const v of views) this.upsert(v);
+    this.emit("images");
+  }
+
+  removeImages(ids) {
+    const gone = new Set(ids);
+    for (const id of ids) this.images.delete(id);
+    this.order = this.order.filter((id) => !gone.has(id));
+    if (gone.has(this.selected)) this.select(null);
+    this.emit("images");
+  }
+
+  /** Only the override is news: job events may have moved the state on meanwhile. */
+  setOverride(id, override) {
+    const v = this.images.get(id);
+    if (!v) return;
+    v.override = override;
+    this.emit("image", id);
+  }
+
+  setImageState(id, state) {
+    const v = this.images.get(id);
+    if (!v) return;
+    v.state = state;
+    if (this.job) this.job.seen.add(id);
+    this.emit("image", id);
+  }
+
+  anyFailed() {
+    return this.order.some((id) => this.images.get(id).state.state === "failed");
+  }
+
+  anyResult() {
+    return this.order.some((id) => this.images.get(id).result);
+  }
+
+  // ---------- settings ----------
+
+  setSettings(settings) {
+    this.settings = settings;
+    this.emit("settings");
+  }
+
+  // ---------- selection ----------
+
+  select(id) {
+    if (this.selected === id) return;
+    const prev = this.selected;
+    this.selected = id;
+    this.emit("selection", { prev, id });
+  }
+
+  // ---------- batches ----------
+
+  busy() {
+    return Boolean(this.job);
+  }
+
+  newJob(id, total) {
+    return { id, total, done: 0, failed: 0, failures: [], seen: new Set() };
+  }
+
+  /** `process` answered: the images it took are queued unless their events came first. */
+  jobStarted(started) {
+    if (this.finishedJobs.has(started.job)) return;
+    if (!this.job || this.job.id !== started.job) this.job = this.newJob(started.job, started.ids.length);
+    for (const id of started.ids) {
+      const v = this.images.get(id);
+      if (v && !this.job.seen.has(id)) {
+        v.state = { state: "queued" };
+        this.emit("image", id);
+      }
+    }
+    this.emit("job");
+  }
+
+  /** One event of the job's channel. */
+  jobEvent(e) {
+    switch (e.event) {
+      case "started":
+        if (!this.job || this.job.id !== e.job) this.job = this.newJob(e.job, e.total);
+        this.job.total = e.total;
+        break;
+      case "running":
+        this.setImageState(e.id, { state: "running", worker: e.worker });
+        break;
+      case "done": {
+        const v = this.images.get(e.id);
+        if (v) v.result = e.result;
+        this.setImageState(e.id, { state: "done" });
+        break;
+      }
+      case "failed":
+        this.setImageState(e.id, { state: "failed", kind: e.kind, message: e.message, hint: e.hint });
+        if (this.job && e.kind !== "cancelled") this.job.failures.push(e);
+        break;
+      case "progress":
+        if (this.job) this.job.total = e.total;
+        break;
+      case "nodeLost":
+        this.emit("nodeLost", e);
+        return;
+      case "finished":
+        this.finishedJobs.add(e.job);
+        this.lastRun = { ...e, failures: this.job ? this.job.failures : [] };
+        this.job = null;
+        this.emit("job");
+        return;
+      default:
+        return;
+    }
+    if (this.job) {
+      const count = (s) => [...this.job.seen].filter((id) => this.images.get(id)?.state.state === s).length;
+      this.job.done = count("done");
+      this.job.failed = count("failed");
+      this.job.running = count("running");
+    }
+    this.emit("job");
+  }
+
+  // ---------- nodes ----------
+
+  setNodes(list) {
+    this.nodes = list;
+    this.emit("nodes");
+  }
+
+  node(address) {
+    return this.nodes.find((n) => n.address === address);
+  }
+
+  setNodeStatus(address, status) {
+    const n = this.node(address);
+    if (!n) return;
+    n.status = status;
+    this.emit("node", address);
+  }
+
+  /** A connect attempt failed and another follows. */
+  attemptFailed(address, attempt) {
+    if (!this.attempts.has(address)) this.attempts.set(address, []);
+    this.attempts.get(address).push(attempt);
+    this.emit("node", address);
+  }
+
+  /** A new Connect starts: earlier attempts are old news. */
+  clearAttempts() {
+    this.attempts.clear();
+  }
+}
