@@ -1,10 +1,10 @@
 //! Typed op parameters, parsed once at the edge: a params value that exists is valid.
 //!
 //! Every parameter has a type that holds only the values the op accepts: an enum for a
-//! choice ([`choice!`]: colour modes, element shapes), a range newtype for a number
-//! ([`ranged!`]), `bool`, or a hand-written type such as the Sobel apertures. Each of them
+//! choice (`choice!`: colour modes, element shapes), a range newtype for a number
+//! (`ranged!`), `bool`, or a hand-written type such as the Sobel apertures. Each of them
 //! implements [`ParamValue`]: what the catalogue says about it ([`Kind`]) and how a JSON
-//! value becomes it. [`params!`] declares an op's params struct from one table (field,
+//! value becomes it. `params!` declares an op's params struct from one table (field,
 //! type, default, key, help), and derives from it everything else: `Default`, serde (the
 //! same JSON as a plain struct), and [`Params`] (the catalogue entry and the parser).
 //!
@@ -123,7 +123,7 @@ impl ParamValue for bool {
     }
 }
 
-/// The parameters of one op, as [`params!`] declares them.
+/// The parameters of one op, as the `params!` macro (in this module) declares them.
 pub trait Params: Serialize + DeserializeOwned + Default + Clone {
     /// Every field, in the order `prism ops` lists them.
     const SPECS: &'static [ParamSpec];
