@@ -14,12 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{run_batch, Event, RunConfig, Worker};
 use prism_engine::job::{collect_inputs, Batch};
 use prism_engine::ops::{CancelToken, Op};
 use prism_engine::remote::client::{ConnectOptions, RemoteWorker};
-use prism_engine::{Frame, Pixels};
 
 #[path = "support.rs"]
 mod support;
@@ -33,34 +31,9 @@ const IMAGES: u32 = 80;
 const NODE_COUNTS: [usize; 3] = [1, 2, 4];
 const RUNS: usize = 3;
 
-/// 80 different 1 MP JPEGs made from the bench photo.
-fn inputs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let photo = support::photo(1);
-    (0..IMAGES)
-        .map(|i| {
-            let mut img = photo.clone();
-            let w = img.width();
-            for (x, y, p) in img.enumerate_pixels_mut() {
-                let src = photo.get_pixel((x + i * 7) % w, y);
-                *p = image::Rgb([src[0], src[1].wrapping_add(i as u8), src[2]]);
-            }
-            let bytes = codec::encode(
-                &Frame::new(Pixels::Rgb(img)),
-                Format::Jpeg,
-                &Metadata::default(),
-                &EncodeOptions::default(),
-            )
-            .expect("encode bench input");
-            let p = dir.join(format!("photo{i:02}.jpg"));
-            std::fs::write(&p, bytes).expect("write bench input");
-            p
-        })
-        .collect()
-}
-
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let files = inputs(dir.path());
+    let files = support::jpeg_inputs(dir.path(), IMAGES);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

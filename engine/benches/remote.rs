@@ -6,47 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use prism_engine::codec::{self, EncodeOptions, Format, Metadata};
 use prism_engine::exec::{run_batch, LocalWorker, RunConfig, Worker};
 use prism_engine::job::{collect_inputs, Batch};
 use prism_engine::ops::{CancelToken, Op};
 use prism_engine::remote::client::{ConnectOptions, NodeSpec, RemoteWorker};
 use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
 use prism_engine::remote::tls::read_token_file;
-use prism_engine::{Frame, Pixels};
 
 #[path = "support.rs"]
 mod support;
 
-/// 40 different 1 MP JPEGs made from the bench photo (each shifted and tinted).
-fn inputs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let photo = support::photo(1);
-    (0..40u32)
-        .map(|i| {
-            let mut img = photo.clone();
-            let w = img.width();
-            for (x, y, p) in img.enumerate_pixels_mut() {
-                let src = photo.get_pixel((x + i * 7) % w, y);
-                *p = image::Rgb([src[0], src[1].wrapping_add(i as u8), src[2]]);
-            }
-            let bytes = codec::encode(
-                &Frame::new(Pixels::Rgb(img)),
-                Format::Jpeg,
-                &Metadata::default(),
-                &EncodeOptions::default(),
-            )
-            .expect("encode bench input");
-            let p = dir.join(format!("photo{i:02}.jpg"));
-            std::fs::write(&p, bytes).expect("write bench input");
-            p
-        })
-        .collect()
-}
-
 fn remote(c: &mut Criterion) {
     let threads = support::threads();
     let dir = tempfile::tempdir().expect("temp dir");
-    let files = inputs(dir.path());
+    let files = support::jpeg_inputs(dir.path(), 40);
     let out = dir.path().join("out");
     let batch = Batch {
         inputs: collect_inputs(&files, &out).expect("inputs"),

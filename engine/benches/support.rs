@@ -43,3 +43,31 @@ pub fn photo(mp: u32) -> RgbImage {
 
 /// The sizes every op is measured at, in megapixels.
 pub const SIZES: [u32; 2] = [1, 12];
+
+/// `n` different 1 MP JPEGs made from the bench photo (each shifted and tinted), written
+/// into `dir`; the remote benches send them.
+pub fn jpeg_inputs(dir: &std::path::Path, n: u32) -> Vec<PathBuf> {
+    use prism_engine::codec::{EncodeOptions, Format, Metadata};
+    use prism_engine::{Frame, Pixels};
+    let photo = photo(1);
+    (0..n)
+        .map(|i| {
+            let mut img = photo.clone();
+            let w = img.width();
+            for (x, y, p) in img.enumerate_pixels_mut() {
+                let src = photo.get_pixel((x + i * 7) % w, y);
+                *p = image::Rgb([src[0], src[1].wrapping_add(i as u8), src[2]]);
+            }
+            let bytes = codec::encode(
+                &Frame::new(Pixels::Rgb(img)),
+                Format::Jpeg,
+                &Metadata::default(),
+                &EncodeOptions::default(),
+            )
+            .expect("encode bench input");
+            let p = dir.join(format!("photo{i:02}.jpg"));
+            std::fs::write(&p, bytes).expect("write bench input");
+            p
+        })
+        .collect()
+}
