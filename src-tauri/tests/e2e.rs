@@ -1128,28 +1128,46 @@ async fn add_pinned_node(c: &Client, address: &str) {
         .expect("token set");
 }
 
+/// Sets a field's value as typing it and leaving it would.
+async fn set_field(c: &Client, css: &str, value: &str) {
+    js(
+        c,
+        "const e = document.querySelector(arguments[0]); e.value = arguments[1];
+         e.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![json!(css), json!(value)],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::await_holding_lock)]
-async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
+async fn a_dead_node_shows_each_attempt_quickly_and_a_token_being_typed_survives() {
     let _one = one_at_a_time();
     let h = Harness::start();
     let c = h.open().await;
     let address = dead_address();
-    invoke(
-        &c,
-        "update_settings",
-        json!({ "patch": { "retry": { "attempts": 4, "delayMs": 300 } } }),
-    )
-    .await
-    .expect("retries set");
     add_pinned_node(&c, &address).await;
-    click(&c, "#connect").await;
+    // The retry fields, as a user sets them.
+    set_field(&c, "#retry-attempts", "5").await;
+    set_field(&c, "#retry-delay", "0.3").await;
+    set_field(&c, "#retry-timeout", "0.8").await;
     wait_js(
         &c,
-        "document.querySelector('.node-status').textContent === 'connecting 1/4'",
-        10,
+        "document.getElementById('retry-timeout').value === '0.8'",
+        5,
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(
+        snap["settings"]["retry"],
+        json!({ "attempts": 5, "delayMs": 300, "timeoutMs": 800 })
+    );
+    let status = "document.querySelector('.node-status').textContent";
+    let tried = "document.querySelectorAll('.node-attempts li').length";
+    click(&c, "#connect").await;
+    wait_js(&c, &format!("{status} === 'connecting 1/5'"), 10).await;
+
     // The token field opens and takes typing while statuses keep arriving.
     click(&c, ".node .token-btn").await;
     wait_js(
@@ -1164,12 +1182,8 @@ async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
         .send_keys("secret")
         .await
         .expect("typed");
-    wait_js(
-        &c,
-        "document.querySelector('.node-status').textContent === 'connecting 3/4'",
-        60,
-    )
-    .await;
+    let before = num(&c, tried).await;
+    wait_js(&c, &format!("{tried} >= {}", before + 2.0), 30).await;
     let field = "document.querySelector('.node .token-input')";
     assert_eq!(
         js(
@@ -1197,5 +1211,50 @@ async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
         js(&c, &format!("return {field}.value"), vec![]).await,
         json!("secret42")
     );
+
+    // Every attempt's error is in the node's row, and the failure comes after the
+    // attempts' timeouts and pauses, not the engine's 5 s an attempt.
+    let lines = js(
+        &c,
+        "return [...document.querySelectorAll('.node-attempts li')].map(l => l.textContent)",
+        vec![],
+    )
+    .await;
+    let lines: Vec<String> = serde_json::from_value(lines).expect("lines");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[0].starts_with("Attempt 1 of 5: no answer within 800 ms; again in 0.3 s"));
+    assert_eq!(lines[4], "Attempt 5 of 5: no answer within 800 ms");
+    let t0 = Instant::now();
+    click(&c, "#connect").await;
+    // Shown as it happens: an attempt's error while the node is still connecting.
+    wait_js(
+        &c,
+        &format!("{status}.startsWith('connecting') && {tried} === 1"),
+        10,
+    )
+    .await;
+    shot(&c, "14-dead-node").await;
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='failed']\")",
+        30,
+    )
+    .await;
+    let took = t0.elapsed().as_secs_f64();
+    assert!((5.0..12.0).contains(&took), "5 attempts took {took:.1} s");
+    assert_eq!(num(&c, tried).await, 5.0);
+    // Error text breaks between words, not inside them.
+    assert_eq!(
+        js(
+            &c,
+            "const s = getComputedStyle(document.querySelector('.node-detail')); return [s.wordBreak, s.overflowWrap]",
+            vec![]
+        )
+        .await,
+        json!(["normal", "anywhere"])
+    );
+    assert!(text(&c, ".node-detail")
+        .await
+        .contains("after 5 attempt(s)"));
     c.close().await.expect("session closes");
 }

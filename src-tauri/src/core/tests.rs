@@ -400,6 +400,7 @@ mod remote {
         let retry = RetryConfig {
             attempts: 2,
             delay_ms: 50,
+            ..RetryConfig::default()
         };
         f.core
             .update_settings(patch(EngineMode::Remote, retry))
@@ -444,7 +445,7 @@ mod remote {
         let events = wait_conn(&rx);
         assert!(!events
             .iter()
-            .any(|e| matches!(e, ConnEvent::Retrying { .. })));
+            .any(|e| matches!(e, ConnEvent::AttemptFailed { .. })));
         assert!(matches!(
             last_status(&events, &address),
             NodeStatus::Failed { .. }
@@ -503,9 +504,11 @@ mod remote {
             .unwrap()
             .port();
         let address = format!("127.0.0.1:{port}");
+        // The attempt's timeout is the app's setting, passed to the engine's client.
         let retry = RetryConfig {
-            attempts: 2,
+            attempts: 3,
             delay_ms: 10,
+            timeout_ms: 300,
         };
         f.core
             .update_settings(patch(EngineMode::Remote, retry))
@@ -514,8 +517,15 @@ mod remote {
         f.core.trust_node(&address, &"ab".repeat(32)).unwrap();
         f.core.set_token(&address, "t").unwrap();
         let (cs, rx) = conn_sink();
+        let t0 = std::time::Instant::now();
         f.core.connect_nodes(cs).unwrap();
         let events = wait_conn(&rx);
+        let took = t0.elapsed();
+        // 3 x 300 ms and two short pauses; the engine's default alone is 5 s an attempt.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
         let attempts: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
@@ -526,18 +536,32 @@ mod remote {
                 _ => None,
             })
             .collect();
-        assert_eq!(attempts, vec![(1, 2), (2, 2)]);
+        assert_eq!(attempts, vec![(1, 3), (2, 3), (3, 3)]);
+        // Every attempt's failure is told as it happens, the last one too.
+        let failed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                ConnEvent::AttemptFailed {
+                    attempt,
+                    reason,
+                    retry_in_ms,
+                    ..
+                } => Some((*attempt, reason.clone(), *retry_in_ms)),
+                _ => None,
+            })
+            .collect();
         assert_eq!(
-            events
-                .iter()
-                .filter(|e| matches!(e, ConnEvent::Retrying { attempt: 1, .. }))
-                .count(),
-            1
+            failed,
+            [
+                (1, "no answer within 300 ms".to_string(), Some(10)),
+                (2, "no answer within 300 ms".to_string(), Some(10)),
+                (3, "no answer within 300 ms".to_string(), None)
+            ]
         );
         let NodeStatus::Failed { message, hint } = last_status(&events, &address) else {
             panic!("{events:?}");
         };
-        assert!(message.contains("after 2 attempt(s)"), "{message}");
+        assert!(message.contains("after 3 attempt(s)"), "{message}");
         assert!(hint.contains("prism node"));
         // Removing the node forgets its pin and token.
         assert!(f.core.remove_node(&address).unwrap().is_empty());
