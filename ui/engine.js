@@ -276,6 +276,36 @@ export function initEngine(store) {
     }
   }
 
+  // ---------- the panel opens from the top bar's chip ----------
+
+  const pop = $("engine-panel");
+  const chip = $("engine-chip");
+  const modalOpen = () => document.querySelector(".modal-backdrop:not([hidden])");
+  function setOpen(open, focusChip = false) {
+    pop.hidden = !open;
+    chip.setAttribute("aria-expanded", String(open));
+    if (!open && focusChip) chip.focus();
+  }
+  chip.addEventListener("click", () => setOpen(pop.hidden));
+  $("engine-close").addEventListener("click", () => setOpen(false, true));
+  // A click elsewhere closes it; dialogs it opened (trust) and toasts do not.
+  document.addEventListener("pointerdown", (e) => {
+    if (pop.hidden || pop.contains(e.target) || chip.contains(e.target)) return;
+    if (e.target.closest(".modal-backdrop, .toasts")) return;
+    setOpen(false);
+  });
+  // Escape closes it before anything else (the inspector) hears the key.
+  window.addEventListener(
+    "keydown",
+    (e) => {
+      if (e.key !== "Escape" || pop.hidden || modalOpen()) return;
+      e.preventDefault();
+      e.stopPropagation();
+      setOpen(false, true);
+    },
+    true,
+  );
+
   store.on("settings", renderSettings);
   store.on("nodes", renderNodes);
   store.on("node", renderNode);

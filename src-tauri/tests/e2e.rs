@@ -601,6 +601,8 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     drop_paths(&c, &[&w.join("in"), &w.join("c.png")]).await;
     wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
     select(&c, "#global-op", "erosion").await;
+    // The Engine panel opens from the top bar's chip.
+    click(&c, "#engine-chip").await;
     click(&c, "input[name='engine'][value='remote'] + span").await;
     wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
     c.find(Locator::Css("#node-address"))
@@ -695,6 +697,8 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
             == std::fs::read(cli_erode.join("c.png")).expect("cli output"),
         "the node's result differs from the CLI's"
     );
+    // Process all, outside the Engine panel, closed it.
+    click(&c, "#engine-chip").await;
     click(&c, "#close-connection").await;
     wait_js(&c, "!document.getElementById('closed-anim').hidden", 10).await;
     wait_js(
@@ -1106,6 +1110,7 @@ fn dead_address() -> String {
 /// Adds a node through the Remote panel and gives it, behind the page's back, a pin and
 /// a token, so Connect goes straight to its attempts.
 async fn add_pinned_node(c: &Client, address: &str) {
+    click(c, "#engine-chip").await;
     click(c, "input[name='engine'][value='remote'] + span").await;
     wait_js(c, "!document.getElementById('engine-remote').hidden", 5).await;
     c.find(Locator::Css("#node-address"))
@@ -1256,5 +1261,111 @@ async fn a_dead_node_shows_each_attempt_quickly_and_a_token_being_typed_survives
     assert!(text(&c, ".node-detail")
         .await
         .contains("after 5 attempt(s)"));
+    c.close().await.expect("session closes");
+}
+
+/// Whether two of the page's elements overlap on screen.
+async fn overlap(c: &Client, a: &str, b: &str) -> bool {
+    js(
+        c,
+        "const a = document.querySelector(arguments[0]).getBoundingClientRect(),
+               b = document.querySelector(arguments[1]).getBoundingClientRect();
+         return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;",
+        vec![json!(a), json!(b)],
+    )
+    .await
+        == json!(true)
+}
+
+/// Whether the element is wholly inside the window and nothing covers its centre.
+async fn in_sight(c: &Client, css: &str) -> bool {
+    js(
+        c,
+        "const e = document.querySelector(arguments[0]), r = e.getBoundingClientRect();
+         const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+         return r.width > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight
+           && r.right <= innerWidth && (top === e || e.contains(top));",
+        vec![json!(css)],
+    )
+    .await
+        == json!(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn toasts_keep_off_the_inspector_and_the_remote_panel_is_in_sight() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let img = work.path().join("a.png");
+    write_image(&img, 160, 120, 6);
+    drop_paths(&c, &[&img]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    // At the default size, the Remote panel opens wholly in sight, down to Connect.
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys("192.0.2.1:7878")
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector('.node')", 5).await;
+    for css in [
+        "#engine-panel",
+        ".node",
+        "#retry-timeout",
+        "#connect",
+        "#close-connection",
+    ] {
+        assert!(in_sight(&c, css).await, "{css} is out of sight");
+    }
+    shot(&c, "15-remote-panel").await;
+    // Escape closes it, and gives the focus back to its chip.
+    press(&c, '\u{e00c}').await;
+    wait_js(&c, "document.getElementById('engine-panel').hidden", 5).await;
+    assert_eq!(
+        js(&c, "return document.activeElement.id", vec![]).await,
+        json!("engine-chip")
+    );
+
+    // An error toast while the inspector is open: beside it, not over its Processed pane.
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    click(&c, "#process-one").await;
+    wait_js(&c, "document.querySelector('.toast.error')", 10).await;
+    assert!(text(&c, ".toast.error").await.contains("no remote node"));
+    assert!(!overlap(&c, ".toast.error", "#inspector").await);
+    assert!(!overlap(&c, ".toast.error", "#pane-after").await);
+    assert!(in_sight(&c, ".toast.error").await);
+    assert!(
+        num(
+            &c,
+            "document.querySelector('.toast.error').getBoundingClientRect().left"
+        )
+        .await
+            >= num(
+                &c,
+                "document.querySelector('.main').getBoundingClientRect().left"
+            )
+            .await,
+        "the toast left the grid's column"
+    );
+    shot(&c, "16-toast-beside-inspector").await;
+    // Closed, the inspector gives the room back to the toasts.
+    click(&c, "#inspector-close").await;
+    wait_js(&c, "document.getElementById('inspector').hidden", 5).await;
+    let right = num(
+        &c,
+        "innerWidth - document.querySelector('.toasts').getBoundingClientRect().right",
+    )
+    .await;
+    assert!(
+        (right - 16.0).abs() <= 1.0,
+        "toasts {right} px from the right edge"
+    );
     c.close().await.expect("session closes");
 }
