@@ -1369,3 +1369,107 @@ async fn toasts_keep_off_the_inspector_and_the_remote_panel_is_in_sight() {
     );
     c.close().await.expect("session closes");
 }
+
+/// The window as painted, and how many screenshot pixels make one CSS pixel.
+async fn painted(c: &Client) -> (image::RgbaImage, f64) {
+    // WebKit under Xvfb hands out the last painted frame: let two frames paint first.
+    c.execute_async(
+        "const done = arguments[arguments.length - 1];
+         requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+        vec![],
+    )
+    .await
+    .expect("frames painted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = c.screenshot().await.expect("screenshot");
+    let img = image::load_from_memory(&png).expect("a PNG").to_rgba8();
+    let scale = f64::from(img.width()) / num(c, "innerWidth").await;
+    (img, scale)
+}
+
+/// The colours painted at fractions (fx, fy) of an element's box.
+async fn colours_at(c: &Client, css: &str, points: &[(f64, f64)]) -> Vec<[u8; 3]> {
+    let (img, scale) = painted(c).await;
+    let rect = js(
+        c,
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return [r.left, r.top, r.width, r.height];",
+        vec![json!(css)],
+    )
+    .await;
+    let r: Vec<f64> = serde_json::from_value(rect).expect("a rect");
+    points
+        .iter()
+        .map(|(fx, fy)| {
+            let x = ((r[0] + r[2] * fx) * scale) as u32;
+            let y = ((r[1] + r[3] * fy) * scale) as u32;
+            let p = img.get_pixel(x, y).0;
+            [p[0], p[1], p[2]]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn transparent_pixels_are_drawn_over_a_checkerboard() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Left half: red, fully transparent. Right half: opaque blue.
+    let path = work.path().join("clear.png");
+    image::RgbaImage::from_fn(400, 300, |x, _| {
+        if x < 200 {
+            image::Rgba([255, 0, 0, 0])
+        } else {
+            image::Rgba([0, 0, 255, 255])
+        }
+    })
+    .save(&path)
+    .expect("written");
+    drop_paths(&c, &[&path]).await;
+    wait_js(
+        &c,
+        "(i => i && i.complete && i.naturalWidth > 0)(document.querySelector('.card .thumb img'))",
+        20,
+    )
+    .await;
+    click(&c, ".card").await;
+    wait_js(
+        &c,
+        "(i => i.complete && i.naturalWidth > 0)(document.getElementById('img-before'))",
+        20,
+    )
+    .await;
+    // A grey checkerboard where the pixels are transparent (not the red under them, and
+    // two tones a square apart), blue where they are opaque: in the thumbnail and the pane.
+    let left: Vec<(f64, f64)> = (1..10)
+        .flat_map(|i| [(f64::from(i) * 0.045, 0.3), (f64::from(i) * 0.045, 0.55)])
+        .collect();
+    for css in [".card .thumb img", "#img-before"] {
+        let mut points = left.clone();
+        points.push((0.75, 0.5));
+        let mut seen = colours_at(&c, css, &points).await;
+        let b = seen.pop().expect("the opaque half");
+        assert!(
+            b[2] > 200 && b[0] < 60 && b[1] < 60,
+            "{css}: {b:?} is not blue"
+        );
+        // The tones of style.css's checkerboard (#454957, #5d6272), or a blend of the two
+        // where a scaled square's edge falls.
+        let (lo, hi) = ([0x45u8, 0x49, 0x57], [0x5du8, 0x62, 0x72]);
+        for p in &seen {
+            assert!(
+                (0..3).all(|i| p[i] + 4 >= lo[i] && p[i] <= hi[i] + 4),
+                "{css}: {p:?} is not the checkerboard"
+            );
+        }
+        seen.sort();
+        seen.dedup();
+        assert!(
+            seen.len() >= 2,
+            "{css}: one flat tone, no checkerboard: {seen:?}"
+        );
+    }
+    shot(&c, "17-transparency").await;
+    c.close().await.expect("session closes");
+}
