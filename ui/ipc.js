@@ -48,12 +48,17 @@ export function process(target, onEvent) {
   return invoke("process", { target, onEvent: onEventChannel });
 }
 
+// Every file dialog starts in the folder last added from or saved into (else Pictures,
+// else home), never in "Recent", and its title says what it is for.
+const dialogStart = () => invoke("dialog_start");
+
 /** Native multi-select file dialog; resolves to the chosen paths ([] if cancelled). */
 export async function pickImages() {
   const picked = await T.dialog.open({
     multiple: true,
     directory: false,
     title: "Add images",
+    defaultPath: (await dialogStart()) ?? undefined,
     filters: [{ name: "Images (JPEG, PNG, WebP, TIFF, BMP)", extensions: IMAGE_EXTENSIONS }],
   });
   return picked ? [].concat(picked) : [];
@@ -61,23 +66,29 @@ export async function pickImages() {
 
 /** Native folder dialog for adding folders (searched recursively). */
 export async function pickFoldersToAdd() {
-  const picked = await T.dialog.open({ multiple: true, directory: true, title: "Add folders" });
+  const picked = await T.dialog.open({
+    multiple: true,
+    directory: true,
+    title: "Add folders (every image in them and their subfolders)",
+    defaultPath: (await dialogStart()) ?? undefined,
+  });
   return picked ? [].concat(picked) : [];
 }
 
-/** Native folder dialog; resolves to one folder or null. */
-export async function pickFolder(title) {
-  const picked = await T.dialog.open({ multiple: false, directory: true, title });
-  return picked || null;
+/** The folder Save all writes into (its "Processed Images" folder goes inside), or null. */
+export async function pickSaveAllFolder(subfolder) {
+  const title = `Save all: choose the folder to put "${subfolder}" in`;
+  return (await invoke("pick_save_folder", { title, start: await dialogStart() })) || null;
 }
 
 /** Native save dialog proposing `defaultName`; resolves to a path or null. */
 export async function pickSaveFile(defaultName) {
   const ext = defaultName.includes(".") ? defaultName.split(".").pop() : "png";
+  const start = await dialogStart();
   return (
     (await T.dialog.save({
-      title: "Save result",
-      defaultPath: defaultName,
+      title: "Save the processed image",
+      defaultPath: start ? await T.path.join(start, defaultName) : defaultName,
       filters: [{ name: "Image", extensions: [ext] }],
     })) || null
   );

@@ -141,6 +141,35 @@ pub fn suggested_name(core: State<'_, Arc<Core>>, id: ImageId) -> Result<String,
     core.suggested_name(id)
 }
 
+/// The folder file dialogs start in: the last one used, else Pictures, else home.
+#[tauri::command]
+pub async fn dialog_start<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    core: State<'_, Arc<Core>>,
+) -> Result<Option<String>, AppError> {
+    use tauri::Manager;
+    let fallbacks: Vec<PathBuf> = [app.path().picture_dir(), app.path().home_dir()]
+        .into_iter()
+        .flatten()
+        .collect();
+    blocking(core, move |core| {
+        Ok(core
+            .dialog_start(&fallbacks)
+            .map(|d| d.display().to_string()))
+    })
+    .await
+}
+
+/// Asks for the folder Save all writes into; `None` if cancelled.
+#[tauri::command]
+pub async fn pick_save_folder<R: tauri::Runtime>(
+    window: tauri::WebviewWindow<R>,
+    title: String,
+    start: Option<PathBuf>,
+) -> Result<Option<PathBuf>, AppError> {
+    crate::dialogs::pick_save_folder(window, title, start).await
+}
+
 /// Saves one result where the save dialog said; returns the path written.
 #[tauri::command]
 pub async fn save_one(

@@ -223,7 +223,33 @@ impl Core {
     /// Adds files and folders (recursively).
     pub fn add_paths(&self, paths: &[PathBuf]) -> AddReport {
         let (files, skipped) = crate::library::expand(paths);
-        lock(&self.library).insert(files, skipped)
+        let report = lock(&self.library).insert(files, skipped);
+        if !report.added.is_empty() {
+            // Where the user picked or dragged from: the next file dialog starts there.
+            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+                self.remember_folder(dir);
+            }
+        }
+        report
+    }
+
+    /// Keeps `dir` as the folder dialogs start in next (saved with the settings).
+    fn remember_folder(&self, dir: &Path) {
+        let Ok(dir) = dir.canonicalize() else { return };
+        if !dir.is_dir() || lock(&self.settings).last_folder.as_ref() == Some(&dir) {
+            return;
+        }
+        // Only a convenience: the add or save that led here succeeded either way.
+        let _ = self.change_settings(|s| s.last_folder = Some(dir));
+    }
+
+    /// Where a file dialog starts: the folder last used while it exists, else the first
+    /// of `fallbacks` (Pictures, home) that does.
+    pub fn dialog_start(&self, fallbacks: &[PathBuf]) -> Option<PathBuf> {
+        let last = lock(&self.settings).last_folder.clone();
+        last.into_iter()
+            .chain(fallbacks.iter().cloned())
+            .find(|d| d.is_dir())
     }
 
     /// Removes images; refused while a batch runs.
@@ -362,7 +388,11 @@ impl Core {
                 .ok_or_else(|| AppError::NoResult(e.name.clone()))?;
             (r.output.clone(), r.format)
         };
-        save::save_one(&output, dest, format)
+        let saved = save::save_one(&output, dest, format)?;
+        if let Some(dir) = saved.parent() {
+            self.remember_folder(dir);
+        }
+        Ok(saved)
     }
 
     /// Saves every result into `dir/Processed Images/`; taken names follow `policy`.
@@ -382,6 +412,7 @@ impl Core {
             return Err(AppError::Nothing("no processed images to save".into()));
         }
         let saved = save::save_all(&items, dir, policy)?;
+        self.remember_folder(dir);
         Ok(SaveAllReport {
             folder: saved.folder.display().to_string(),
             files: saved

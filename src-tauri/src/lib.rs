@@ -12,6 +12,7 @@
 pub mod about;
 pub mod commands;
 pub mod core;
+pub mod dialogs;
 pub mod error;
 pub mod jobs;
 pub mod library;
@@ -155,6 +156,8 @@ pub fn run() {
             commands::process,
             commands::cancel,
             commands::suggested_name,
+            commands::dialog_start,
+            commands::pick_save_folder,
             commands::save_one,
             commands::save_all,
             commands::add_node,

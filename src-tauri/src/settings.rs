@@ -83,6 +83,8 @@ pub struct Settings {
     pub use_local_too: bool,
     /// Connection retries.
     pub retry: RetryConfig,
+    /// The folder last added from or saved into: file dialogs start there.
+    pub last_folder: Option<PathBuf>,
 }
 
 /// The op a fresh install starts with: the original app's first operation when this build
@@ -106,6 +108,7 @@ impl Default for Settings {
             nodes: Vec::new(),
             use_local_too: false,
             retry: RetryConfig::default(),
+            last_folder: None,
         }
     }
 }

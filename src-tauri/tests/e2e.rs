@@ -29,6 +29,8 @@ struct Harness {
     xvfb: Child,
     driver: Child,
     port: u16,
+    /// The X display the app's windows are on.
+    display: String,
     home: tempfile::TempDir,
     // Dropped after the app: it keeps the keyring until it exits.
     _secrets: common::SecretService,
@@ -75,6 +77,19 @@ impl Harness {
             .read_line(&mut line)
             .expect("Xvfb prints its display");
         let display = format!(":{}", line.trim());
+        // The app's Pictures folder (where file dialogs start before any other is used),
+        // as a desktop's user-dirs.dirs names it.
+        let config = home.path().join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        std::fs::create_dir_all(home.path().join("Pictures")).expect("Pictures");
+        std::fs::write(
+            config.join("user-dirs.dirs"),
+            format!(
+                "XDG_PICTURES_DIR=\"{}\"\n",
+                home.path().join("Pictures").display()
+            ),
+        )
+        .expect("user-dirs.dirs");
         let port = free_port();
         let native_port = free_port();
         let driver = Command::new("tauri-driver")
@@ -98,6 +113,7 @@ impl Harness {
             xvfb,
             driver,
             port,
+            display,
             home,
             _secrets: secrets,
         }
@@ -1471,5 +1487,151 @@ async fn transparent_pixels_are_drawn_over_a_checkerboard() {
         );
     }
     shot(&c, "17-transparency").await;
+    c.close().await.expect("session closes");
+}
+
+/// Replaces the page's file dialogs with a recorder that answers from `window.__answers`
+/// (WebDriver cannot drive native dialogs); each call's options go to `window.__dialogs`.
+async fn record_dialogs(c: &Client) {
+    js(
+        c,
+        "const T = window.__TAURI__;
+         window.__dialogs = []; window.__answers = [];
+         const answer = (kind, o) => { window.__dialogs.push({ kind, ...o }); return Promise.resolve(window.__answers.shift() ?? null); };
+         T.dialog.open = (o) => answer('open', o);
+         T.dialog.save = (o) => answer('save', o);
+         const invoke = T.core.invoke;
+         // core.invoke itself is read-only: a new core object with it wrapped.
+         T.core = { ...T.core, invoke: (cmd, args, o) => cmd === 'pick_save_folder' ? answer('folder', args) : invoke(cmd, args, o) };
+         if (T.core.invoke === invoke) throw new Error('invoke not wrapped');",
+        vec![],
+    )
+    .await;
+}
+
+/// Clicks `css`, which opens a (recorded) dialog answered with `answer`; returns the
+/// options the dialog was opened with.
+async fn through_dialog(c: &Client, css: &str, answer: Value) -> Value {
+    let n = num(c, "window.__dialogs.length").await;
+    js(c, "window.__answers.push(arguments[0])", vec![answer]).await;
+    click(c, css).await;
+    wait_js(c, &format!("window.__dialogs.length > {n}"), 5).await;
+    js(
+        c,
+        "return window.__dialogs[window.__dialogs.length - 1]",
+        vec![],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn file_dialogs_start_in_the_last_folder_used_and_say_what_they_do() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path().canonicalize().expect("canonical");
+    let pictures = h.home.path().join("Pictures");
+    write_image(&w.join("day1/a.png"), 60, 40, 1);
+    write_image(&w.join("shoot/day2/b.png"), 60, 40, 2);
+    record_dialogs(&c).await;
+    let path = |v: &Value, key: &str| v[key].as_str().unwrap_or("").to_string();
+
+    // First use: Pictures, and a title for what the dialog does.
+    let d = through_dialog(&c, "#add-images", json!([w.join("day1/a.png")])).await;
+    assert_eq!(d["title"], "Add images");
+    assert_eq!(d["multiple"], true);
+    assert_eq!(path(&d, "defaultPath"), pictures.display().to_string());
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 10).await;
+    // Then the folder the images came from.
+    let d = through_dialog(&c, "#add-folder", json!([w.join("shoot/day2")])).await;
+    assert!(d["title"].as_str().unwrap_or("").starts_with("Add folders"));
+    assert_eq!(d["directory"], true);
+    assert_eq!(
+        path(&d, "defaultPath"),
+        w.join("day1").display().to_string()
+    );
+    wait_js(&c, "document.querySelectorAll('.card').length === 2", 10).await;
+
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
+    // Save all: the folder picker whose button says "Save Here", titled for Save all.
+    let dest = w.join("dest");
+    std::fs::create_dir(&dest).expect("dest");
+    let d = through_dialog(&c, "#save-all", json!(dest)).await;
+    assert_eq!(d["kind"], "folder");
+    assert_eq!(
+        d["title"],
+        "Save all: choose the folder to put \"Processed Images\" in"
+    );
+    // An added folder leaves its parent as the place to start: its siblings are there.
+    assert_eq!(path(&d, "start"), w.join("shoot").display().to_string());
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.toast')].some(t => t.textContent.startsWith('Saved 2 images'))",
+        10,
+    )
+    .await;
+    assert_eq!(names_in(&dest.join("Processed Images")).len(), 2);
+    // Save one: in the folder Save all used, with the proposed name.
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('save-one').disabled", 10).await;
+    let single = w.join("single");
+    std::fs::create_dir(&single).expect("single");
+    let d = through_dialog(&c, "#save-one", json!(single.join("mine.png"))).await;
+    assert_eq!(d["kind"], "save");
+    assert_eq!(d["title"], "Save the processed image");
+    assert_eq!(
+        path(&d, "defaultPath"),
+        dest.join("a-edge-detection.png").display().to_string()
+    );
+    wait_js(&c, "[...document.querySelectorAll('.toast')].some(t => t.textContent.startsWith('Saved mine.png'))", 10).await;
+    click(&c, "#inspector-close").await;
+    // The next dialog starts where that one saved; once that folder is gone, in Pictures.
+    let d = through_dialog(&c, "#add-images", json!(null)).await;
+    assert_eq!(path(&d, "defaultPath"), single.display().to_string());
+    std::fs::remove_dir_all(&single).expect("removed");
+    let d = through_dialog(&c, "#add-images", json!(null)).await;
+    assert_eq!(path(&d, "defaultPath"), pictures.display().to_string());
+
+    // The real Save all dialog: a native window with that title, on the app's display;
+    // cancelled, nothing is saved.
+    c.refresh().await.expect("reloaded");
+    wait_js(&c, "document.body.dataset.ready === '1'", 30).await;
+    click(&c, "#save-all").await;
+    let find = || {
+        Command::new("xdotool")
+            .args(["search", "--name", "^Save all: choose the folder"])
+            .env("DISPLAY", &h.display)
+            .output()
+            .expect("xdotool runs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let window = loop {
+        let out = find();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no Save all dialog appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Focus, then a real key press (GTK ignores keys sent to a window as events).
+    let _ = Command::new("xdotool")
+        .args(["windowfocus", "--sync", &window, "key", "Escape"])
+        .env("DISPLAY", &h.display)
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !find().stdout.is_empty() {
+        assert!(Instant::now() < deadline, "the dialog did not close");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(names_in(&dest.join("Processed Images")).len(), 2);
     c.close().await.expect("session closes");
 }

@@ -348,6 +348,52 @@ fn settings_changes_persist() {
     assert_eq!(again.snapshot().settings.output_format, "png");
 }
 
+#[test]
+fn dialogs_start_where_the_user_last_added_or_saved() {
+    let f = fixture();
+    let pictures = f.root.join("Pictures");
+    let home = f.root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // Nothing used yet: Pictures when there is one, else home.
+    let fallbacks = [pictures.clone(), home.clone()];
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(home.clone()));
+    std::fs::create_dir_all(&pictures).unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(pictures.clone()));
+    // Adding a file: its folder.
+    let src = f.root.join("shoot/day1/a.png");
+    write_image(&src, 20, 10, 1);
+    f.core.add_paths(std::slice::from_ref(&src));
+    let day1 = f.root.join("shoot/day1").canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(day1.clone()));
+    // Adding a folder: the folder it is in, to pick its siblings next.
+    write_image(&f.root.join("shoot/day2/b.png"), 20, 10, 2);
+    f.core.add_paths(&[f.root.join("shoot/day2")]);
+    let shoot = f.root.join("shoot").canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(shoot.clone()));
+    // Nothing added (a path that is not there): unchanged.
+    f.core.add_paths(&[f.root.join("nowhere/x.png")]);
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(shoot.clone()));
+    // Saving all: the folder chosen; saving one: the folder it went into.
+    let (s, rx) = sink();
+    f.core.process(Target::All, s).unwrap();
+    wait(&rx);
+    let out = f.root.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    f.core.save_all(&out, OnExists::Rename).unwrap();
+    let out = out.canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(out.clone()));
+    let single = f.root.join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    f.core.save_one(0, &single.join("x.png")).unwrap();
+    let single = single.canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(single.clone()));
+    // Kept with the settings; a folder since removed falls back.
+    let again = Core::new(&f.root.join("config"), &f.root.join("work2")).unwrap();
+    assert_eq!(again.dialog_start(&fallbacks), Some(single.clone()));
+    std::fs::remove_dir_all(&single).unwrap();
+    assert_eq!(again.dialog_start(&fallbacks), Some(pictures));
+}
+
 mod remote {
     use super::*;
     use crate::remote::{ConnEvent, ConnSink, NodeStatus};
