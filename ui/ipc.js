@@ -41,6 +41,16 @@ export function connectNodes(onEvent) {
   return invoke("connect_nodes", { onEvent: onEventChannel });
 }
 
+/**
+ * Re-attaches this (reloaded) page to the running batch: `onEvent` gets its events from
+ * now on. Resolves to {job, images} (where it stands), or null when none runs.
+ */
+export function attachJob(onEvent) {
+  const onEventChannel = new T.core.Channel();
+  onEventChannel.onmessage = onEvent;
+  return invoke("attach_job", { onEvent: onEventChannel });
+}
+
 /** Starts a batch ("all", "failed" or {ids}); `onEvent` gets this job's events only. */
 export function process(target, onEvent) {
   const onEventChannel = new T.core.Channel();

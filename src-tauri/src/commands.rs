@@ -15,7 +15,7 @@ use serde_json::Value;
 use tauri::ipc::Channel;
 use tauri::State;
 
-use crate::core::{Core, SaveAllReport, SettingsPatch, Snapshot};
+use crate::core::{Attached, Core, SaveAllReport, SettingsPatch, Snapshot};
 use crate::error::AppError;
 use crate::jobs::{EventSink, JobEvent, JobStarted, Target};
 use crate::library::{AddReport, ImageId, ImageView};
@@ -127,6 +127,16 @@ pub fn process(
         let _ = on_event.send(e);
     });
     core.process(target, sink)
+}
+
+/// Re-attaches a reloaded page to the running batch: its events arrive on `on_event`
+/// from now on; answers where it stands, or `null` when none runs.
+#[tauri::command]
+pub fn attach_job(core: State<'_, Arc<Core>>, on_event: Channel<JobEvent>) -> Option<Attached> {
+    let sink: EventSink = Arc::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    core.attach_job(sink)
 }
 
 /// Stops a running batch; false when it already ended.

@@ -14,7 +14,7 @@ use prism_engine::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, OnLost, Plan, Target};
+use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
@@ -40,6 +40,17 @@ pub struct Snapshot {
     pub nodes: Vec<NodeView>,
     /// Where node tokens are kept.
     pub token_place: TokenPlace,
+}
+
+/// A running batch a page attached to, with its images as they are now.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attached {
+    /// Where the batch stands.
+    pub job: JobView,
+    /// Its images (states and results), read after attaching: events that follow may
+    /// repeat what these already show, never miss anything.
+    pub images: Vec<ImageView>,
 }
 
 /// Settings the UI may change besides the ops (each field optional).
@@ -207,6 +218,16 @@ impl Core {
         };
         *slot = Some(job);
         Ok(started)
+    }
+
+    /// Sends the running batch's events to `sink` from now on (the page was reloaded and
+    /// its old channel is gone); `None` when no batch runs.
+    pub fn attach_job(&self, sink: EventSink) -> Option<Attached> {
+        let job = self.running_job()?;
+        let view = job.attach(sink);
+        let lib = lock(&self.library);
+        let images = view.ids.iter().filter_map(|&id| lib.view(id)).collect();
+        Some(Attached { job: view, images })
     }
 
     /// Asks the batch `job` to stop; false when it is not running.

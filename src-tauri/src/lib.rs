@@ -155,6 +155,7 @@ pub fn run() {
             commands::update_settings,
             commands::process,
             commands::cancel,
+            commands::attach_job,
             commands::suggested_name,
             commands::dialog_start,
             commands::pick_save_folder,

@@ -1635,3 +1635,72 @@ async fn file_dialogs_start_in_the_last_folder_used_and_say_what_they_do() {
     assert_eq!(names_in(&dest.join("Processed Images")).len(), 2);
     c.close().await.expect("session closes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_page_reloaded_during_a_batch_takes_it_up_again() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Denoise on big images: long enough to reload in the middle of it.
+    for i in 0..4 {
+        write_image(&work.path().join(format!("big/{i}.png")), 1000, 750, i);
+    }
+    drop_paths(&c, &[&work.path().join("big")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 4", 20).await;
+    select(&c, "#global-op", "denoise").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.querySelector('.card[data-state=\"running\"]')",
+        30,
+    )
+    .await;
+    c.refresh().await.expect("reloaded");
+    wait_js(&c, "document.body.dataset.ready === '1'", 30).await;
+    // The new page shows the batch running and can stop it.
+    wait_js(
+        &c,
+        "!document.getElementById('cancel').disabled && document.getElementById('process-all').disabled
+         && document.getElementById('progress').classList.contains('running')
+         && / \\/ 4 done/.test(document.getElementById('progress-text').textContent)",
+        10,
+    )
+    .await;
+    let states = js(
+        &c,
+        "return [...document.querySelectorAll('.card')].map(c => c.dataset.state)",
+        vec![],
+    )
+    .await;
+    let states: Vec<String> = serde_json::from_value(states).expect("states");
+    assert!(
+        states
+            .iter()
+            .all(|s| ["queued", "running", "done"].contains(&s.as_str())),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().any(|s| s != "done"),
+        "it ended before the reload"
+    );
+    shot(&c, "18-reattached").await;
+    click(&c, "#cancel").await;
+    // Its events reach the new page: the cancel, the stopped images, the end.
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Cancelled')",
+        60,
+    )
+    .await;
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.card')].every(c => ['done', 'failed'].includes(c.dataset.state))
+         && !document.getElementById('process-all').disabled",
+        10,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}

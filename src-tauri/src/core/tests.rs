@@ -255,6 +255,54 @@ fn a_bad_file_fails_alone_and_retry_takes_only_it() {
 }
 
 #[test]
+fn a_reloaded_page_attaches_to_the_running_batch_and_misses_nothing() {
+    let f = fixture();
+    for i in 0..12 {
+        write_image(&f.root.join(format!("in/{i:02}.png")), 800, 600, i);
+    }
+    f.core.add_paths(&[f.root.join("in")]);
+    // Denoise is the slow op: the batch is still running after its first image.
+    f.core.set_global_op(op("denoise", &[])).unwrap();
+    assert!(f.core.attach_job(sink().0).is_none(), "nothing runs yet");
+    let (first, rx1) = sink();
+    let started = f.core.process(Target::All, first).unwrap();
+    // The first page hears an image end, then is reloaded.
+    while !matches!(
+        rx1.recv_timeout(Duration::from_secs(60)).expect("an event"),
+        JobEvent::Done { .. }
+    ) {}
+    let (second, rx2) = sink();
+    let attached = f.core.attach_job(second).expect("the batch still runs");
+    assert_eq!(attached.job.job, started.job);
+    assert_eq!(attached.job.ids, started.ids);
+    assert!(attached.job.done >= 1);
+    let after = wait(&rx2);
+    // Everything sent before attaching went to the first page, everything after to the
+    // second, and the counts the second got cover exactly the first's.
+    let dones = |events: &[JobEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::Done { .. }))
+            .count()
+    };
+    let before: Vec<JobEvent> = rx1.try_iter().collect();
+    assert_eq!(1 + dones(&before), attached.job.done);
+    let JobEvent::Finished { done, failed, .. } = after.last().unwrap().clone() else {
+        panic!("no finish");
+    };
+    assert_eq!((done, failed), (12, 0));
+    assert_eq!(attached.job.done + dones(&after), 12);
+    // The images came as they were: those already done show it.
+    let shown_done = attached
+        .images
+        .iter()
+        .filter(|v| v.state == ImageState::Done)
+        .count();
+    assert!(shown_done >= attached.job.done, "{shown_done}");
+    assert!(f.core.attach_job(sink().0).is_none(), "it ended");
+}
+
+#[test]
 fn cancel_stops_the_batch_and_marks_the_rest_cancelled() {
     let f = fixture();
     for i in 0..24 {
