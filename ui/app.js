@@ -89,6 +89,14 @@ async function main() {
   try {
     const [ops, snap] = await Promise.all([ipc.catalogue(), ipc.snapshot()]);
     store.load(ops, snap);
+    // A batch still running (the page was reloaded): take its events from here on.
+    // Events that come before the answer wait for it, so they apply to its state.
+    const early = [];
+    let attaching = true;
+    const attached = await ipc.attachJob((e) => (attaching ? early.push(e) : store.jobEvent(e)));
+    if (attached) store.jobAttached(attached);
+    attaching = false;
+    for (const e of early) store.jobEvent(e);
     if (snap.warning) toast(snap.warning, { kind: "error", hint: "Your earlier settings were reset." });
     document.body.dataset.ready = "1";
   } catch (e) {

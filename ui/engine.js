@@ -22,14 +22,12 @@ function statusText(s) {
   }
 }
 
-function retryText(a) {
-  return `Attempt ${a.attempt} of ${a.attempts} failed (${a.reason}); retrying in ${(a.delayMs / 1000).toFixed(1)} s`;
-}
+const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
-function detailText(n, attempts) {
+function detailText(n, retry) {
   const s = n.status;
   if (s.status === "connected") return `${s.cores} ${s.cores === 1 ? "core" : "cores"}, Prism ${s.version}`;
-  if (s.status === "connecting") return attempts?.length ? retryText(attempts[attempts.length - 1]) : "";
+  if (s.status === "connecting") return `Waiting up to ${secs(retry.timeoutMs)} for an answer…`;
   if (s.status === "failed") return `${s.message}. ${s.hint}`;
   if (s.status === "untrusted") return "Check its fingerprint to trust it.";
   if (!n.fingerprint) return "Not trusted yet: Connect shows its fingerprint.";
@@ -59,6 +57,7 @@ export function initEngine(store) {
         <span class="node-address"></span>
         <span class="node-status"></span>
       </div>
+      <ol class="node-attempts" hidden></ol>
       <div class="node-detail"></div>
       <div class="node-actions">
         <button class="btn token-btn"></button>
@@ -76,8 +75,20 @@ export function initEngine(store) {
     st.dataset.status = n.status.status;
     st.textContent = statusText(n.status);
     const detail = el.querySelector(".node-detail");
-    detail.textContent = detailText(n, store.attempts.get(n.address));
+    detail.textContent = detailText(n, store.settings.retry);
     detail.classList.toggle("node-hint", n.status.status === "failed" || (!n.hasToken && Boolean(n.fingerprint)));
+    // Each failed attempt of the last Connect, as it happened.
+    const attempts = store.attempts.get(n.address) || [];
+    const list = el.querySelector(".node-attempts");
+    list.hidden = attempts.length === 0;
+    list.replaceChildren(
+      ...attempts.map((a) => {
+        const li = document.createElement("li");
+        const next = a.retryInMs == null ? "" : `; again in ${secs(a.retryInMs)}`;
+        li.textContent = `Attempt ${a.attempt} of ${a.attempts}: ${a.reason}${next}`;
+        return li;
+      }),
+    );
     el.querySelector(".token-btn").textContent = n.hasToken ? "Change token" : "Enter token";
     const form = el.querySelector(".token-row");
     if (tokenOpen.has(n.address) && !form) {
@@ -141,6 +152,7 @@ export function initEngine(store) {
     $("use-local-too").checked = s.useLocalToo;
     $("retry-attempts").value = s.retry.attempts;
     $("retry-delay").value = s.retry.delayMs / 1000;
+    $("retry-timeout").value = s.retry.timeoutMs / 1000;
     const threads = String(s.threads);
     $("threads").value = threads;
     if ($("threads").value !== threads) {
@@ -180,7 +192,7 @@ export function initEngine(store) {
         store.setNodeStatus(e.address, e.status);
         if (e.status.status === "untrusted") trustQueue.push({ address: e.address, fingerprint: e.status.fingerprint });
         break;
-      case "retrying":
+      case "attemptFailed":
         store.attemptFailed(e.address, e);
         break;
       case "finished": {
@@ -233,6 +245,7 @@ export function initEngine(store) {
   async function connect() {
     trustQueue = [];
     store.clearAttempts();
+    renderNodes();
     $("connect").disabled = true;
     try {
       await ipc.connectNodes(onConnEvent);
@@ -263,6 +276,36 @@ export function initEngine(store) {
     }
   }
 
+  // ---------- the panel opens from the top bar's chip ----------
+
+  const pop = $("engine-panel");
+  const chip = $("engine-chip");
+  const modalOpen = () => document.querySelector(".modal-backdrop:not([hidden])");
+  function setOpen(open, focusChip = false) {
+    pop.hidden = !open;
+    chip.setAttribute("aria-expanded", String(open));
+    if (!open && focusChip) chip.focus();
+  }
+  chip.addEventListener("click", () => setOpen(pop.hidden));
+  $("engine-close").addEventListener("click", () => setOpen(false, true));
+  // A click elsewhere closes it; dialogs it opened (trust) and toasts do not.
+  document.addEventListener("pointerdown", (e) => {
+    if (pop.hidden || pop.contains(e.target) || chip.contains(e.target)) return;
+    if (e.target.closest(".modal-backdrop, .toasts")) return;
+    setOpen(false);
+  });
+  // Escape closes it before anything else (the inspector) hears the key.
+  window.addEventListener(
+    "keydown",
+    (e) => {
+      if (e.key !== "Escape" || pop.hidden || modalOpen()) return;
+      e.preventDefault();
+      e.stopPropagation();
+      setOpen(false, true);
+    },
+    true,
+  );
+
   store.on("settings", renderSettings);
   store.on("nodes", renderNodes);
   store.on("node", renderNode);
@@ -277,11 +320,11 @@ export function initEngine(store) {
   const saveRetry = () => {
     const attempts = parseInt($("retry-attempts").value, 10);
     const delayMs = Math.round(parseFloat($("retry-delay").value) * 1000);
-    if (!Number.isFinite(attempts) || !Number.isFinite(delayMs)) return;
-    patch({ retry: { attempts, delayMs } }, "Retries not changed");
+    const timeoutMs = Math.round(parseFloat($("retry-timeout").value) * 1000);
+    if (![attempts, delayMs, timeoutMs].every(Number.isFinite)) return;
+    patch({ retry: { attempts, delayMs, timeoutMs } }, "Retries not changed");
   };
-  $("retry-attempts").addEventListener("change", saveRetry);
-  $("retry-delay").addEventListener("change", saveRetry);
+  for (const id of ["retry-attempts", "retry-delay", "retry-timeout"]) $(id).addEventListener("change", saveRetry);
   $("add-node-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {

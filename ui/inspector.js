@@ -74,7 +74,10 @@ export function initInspector(store, actions) {
 
   function applyWidth() {
     const w = layoutWidth();
-    document.documentElement.style.setProperty("--inspector-w", `${w}px`);
+    const root = document.documentElement.style;
+    root.setProperty("--inspector-w", `${w}px`);
+    // What the inspector takes from the right edge, for whatever must stay clear of it.
+    root.setProperty("--inspector-space", split.hidden ? "0px" : `${w + split.offsetWidth}px`);
     split.setAttribute("aria-valuenow", String(w));
     return w;
   }
@@ -241,6 +244,7 @@ export function initInspector(store, actions) {
     if (id == null) {
       $("inspector").hidden = true;
       split.hidden = true;
+      applyWidth();
       viewer.clear();
       updateControls();
       return;

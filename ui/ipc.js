@@ -41,6 +41,16 @@ export function connectNodes(onEvent) {
   return invoke("connect_nodes", { onEvent: onEventChannel });
 }
 
+/**
+ * Re-attaches this (reloaded) page to the running batch: `onEvent` gets its events from
+ * now on. Resolves to {job, images} (where it stands), or null when none runs.
+ */
+export function attachJob(onEvent) {
+  const onEventChannel = new T.core.Channel();
+  onEventChannel.onmessage = onEvent;
+  return invoke("attach_job", { onEvent: onEventChannel });
+}
+
 /** Starts a batch ("all", "failed" or {ids}); `onEvent` gets this job's events only. */
 export function process(target, onEvent) {
   const onEventChannel = new T.core.Channel();
@@ -48,12 +58,17 @@ export function process(target, onEvent) {
   return invoke("process", { target, onEvent: onEventChannel });
 }
 
+// Every file dialog starts in the folder last added from or saved into (else Pictures,
+// else home), never in "Recent", and its title says what it is for.
+const dialogStart = () => invoke("dialog_start");
+
 /** Native multi-select file dialog; resolves to the chosen paths ([] if cancelled). */
 export async function pickImages() {
   const picked = await T.dialog.open({
     multiple: true,
     directory: false,
     title: "Add images",
+    defaultPath: (await dialogStart()) ?? undefined,
     filters: [{ name: "Images (JPEG, PNG, WebP, TIFF, BMP)", extensions: IMAGE_EXTENSIONS }],
   });
   return picked ? [].concat(picked) : [];
@@ -61,23 +76,29 @@ export async function pickImages() {
 
 /** Native folder dialog for adding folders (searched recursively). */
 export async function pickFoldersToAdd() {
-  const picked = await T.dialog.open({ multiple: true, directory: true, title: "Add folders" });
+  const picked = await T.dialog.open({
+    multiple: true,
+    directory: true,
+    title: "Add folders (every image in them and their subfolders)",
+    defaultPath: (await dialogStart()) ?? undefined,
+  });
   return picked ? [].concat(picked) : [];
 }
 
-/** Native folder dialog; resolves to one folder or null. */
-export async function pickFolder(title) {
-  const picked = await T.dialog.open({ multiple: false, directory: true, title });
-  return picked || null;
+/** The folder Save all writes into (its "Processed Images" folder goes inside), or null. */
+export async function pickSaveAllFolder(subfolder) {
+  const title = `Save all: choose the folder to put "${subfolder}" in`;
+  return (await invoke("pick_save_folder", { title, start: await dialogStart() })) || null;
 }
 
 /** Native save dialog proposing `defaultName`; resolves to a path or null. */
 export async function pickSaveFile(defaultName) {
   const ext = defaultName.includes(".") ? defaultName.split(".").pop() : "png";
+  const start = await dialogStart();
   return (
     (await T.dialog.save({
-      title: "Save result",
-      defaultPath: defaultName,
+      title: "Save the processed image",
+      defaultPath: start ? await T.path.join(start, defaultName) : defaultName,
       filters: [{ name: "Image", extensions: [ext] }],
     })) || null
   );

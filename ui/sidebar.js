@@ -106,7 +106,7 @@ export function initSidebar(store, actions) {
 
   async function saveAll() {
     try {
-      const dir = await ipc.pickFolder(`Save all into a folder (inside "${store.saveAllFolder}")`);
+      const dir = await ipc.pickSaveAllFolder(store.saveAllFolder);
       if (!dir) return;
       const r = await ipc.saveAll(dir, $("on-exists").value);
       const skipped = r.skipped.length ? `; ${plural(r.skipped.length, "image")} skipped (name taken)` : "";

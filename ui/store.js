@@ -142,6 +142,28 @@ export class Store {
     this.emit("job");
   }
 
+  /** A reloaded page found a batch running: where it stands, its images as they are. */
+  jobAttached({ job, images }) {
+    for (const v of images) this.upsert(v);
+    this.job = this.newJob(job.job, job.ids.length);
+    for (const id of job.ids) this.job.seen.add(id);
+    // What the end-of-batch toast reports, as the first page would have gathered it.
+    this.job.failures = images
+      .filter((v) => v.state.state === "failed" && v.state.kind !== "cancelled")
+      .map((v) => ({ id: v.id, message: v.state.message, hint: v.state.hint }));
+    this.recount();
+    this.emit("images");
+    this.emit("job");
+  }
+
+  recount() {
+    if (!this.job) return;
+    const count = (s) => [...this.job.seen].filter((id) => this.images.get(id)?.state.state === s).length;
+    this.job.done = count("done");
+    this.job.failed = count("failed");
+    this.job.running = count("running");
+  }
+
   /** One event of the job's channel. */
   jobEvent(e) {
     switch (e.event) {
@@ -177,12 +199,7 @@ export class Store {
       default:
         return;
     }
-    if (this.job) {
-      const count = (s) => [...this.job.seen].filter((id) => this.images.get(id)?.state.state === s).length;
-      this.job.done = count("done");
-      this.job.failed = count("failed");
-      this.job.running = count("running");
-    }
+    this.recount();
     this.emit("job");
   }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tauri::ipc::Channel;
 use tauri::State;
 
-use crate::core::{Core, SaveAllReport, SettingsPatch, Snapshot};
+use crate::core::{Attached, Core, SaveAllReport, SettingsPatch, Snapshot};
 use crate::error::AppError;
 use crate::jobs::{EventSink, JobEvent, JobStarted, Target};
 use crate::library::{AddReport, ImageId, ImageView};
@@ -126,6 +126,16 @@ pub fn process(
     core.process(target, sink)
 }
 
+/// Re-attaches a reloaded page to the running batch: its events arrive on `on_event`
+/// from now on; answers where it stands, or `null` when none runs.
+#[tauri::command]
+pub fn attach_job(core: State<'_, Arc<Core>>, on_event: Channel<JobEvent>) -> Option<Attached> {
+    let sink: EventSink = Arc::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    core.attach_job(sink)
+}
+
 /// Stops a running batch; false when it already ended.
 #[tauri::command]
 pub fn cancel(core: State<'_, Arc<Core>>, job: u64) -> bool {
@@ -136,6 +146,35 @@ pub fn cancel(core: State<'_, Arc<Core>>, job: u64) -> bool {
 #[tauri::command]
 pub fn suggested_name(core: State<'_, Arc<Core>>, id: ImageId) -> Result<String, AppError> {
     core.suggested_name(id)
+}
+
+/// The folder file dialogs start in: the last one used, else Pictures, else home.
+#[tauri::command]
+pub async fn dialog_start<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    core: State<'_, Arc<Core>>,
+) -> Result<Option<String>, AppError> {
+    use tauri::Manager;
+    let fallbacks: Vec<PathBuf> = [app.path().picture_dir(), app.path().home_dir()]
+        .into_iter()
+        .flatten()
+        .collect();
+    blocking(core, move |core| {
+        Ok(core
+            .dialog_start(&fallbacks)
+            .map(|d| d.display().to_string()))
+    })
+    .await
+}
+
+/// Asks for the folder Save all writes into; `None` if cancelled.
+#[tauri::command]
+pub async fn pick_save_folder<R: tauri::Runtime>(
+    window: tauri::WebviewWindow<R>,
+    title: String,
+    start: Option<PathBuf>,
+) -> Result<Option<PathBuf>, AppError> {
+    crate::dialogs::pick_save_folder(window, title, start).await
 }
 
 /// Saves one result where the save dialog said; returns the path written.

@@ -14,7 +14,7 @@ use prism_engine::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, OnLost, Plan, Target};
+use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
@@ -40,6 +40,17 @@ pub struct Snapshot {
     pub nodes: Vec<NodeView>,
     /// Where node tokens are kept.
     pub token_place: TokenPlace,
+}
+
+/// A running batch a page attached to, with its images as they are now.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attached {
+    /// Where the batch stands.
+    pub job: JobView,
+    /// Its images (states and results), read after attaching: events that follow may
+    /// repeat what these already show, never miss anything.
+    pub images: Vec<ImageView>,
 }
 
 /// Settings the UI may change besides the ops (each field optional).
@@ -209,6 +220,16 @@ impl Core {
         Ok(started)
     }
 
+    /// Sends the running batch's events to `sink` from now on (the page was reloaded and
+    /// its old channel is gone); `None` when no batch runs.
+    pub fn attach_job(&self, sink: EventSink) -> Option<Attached> {
+        let job = self.running_job()?;
+        let view = job.attach(sink);
+        let lib = lock(&self.library);
+        let images = view.ids.iter().filter_map(|&id| lib.view(id)).collect();
+        Some(Attached { job: view, images })
+    }
+
     /// Asks the batch `job` to stop; false when it is not running.
     pub fn cancel(&self, job: JobId) -> bool {
         match self.running_job() {
@@ -223,7 +244,33 @@ impl Core {
     /// Adds files and folders (recursively).
     pub fn add_paths(&self, paths: &[PathBuf]) -> AddReport {
         let (files, skipped) = crate::library::expand(paths);
-        lock(&self.library).insert(files, skipped)
+        let report = lock(&self.library).insert(files, skipped);
+        if !report.added.is_empty() {
+            // Where the user picked or dragged from: the next file dialog starts there.
+            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+                self.remember_folder(dir);
+            }
+        }
+        report
+    }
+
+    /// Keeps `dir` as the folder dialogs start in next (saved with the settings).
+    fn remember_folder(&self, dir: &Path) {
+        let Ok(dir) = dir.canonicalize() else { return };
+        if !dir.is_dir() || lock(&self.settings).last_folder.as_ref() == Some(&dir) {
+            return;
+        }
+        // Only a convenience: the add or save that led here succeeded either way.
+        let _ = self.change_settings(|s| s.last_folder = Some(dir));
+    }
+
+    /// Where a file dialog starts: the folder last used while it exists, else the first
+    /// of `fallbacks` (Pictures, home) that does.
+    pub fn dialog_start(&self, fallbacks: &[PathBuf]) -> Option<PathBuf> {
+        let last = lock(&self.settings).last_folder.clone();
+        last.into_iter()
+            .chain(fallbacks.iter().cloned())
+            .find(|d| d.is_dir())
     }
 
     /// Removes images; refused while a batch runs.
@@ -358,7 +405,11 @@ impl Core {
                 .ok_or_else(|| AppError::NoResult(e.name.clone()))?;
             (r.output.clone(), r.format)
         };
-        save::save_one(&output, dest, format)
+        let saved = save::save_one(&output, dest, format)?;
+        if let Some(dir) = saved.parent() {
+            self.remember_folder(dir);
+        }
+        Ok(saved)
     }
 
     /// Saves every result into `dir/Processed Images/`; taken names follow `policy`.
@@ -378,6 +429,7 @@ impl Core {
             return Err(AppError::Nothing("no processed images to save".into()));
         }
         let saved = save::save_all(&items, dir, policy)?;
+        self.remember_folder(dir);
         Ok(SaveAllReport {
             folder: saved.folder.display().to_string(),
             files: saved

@@ -119,6 +119,20 @@ pub struct JobStarted {
     pub ids: Vec<ImageId>,
 }
 
+/// Where a running batch stands, for a page that draws itself again (a reload).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    /// Its id.
+    pub job: JobId,
+    /// Its images, in order.
+    pub ids: Vec<ImageId>,
+    /// Images processed so far.
+    pub done: usize,
+    /// Images failed so far.
+    pub failed: usize,
+}
+
 /// One image of a plan, at the index the engine's events name it by.
 struct Planned {
     id: ImageId,
@@ -352,6 +366,19 @@ impl Job {
     /// Asks it to stop; what runs ends, what waits is marked cancelled.
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Sends its events to `sink` from now on (a reloaded page's channel) and says where
+    /// it stands: the counts include exactly the events sent before, to the old sink.
+    pub fn attach(&self, sink: EventSink) -> JobView {
+        let mut st = lock(&self.state);
+        st.sink = sink;
+        JobView {
+            job: self.id,
+            ids: self.ids.clone(),
+            done: st.done,
+            failed: st.failed,
+        }
     }
 
     /// Counts what the event tells and sends it on.

@@ -12,6 +12,7 @@
 pub mod about;
 pub mod commands;
 pub mod core;
+pub mod dialogs;
 pub mod error;
 pub mod jobs;
 pub mod library;
@@ -36,7 +37,8 @@ use crate::settings::{SettingsStore, TokenBackend};
 /// while a batch runs.
 struct PreviewThreads(rayon::ThreadPool);
 
-/// The `prism://` answer for a URL path: a JPEG preview, or a status and a reason.
+/// The `prism://` answer for a URL path: a preview (JPEG, or PNG with transparency), or
+/// a status and a reason.
 pub fn pixel_response(core: &Core, path: &str) -> Response<Vec<u8>> {
     let text = |status: StatusCode, msg: String| {
         Response::builder()
@@ -49,7 +51,7 @@ pub fn pixel_response(core: &Core, path: &str) -> Response<Vec<u8>> {
         Some(req) => match core.pixels(req) {
             Ok(bytes) => Response::builder()
                 .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "image/jpeg")
+                .header(header::CONTENT_TYPE, preview::media_type(&bytes))
                 // Ids and revs are never reused, so a URL's bytes never change.
                 .header(header::CACHE_CONTROL, "max-age=31536000, immutable")
                 .body(bytes.to_vec()),
@@ -153,7 +155,10 @@ pub fn run() {
             commands::update_settings,
             commands::process,
             commands::cancel,
+            commands::attach_job,
             commands::suggested_name,
+            commands::dialog_start,
+            commands::pick_save_folder,
             commands::save_one,
             commands::save_all,
             commands::add_node,
@@ -204,6 +209,37 @@ mod tests {
         ] {
             assert!(!navigation_allowed(&bad.parse().unwrap()), "{bad}");
         }
+    }
+
+    #[test]
+    fn previews_say_their_media_type_and_missing_ones_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = Core::new(&dir.path().join("config"), &dir.path().join("work")).unwrap();
+        let clear = dir.path().join("clear.png");
+        image::RgbaImage::from_pixel(40, 30, image::Rgba([0, 200, 0, 100]))
+            .save(&clear)
+            .unwrap();
+        let solid = dir.path().join("solid.png");
+        image::RgbImage::from_pixel(40, 30, image::Rgb([0, 200, 0]))
+            .save(&solid)
+            .unwrap();
+        core.add_paths(&[clear, solid]);
+        let kind = |path: &str| {
+            let r = pixel_response(&core, path);
+            (r.status(), r.headers()[header::CONTENT_TYPE].clone())
+        };
+        assert_eq!(
+            kind("/thumb/0"),
+            (StatusCode::OK, "image/png".parse().unwrap())
+        );
+        assert_eq!(
+            kind("/source/1"),
+            (StatusCode::OK, "image/jpeg".parse().unwrap())
+        );
+        assert_eq!(
+            pixel_response(&core, "/thumb/9").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Pixels for the webview, by id, at preview size: the engine decodes the file as it
-//! does for processing, the image is scaled down here, and a JPEG goes out through the
+//! does for processing, the image is scaled down here, and a JPEG (a PNG when the image
+//! has transparent pixels, which the page draws over a checkerboard) goes out through the
 //! `prism://` URI scheme. Full-size images never reach the DOM.
 //!
 //! Decoded as for processing (EXIF orientation applied) so the original and the result
@@ -9,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use image::imageops;
+use image::{imageops, GrayImage};
 use prism_engine::codec::{self, EncodeOptions, Format, Limits, Metadata};
 use prism_engine::{EngineError, Frame, Pixels};
 
@@ -76,7 +77,8 @@ impl PixelRequest {
 const BIG_PIXELS: u64 = 16_000_000;
 static BIG_RENDER: Mutex<()> = Mutex::new(());
 
-/// Decodes `path`, scales it to fit `max_edge` (never up) and encodes a JPEG.
+/// Decodes `path`, scales it to fit `max_edge` (never up) and encodes a JPEG, or a PNG
+/// with its alpha when any pixel is not opaque.
 pub fn render(path: &Path, max_edge: u32) -> Result<Vec<u8>, EngineError> {
     let limits = Limits::default();
     let bytes = codec::read_file(path, &limits)?;
@@ -87,16 +89,49 @@ pub fn render(path: &Path, max_edge: u32) -> Result<Vec<u8>, EngineError> {
         .then(|| BIG_RENDER.lock().unwrap_or_else(|e| e.into_inner()));
     let decoded = codec::decode(&bytes, &limits)?;
     drop(bytes);
+    // An alpha channel that is opaque everywhere shows nothing: such previews stay JPEG.
+    let alpha = decoded
+        .frame
+        .alpha
+        .filter(|a| a.as_raw().iter().any(|&v| v < 255));
     let pixels = fit(decoded.frame.pixels, max_edge);
-    // Alpha is left out: a preview shows the colour the ops work on.
+    let Some(alpha) = alpha else {
+        return Ok(codec::encode(
+            &Frame::new(pixels),
+            Format::Jpeg,
+            &Metadata::default(),
+            &EncodeOptions {
+                jpeg_quality: PREVIEW_QUALITY,
+            },
+        )?);
+    };
+    let alpha = fit_alpha(alpha, pixels.width(), pixels.height());
     Ok(codec::encode(
-        &Frame::new(pixels),
-        Format::Jpeg,
-        &Metadata::default(),
-        &EncodeOptions {
-            jpeg_quality: PREVIEW_QUALITY,
+        &Frame {
+            pixels,
+            alpha: Some(alpha),
         },
+        Format::Png,
+        &Metadata::default(),
+        &EncodeOptions::default(),
     )?)
+}
+
+/// The media type of an encoded preview (what [`render`] made it).
+pub fn media_type(preview: &[u8]) -> &'static str {
+    match codec::sniff(preview) {
+        Ok(Format::Png) => "image/png",
+        _ => "image/jpeg",
+    }
+}
+
+/// Scales an alpha channel to the size its colour was scaled to.
+fn fit_alpha(alpha: GrayImage, w: u32, h: u32) -> GrayImage {
+    if alpha.dimensions() == (w, h) {
+        alpha
+    } else {
+        imageops::thumbnail(&alpha, w, h)
+    }
 }
 
 /// Scales down to fit in `max_edge` x `max_edge`, keeping the aspect ratio.
@@ -230,6 +265,38 @@ mod tests {
         );
         std::fs::write(&path, b"not an image").unwrap();
         assert!(render(&path, THUMB_EDGE).is_err());
+    }
+
+    #[test]
+    fn transparent_pixels_keep_their_alpha_and_opaque_ones_stay_jpeg() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.png");
+        // Left half transparent red, right half opaque blue.
+        image::RgbaImage::from_fn(800, 400, |x, _| {
+            if x < 400 {
+                image::Rgba([255, 0, 0, 0])
+            } else {
+                image::Rgba([0, 0, 255, 255])
+            }
+        })
+        .save(&path)
+        .unwrap();
+        let png = render(&path, THUMB_EDGE).unwrap();
+        assert_eq!(media_type(&png), "image/png");
+        let d = codec::decode(&png, &Limits::default()).unwrap();
+        assert_eq!(
+            (d.frame.pixels.width(), d.frame.pixels.height()),
+            (320, 160)
+        );
+        let alpha = d.frame.alpha.expect("alpha kept");
+        assert_eq!(alpha.get_pixel(10, 80).0[0], 0);
+        assert_eq!(alpha.get_pixel(310, 80).0[0], 255);
+        // Fully opaque RGBA shows nothing an opaque JPEG does not.
+        image::RgbaImage::from_pixel(50, 40, image::Rgba([9, 9, 9, 255]))
+            .save(&path)
+            .unwrap();
+        let jpeg = render(&path, THUMB_EDGE).unwrap();
+        assert_eq!(media_type(&jpeg), "image/jpeg");
     }
 
     #[test]

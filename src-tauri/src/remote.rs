@@ -79,8 +79,8 @@ pub enum ConnEvent {
         /// Its new status.
         status: NodeStatus,
     },
-    /// An attempt failed and another one follows.
-    Retrying {
+    /// An attempt could not reach the node (sent as it happens, the last one too).
+    AttemptFailed {
         /// The node.
         address: String,
         /// The attempt that failed, from 1.
@@ -89,8 +89,8 @@ pub enum ConnEvent {
         attempts: u32,
         /// Why it failed.
         reason: String,
-        /// Wait before the next one.
-        delay_ms: u64,
+        /// Wait before the next one; none after the last.
+        retry_in_ms: Option<u64>,
     },
     /// Every node has been tried.
     Finished {
@@ -185,6 +185,7 @@ fn options(retry: &RetryConfig) -> ConnectOptions {
         // The app drives the retries to show each attempt.
         retries: 0,
         delay: Duration::from_millis(retry.delay_ms),
+        timeout: Duration::from_millis(retry.timeout_ms),
         ..ConnectOptions::default()
     }
 }
@@ -403,12 +404,12 @@ impl Remote {
                     return;
                 }
                 Err(RemoteError::Unreachable { last, .. }) if attempt < attempts => {
-                    sink(ConnEvent::Retrying {
+                    sink(ConnEvent::AttemptFailed {
                         address: address.clone(),
                         attempt,
                         attempts,
                         reason: last,
-                        delay_ms: retry.delay_ms,
+                        retry_in_ms: Some(retry.delay_ms),
                     });
                     // Sleep in small steps so "Close connection" stops the retries at once.
                     let mut left = retry.delay_ms;
@@ -421,6 +422,13 @@ impl Remote {
                 Err(e) => {
                     let message = match &e {
                         RemoteError::Unreachable { last, .. } => {
+                            sink(ConnEvent::AttemptFailed {
+                                address: address.clone(),
+                                attempt,
+                                attempts,
+                                reason: last.clone(),
+                                retry_in_ms: None,
+                            });
                             format!("cannot reach {address} after {attempts} attempt(s): {last}")
                         }
                         other => other.to_string(),
@@ -528,13 +536,15 @@ mod tests {
             v,
             serde_json::json!({"status": "connecting", "attempt": 2, "attempts": 5})
         );
-        let e = ConnEvent::Retrying {
+        let e = ConnEvent::AttemptFailed {
             address: "a:1".into(),
             attempt: 1,
             attempts: 3,
             reason: "timeout".into(),
-            delay_ms: 10,
+            retry_in_ms: Some(10),
         };
-        assert_eq!(serde_json::to_value(e).unwrap()["delayMs"], 10);
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(v["event"], "attemptFailed");
+        assert_eq!(v["retryInMs"], 10);
     }
 }

@@ -46,13 +46,21 @@ pub struct RetryConfig {
     pub attempts: u32,
     /// Pause between tries.
     pub delay_ms: u64,
+    /// Time one try (QUIC handshake, token and health) may take.
+    pub timeout_ms: u64,
 }
+
+/// Bounds of [`RetryConfig::timeout_ms`].
+pub const TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
             attempts: 5,
-            delay_ms: 2000,
+            delay_ms: 1000,
+            // A handshake and hello take milliseconds on a LAN and well under a second
+            // across the world; a node that has not answered in 2 s is not coming.
+            timeout_ms: 2000,
         }
     }
 }
@@ -75,6 +83,8 @@ pub struct Settings {
     pub use_local_too: bool,
     /// Connection retries.
     pub retry: RetryConfig,
+    /// The folder last added from or saved into: file dialogs start there.
+    pub last_folder: Option<PathBuf>,
 }
 
 /// The op a fresh install starts with: the original app's first operation when this build
@@ -98,6 +108,7 @@ impl Default for Settings {
             nodes: Vec::new(),
             use_local_too: false,
             retry: RetryConfig::default(),
+            last_folder: None,
         }
     }
 }
@@ -132,6 +143,11 @@ impl Settings {
         if self.retry.delay_ms > 60_000 {
             return Err(AppError::BadRequest(
                 "the delay between attempts must be at most 60 s".into(),
+            ));
+        }
+        if !TIMEOUT_MS.contains(&self.retry.timeout_ms) {
+            return Err(AppError::BadRequest(
+                "the time one attempt may take must be 0.1 s to 60 s".into(),
             ));
         }
         Ok(())
@@ -449,6 +465,10 @@ mod tests {
         s.retry.attempts = 0;
         assert!(s.validate().is_err());
         s.retry.attempts = 3;
+        assert!(s.validate().is_ok());
+        s.retry.timeout_ms = 50;
+        assert!(s.validate().is_err());
+        s.retry.timeout_ms = 500;
         assert!(s.validate().is_ok());
     }
 

@@ -29,6 +29,8 @@ struct Harness {
     xvfb: Child,
     driver: Child,
     port: u16,
+    /// The X display the app's windows are on.
+    display: String,
     home: tempfile::TempDir,
     // Dropped after the app: it keeps the keyring until it exits.
     _secrets: common::SecretService,
@@ -75,6 +77,19 @@ impl Harness {
             .read_line(&mut line)
             .expect("Xvfb prints its display");
         let display = format!(":{}", line.trim());
+        // The app's Pictures folder (where file dialogs start before any other is used),
+        // as a desktop's user-dirs.dirs names it.
+        let config = home.path().join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        std::fs::create_dir_all(home.path().join("Pictures")).expect("Pictures");
+        std::fs::write(
+            config.join("user-dirs.dirs"),
+            format!(
+                "XDG_PICTURES_DIR=\"{}\"\n",
+                home.path().join("Pictures").display()
+            ),
+        )
+        .expect("user-dirs.dirs");
         let port = free_port();
         let native_port = free_port();
         let driver = Command::new("tauri-driver")
@@ -98,6 +113,7 @@ impl Harness {
             xvfb,
             driver,
             port,
+            display,
             home,
             _secrets: secrets,
         }
@@ -601,6 +617,8 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     drop_paths(&c, &[&w.join("in"), &w.join("c.png")]).await;
     wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
     select(&c, "#global-op", "erosion").await;
+    // The Engine panel opens from the top bar's chip.
+    click(&c, "#engine-chip").await;
     click(&c, "input[name='engine'][value='remote'] + span").await;
     wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
     c.find(Locator::Css("#node-address"))
@@ -695,6 +713,8 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
             == std::fs::read(cli_erode.join("c.png")).expect("cli output"),
         "the node's result differs from the CLI's"
     );
+    // Process all, outside the Engine panel, closed it.
+    click(&c, "#engine-chip").await;
     click(&c, "#close-connection").await;
     wait_js(&c, "!document.getElementById('closed-anim').hidden", 10).await;
     wait_js(
@@ -1106,6 +1126,7 @@ fn dead_address() -> String {
 /// Adds a node through the Remote panel and gives it, behind the page's back, a pin and
 /// a token, so Connect goes straight to its attempts.
 async fn add_pinned_node(c: &Client, address: &str) {
+    click(c, "#engine-chip").await;
     click(c, "input[name='engine'][value='remote'] + span").await;
     wait_js(c, "!document.getElementById('engine-remote').hidden", 5).await;
     c.find(Locator::Css("#node-address"))
@@ -1128,28 +1149,46 @@ async fn add_pinned_node(c: &Client, address: &str) {
         .expect("token set");
 }
 
+/// Sets a field's value as typing it and leaving it would.
+async fn set_field(c: &Client, css: &str, value: &str) {
+    js(
+        c,
+        "const e = document.querySelector(arguments[0]); e.value = arguments[1];
+         e.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![json!(css), json!(value)],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::await_holding_lock)]
-async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
+async fn a_dead_node_shows_each_attempt_quickly_and_a_token_being_typed_survives() {
     let _one = one_at_a_time();
     let h = Harness::start();
     let c = h.open().await;
     let address = dead_address();
-    invoke(
-        &c,
-        "update_settings",
-        json!({ "patch": { "retry": { "attempts": 4, "delayMs": 300 } } }),
-    )
-    .await
-    .expect("retries set");
     add_pinned_node(&c, &address).await;
-    click(&c, "#connect").await;
+    // The retry fields, as a user sets them.
+    set_field(&c, "#retry-attempts", "5").await;
+    set_field(&c, "#retry-delay", "0.3").await;
+    set_field(&c, "#retry-timeout", "0.8").await;
     wait_js(
         &c,
-        "document.querySelector('.node-status').textContent === 'connecting 1/4'",
-        10,
+        "document.getElementById('retry-timeout').value === '0.8'",
+        5,
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(
+        snap["settings"]["retry"],
+        json!({ "attempts": 5, "delayMs": 300, "timeoutMs": 800 })
+    );
+    let status = "document.querySelector('.node-status').textContent";
+    let tried = "document.querySelectorAll('.node-attempts li').length";
+    click(&c, "#connect").await;
+    wait_js(&c, &format!("{status} === 'connecting 1/5'"), 10).await;
+
     // The token field opens and takes typing while statuses keep arriving.
     click(&c, ".node .token-btn").await;
     wait_js(
@@ -1164,12 +1203,8 @@ async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
         .send_keys("secret")
         .await
         .expect("typed");
-    wait_js(
-        &c,
-        "document.querySelector('.node-status').textContent === 'connecting 3/4'",
-        60,
-    )
-    .await;
+    let before = num(&c, tried).await;
+    wait_js(&c, &format!("{tried} >= {}", before + 2.0), 30).await;
     let field = "document.querySelector('.node .token-input')";
     assert_eq!(
         js(
@@ -1197,5 +1232,475 @@ async fn a_token_being_typed_survives_the_status_updates_of_a_connect() {
         js(&c, &format!("return {field}.value"), vec![]).await,
         json!("secret42")
     );
+
+    // Every attempt's error is in the node's row, and the failure comes after the
+    // attempts' timeouts and pauses, not the engine's 5 s an attempt.
+    let lines = js(
+        &c,
+        "return [...document.querySelectorAll('.node-attempts li')].map(l => l.textContent)",
+        vec![],
+    )
+    .await;
+    let lines: Vec<String> = serde_json::from_value(lines).expect("lines");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[0].starts_with("Attempt 1 of 5: no answer within 800 ms; again in 0.3 s"));
+    assert_eq!(lines[4], "Attempt 5 of 5: no answer within 800 ms");
+    let t0 = Instant::now();
+    click(&c, "#connect").await;
+    // Shown as it happens: an attempt's error while the node is still connecting.
+    wait_js(
+        &c,
+        &format!("{status}.startsWith('connecting') && {tried} === 1"),
+        10,
+    )
+    .await;
+    shot(&c, "14-dead-node").await;
+    wait_js(
+        &c,
+        "document.querySelector(\".node-status[data-status='failed']\")",
+        30,
+    )
+    .await;
+    let took = t0.elapsed().as_secs_f64();
+    assert!((5.0..12.0).contains(&took), "5 attempts took {took:.1} s");
+    assert_eq!(num(&c, tried).await, 5.0);
+    // Error text breaks between words, not inside them.
+    assert_eq!(
+        js(
+            &c,
+            "const s = getComputedStyle(document.querySelector('.node-detail')); return [s.wordBreak, s.overflowWrap]",
+            vec![]
+        )
+        .await,
+        json!(["normal", "anywhere"])
+    );
+    assert!(text(&c, ".node-detail")
+        .await
+        .contains("after 5 attempt(s)"));
+    c.close().await.expect("session closes");
+}
+
+/// Whether two of the page's elements overlap on screen.
+async fn overlap(c: &Client, a: &str, b: &str) -> bool {
+    js(
+        c,
+        "const a = document.querySelector(arguments[0]).getBoundingClientRect(),
+               b = document.querySelector(arguments[1]).getBoundingClientRect();
+         return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;",
+        vec![json!(a), json!(b)],
+    )
+    .await
+        == json!(true)
+}
+
+/// Whether the element is wholly inside the window and nothing covers its centre.
+async fn in_sight(c: &Client, css: &str) -> bool {
+    js(
+        c,
+        "const e = document.querySelector(arguments[0]), r = e.getBoundingClientRect();
+         const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+         return r.width > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight
+           && r.right <= innerWidth && (top === e || e.contains(top));",
+        vec![json!(css)],
+    )
+    .await
+        == json!(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn toasts_keep_off_the_inspector_and_the_remote_panel_is_in_sight() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let img = work.path().join("a.png");
+    write_image(&img, 160, 120, 6);
+    drop_paths(&c, &[&img]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    // At the default size, the Remote panel opens wholly in sight, down to Connect.
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys("192.0.2.1:7878")
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector('.node')", 5).await;
+    for css in [
+        "#engine-panel",
+        ".node",
+        "#retry-timeout",
+        "#connect",
+        "#close-connection",
+    ] {
+        assert!(in_sight(&c, css).await, "{css} is out of sight");
+    }
+    shot(&c, "15-remote-panel").await;
+    // Escape closes it, and gives the focus back to its chip.
+    press(&c, '\u{e00c}').await;
+    wait_js(&c, "document.getElementById('engine-panel').hidden", 5).await;
+    assert_eq!(
+        js(&c, "return document.activeElement.id", vec![]).await,
+        json!("engine-chip")
+    );
+
+    // An error toast while the inspector is open: beside it, not over its Processed pane.
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    click(&c, "#process-one").await;
+    wait_js(&c, "document.querySelector('.toast.error')", 10).await;
+    assert!(text(&c, ".toast.error").await.contains("no remote node"));
+    assert!(!overlap(&c, ".toast.error", "#inspector").await);
+    assert!(!overlap(&c, ".toast.error", "#pane-after").await);
+    assert!(in_sight(&c, ".toast.error").await);
+    assert!(
+        num(
+            &c,
+            "document.querySelector('.toast.error').getBoundingClientRect().left"
+        )
+        .await
+            >= num(
+                &c,
+                "document.querySelector('.main').getBoundingClientRect().left"
+            )
+            .await,
+        "the toast left the grid's column"
+    );
+    shot(&c, "16-toast-beside-inspector").await;
+    // Closed, the inspector gives the room back to the toasts.
+    click(&c, "#inspector-close").await;
+    wait_js(&c, "document.getElementById('inspector').hidden", 5).await;
+    let right = num(
+        &c,
+        "innerWidth - document.querySelector('.toasts').getBoundingClientRect().right",
+    )
+    .await;
+    assert!(
+        (right - 16.0).abs() <= 1.0,
+        "toasts {right} px from the right edge"
+    );
+    c.close().await.expect("session closes");
+}
+
+/// The window as painted, and how many screenshot pixels make one CSS pixel.
+async fn painted(c: &Client) -> (image::RgbaImage, f64) {
+    // WebKit under Xvfb hands out the last painted frame: let two frames paint first.
+    c.execute_async(
+        "const done = arguments[arguments.length - 1];
+         requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+        vec![],
+    )
+    .await
+    .expect("frames painted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = c.screenshot().await.expect("screenshot");
+    let img = image::load_from_memory(&png).expect("a PNG").to_rgba8();
+    let scale = f64::from(img.width()) / num(c, "innerWidth").await;
+    (img, scale)
+}
+
+/// The colours painted at fractions (fx, fy) of an element's box.
+async fn colours_at(c: &Client, css: &str, points: &[(f64, f64)]) -> Vec<[u8; 3]> {
+    let (img, scale) = painted(c).await;
+    let rect = js(
+        c,
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return [r.left, r.top, r.width, r.height];",
+        vec![json!(css)],
+    )
+    .await;
+    let r: Vec<f64> = serde_json::from_value(rect).expect("a rect");
+    points
+        .iter()
+        .map(|(fx, fy)| {
+            let x = ((r[0] + r[2] * fx) * scale) as u32;
+            let y = ((r[1] + r[3] * fy) * scale) as u32;
+            let p = img.get_pixel(x, y).0;
+            [p[0], p[1], p[2]]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn transparent_pixels_are_drawn_over_a_checkerboard() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Left half: red, fully transparent. Right half: opaque blue.
+    let path = work.path().join("clear.png");
+    image::RgbaImage::from_fn(400, 300, |x, _| {
+        if x < 200 {
+            image::Rgba([255, 0, 0, 0])
+        } else {
+            image::Rgba([0, 0, 255, 255])
+        }
+    })
+    .save(&path)
+    .expect("written");
+    drop_paths(&c, &[&path]).await;
+    wait_js(
+        &c,
+        "(i => i && i.complete && i.naturalWidth > 0)(document.querySelector('.card .thumb img'))",
+        20,
+    )
+    .await;
+    click(&c, ".card").await;
+    wait_js(
+        &c,
+        "(i => i.complete && i.naturalWidth > 0)(document.getElementById('img-before'))",
+        20,
+    )
+    .await;
+    // A grey checkerboard where the pixels are transparent (not the red under them, and
+    // two tones a square apart), blue where they are opaque: in the thumbnail and the pane.
+    let left: Vec<(f64, f64)> = (1..10)
+        .flat_map(|i| [(f64::from(i) * 0.045, 0.3), (f64::from(i) * 0.045, 0.55)])
+        .collect();
+    for css in [".card .thumb img", "#img-before"] {
+        let mut points = left.clone();
+        points.push((0.75, 0.5));
+        let mut seen = colours_at(&c, css, &points).await;
+        let b = seen.pop().expect("the opaque half");
+        assert!(
+            b[2] > 200 && b[0] < 60 && b[1] < 60,
+            "{css}: {b:?} is not blue"
+        );
+        // The tones of style.css's checkerboard (#454957, #5d6272), or a blend of the two
+        // where a scaled square's edge falls.
+        let (lo, hi) = ([0x45u8, 0x49, 0x57], [0x5du8, 0x62, 0x72]);
+        for p in &seen {
+            assert!(
+                (0..3).all(|i| p[i] + 4 >= lo[i] && p[i] <= hi[i] + 4),
+                "{css}: {p:?} is not the checkerboard"
+            );
+        }
+        seen.sort();
+        seen.dedup();
+        assert!(
+            seen.len() >= 2,
+            "{css}: one flat tone, no checkerboard: {seen:?}"
+        );
+    }
+    shot(&c, "17-transparency").await;
+    c.close().await.expect("session closes");
+}
+
+/// Replaces the page's file dialogs with a recorder that answers from `window.__answers`
+/// (WebDriver cannot drive native dialogs); each call's options go to `window.__dialogs`.
+async fn record_dialogs(c: &Client) {
+    js(
+        c,
+        "const T = window.__TAURI__;
+         window.__dialogs = []; window.__answers = [];
+         const answer = (kind, o) => { window.__dialogs.push({ kind, ...o }); return Promise.resolve(window.__answers.shift() ?? null); };
+         T.dialog.open = (o) => answer('open', o);
+         T.dialog.save = (o) => answer('save', o);
+         const invoke = T.core.invoke;
+         // core.invoke itself is read-only: a new core object with it wrapped.
+         T.core = { ...T.core, invoke: (cmd, args, o) => cmd === 'pick_save_folder' ? answer('folder', args) : invoke(cmd, args, o) };
+         if (T.core.invoke === invoke) throw new Error('invoke not wrapped');",
+        vec![],
+    )
+    .await;
+}
+
+/// Clicks `css`, which opens a (recorded) dialog answered with `answer`; returns the
+/// options the dialog was opened with.
+async fn through_dialog(c: &Client, css: &str, answer: Value) -> Value {
+    let n = num(c, "window.__dialogs.length").await;
+    js(c, "window.__answers.push(arguments[0])", vec![answer]).await;
+    click(c, css).await;
+    wait_js(c, &format!("window.__dialogs.length > {n}"), 5).await;
+    js(
+        c,
+        "return window.__dialogs[window.__dialogs.length - 1]",
+        vec![],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn file_dialogs_start_in_the_last_folder_used_and_say_what_they_do() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path().canonicalize().expect("canonical");
+    let pictures = h.home.path().join("Pictures");
+    write_image(&w.join("day1/a.png"), 60, 40, 1);
+    write_image(&w.join("shoot/day2/b.png"), 60, 40, 2);
+    record_dialogs(&c).await;
+    let path = |v: &Value, key: &str| v[key].as_str().unwrap_or("").to_string();
+
+    // First use: Pictures, and a title for what the dialog does.
+    let d = through_dialog(&c, "#add-images", json!([w.join("day1/a.png")])).await;
+    assert_eq!(d["title"], "Add images");
+    assert_eq!(d["multiple"], true);
+    assert_eq!(path(&d, "defaultPath"), pictures.display().to_string());
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 10).await;
+    // Then the folder the images came from.
+    let d = through_dialog(&c, "#add-folder", json!([w.join("shoot/day2")])).await;
+    assert!(d["title"].as_str().unwrap_or("").starts_with("Add folders"));
+    assert_eq!(d["directory"], true);
+    assert_eq!(
+        path(&d, "defaultPath"),
+        w.join("day1").display().to_string()
+    );
+    wait_js(&c, "document.querySelectorAll('.card').length === 2", 10).await;
+
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
+    // Save all: the folder picker whose button says "Save Here", titled for Save all.
+    let dest = w.join("dest");
+    std::fs::create_dir(&dest).expect("dest");
+    let d = through_dialog(&c, "#save-all", json!(dest)).await;
+    assert_eq!(d["kind"], "folder");
+    assert_eq!(
+        d["title"],
+        "Save all: choose the folder to put \"Processed Images\" in"
+    );
+    // An added folder leaves its parent as the place to start: its siblings are there.
+    assert_eq!(path(&d, "start"), w.join("shoot").display().to_string());
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.toast')].some(t => t.textContent.startsWith('Saved 2 images'))",
+        10,
+    )
+    .await;
+    assert_eq!(names_in(&dest.join("Processed Images")).len(), 2);
+    // Save one: in the folder Save all used, with the proposed name.
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('save-one').disabled", 10).await;
+    let single = w.join("single");
+    std::fs::create_dir(&single).expect("single");
+    let d = through_dialog(&c, "#save-one", json!(single.join("mine.png"))).await;
+    assert_eq!(d["kind"], "save");
+    assert_eq!(d["title"], "Save the processed image");
+    assert_eq!(
+        path(&d, "defaultPath"),
+        dest.join("a-edge-detection.png").display().to_string()
+    );
+    wait_js(&c, "[...document.querySelectorAll('.toast')].some(t => t.textContent.startsWith('Saved mine.png'))", 10).await;
+    click(&c, "#inspector-close").await;
+    // The next dialog starts where that one saved; once that folder is gone, in Pictures.
+    let d = through_dialog(&c, "#add-images", json!(null)).await;
+    assert_eq!(path(&d, "defaultPath"), single.display().to_string());
+    std::fs::remove_dir_all(&single).expect("removed");
+    let d = through_dialog(&c, "#add-images", json!(null)).await;
+    assert_eq!(path(&d, "defaultPath"), pictures.display().to_string());
+
+    // The real Save all dialog: a native window with that title, on the app's display;
+    // cancelled, nothing is saved.
+    c.refresh().await.expect("reloaded");
+    wait_js(&c, "document.body.dataset.ready === '1'", 30).await;
+    click(&c, "#save-all").await;
+    let find = || {
+        Command::new("xdotool")
+            .args(["search", "--name", "^Save all: choose the folder"])
+            .env("DISPLAY", &h.display)
+            .output()
+            .expect("xdotool runs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let window = loop {
+        let out = find();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no Save all dialog appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Focus, then a real key press (GTK ignores keys sent to a window as events).
+    let _ = Command::new("xdotool")
+        .args(["windowfocus", "--sync", &window, "key", "Escape"])
+        .env("DISPLAY", &h.display)
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !find().stdout.is_empty() {
+        assert!(Instant::now() < deadline, "the dialog did not close");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(names_in(&dest.join("Processed Images")).len(), 2);
+    c.close().await.expect("session closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_page_reloaded_during_a_batch_takes_it_up_again() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Denoise on big images: long enough to reload in the middle of it.
+    for i in 0..4 {
+        write_image(&work.path().join(format!("big/{i}.png")), 1000, 750, i);
+    }
+    drop_paths(&c, &[&work.path().join("big")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 4", 20).await;
+    select(&c, "#global-op", "denoise").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.querySelector('.card[data-state=\"running\"]')",
+        30,
+    )
+    .await;
+    c.refresh().await.expect("reloaded");
+    wait_js(&c, "document.body.dataset.ready === '1'", 30).await;
+    // The new page shows the batch running and can stop it.
+    wait_js(
+        &c,
+        "!document.getElementById('cancel').disabled && document.getElementById('process-all').disabled
+         && document.getElementById('progress').classList.contains('running')
+         && / \\/ 4 done/.test(document.getElementById('progress-text').textContent)",
+        10,
+    )
+    .await;
+    let states = js(
+        &c,
+        "return [...document.querySelectorAll('.card')].map(c => c.dataset.state)",
+        vec![],
+    )
+    .await;
+    let states: Vec<String> = serde_json::from_value(states).expect("states");
+    assert!(
+        states
+            .iter()
+            .all(|s| ["queued", "running", "done"].contains(&s.as_str())),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().any(|s| s != "done"),
+        "it ended before the reload"
+    );
+    shot(&c, "18-reattached").await;
+    click(&c, "#cancel").await;
+    // Its events reach the new page: the cancel, the stopped images, the end.
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Cancelled')",
+        60,
+    )
+    .await;
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.card')].every(c => ['done', 'failed'].includes(c.dataset.state))
+         && !document.getElementById('process-all').disabled",
+        10,
+    )
+    .await;
     c.close().await.expect("session closes");
 }

@@ -255,6 +255,54 @@ fn a_bad_file_fails_alone_and_retry_takes_only_it() {
 }
 
 #[test]
+fn a_reloaded_page_attaches_to_the_running_batch_and_misses_nothing() {
+    let f = fixture();
+    for i in 0..12 {
+        write_image(&f.root.join(format!("in/{i:02}.png")), 800, 600, i);
+    }
+    f.core.add_paths(&[f.root.join("in")]);
+    // Denoise is the slow op: the batch is still running after its first image.
+    f.core.set_global_op(op("denoise", &[])).unwrap();
+    assert!(f.core.attach_job(sink().0).is_none(), "nothing runs yet");
+    let (first, rx1) = sink();
+    let started = f.core.process(Target::All, first).unwrap();
+    // The first page hears an image end, then is reloaded.
+    while !matches!(
+        rx1.recv_timeout(Duration::from_secs(60)).expect("an event"),
+        JobEvent::Done { .. }
+    ) {}
+    let (second, rx2) = sink();
+    let attached = f.core.attach_job(second).expect("the batch still runs");
+    assert_eq!(attached.job.job, started.job);
+    assert_eq!(attached.job.ids, started.ids);
+    assert!(attached.job.done >= 1);
+    let after = wait(&rx2);
+    // Everything sent before attaching went to the first page, everything after to the
+    // second, and the counts the second got cover exactly the first's.
+    let dones = |events: &[JobEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::Done { .. }))
+            .count()
+    };
+    let before: Vec<JobEvent> = rx1.try_iter().collect();
+    assert_eq!(1 + dones(&before), attached.job.done);
+    let JobEvent::Finished { done, failed, .. } = after.last().unwrap().clone() else {
+        panic!("no finish");
+    };
+    assert_eq!((done, failed), (12, 0));
+    assert_eq!(attached.job.done + dones(&after), 12);
+    // The images came as they were: those already done show it.
+    let shown_done = attached
+        .images
+        .iter()
+        .filter(|v| v.state == ImageState::Done)
+        .count();
+    assert!(shown_done >= attached.job.done, "{shown_done}");
+    assert!(f.core.attach_job(sink().0).is_none(), "it ended");
+}
+
+#[test]
 fn cancel_stops_the_batch_and_marks_the_rest_cancelled() {
     let f = fixture();
     for i in 0..24 {
@@ -348,6 +396,52 @@ fn settings_changes_persist() {
     assert_eq!(again.snapshot().settings.output_format, "png");
 }
 
+#[test]
+fn dialogs_start_where_the_user_last_added_or_saved() {
+    let f = fixture();
+    let pictures = f.root.join("Pictures");
+    let home = f.root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // Nothing used yet: Pictures when there is one, else home.
+    let fallbacks = [pictures.clone(), home.clone()];
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(home.clone()));
+    std::fs::create_dir_all(&pictures).unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(pictures.clone()));
+    // Adding a file: its folder.
+    let src = f.root.join("shoot/day1/a.png");
+    write_image(&src, 20, 10, 1);
+    f.core.add_paths(std::slice::from_ref(&src));
+    let day1 = f.root.join("shoot/day1").canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(day1.clone()));
+    // Adding a folder: the folder it is in, to pick its siblings next.
+    write_image(&f.root.join("shoot/day2/b.png"), 20, 10, 2);
+    f.core.add_paths(&[f.root.join("shoot/day2")]);
+    let shoot = f.root.join("shoot").canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(shoot.clone()));
+    // Nothing added (a path that is not there): unchanged.
+    f.core.add_paths(&[f.root.join("nowhere/x.png")]);
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(shoot.clone()));
+    // Saving all: the folder chosen; saving one: the folder it went into.
+    let (s, rx) = sink();
+    f.core.process(Target::All, s).unwrap();
+    wait(&rx);
+    let out = f.root.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    f.core.save_all(&out, OnExists::Rename).unwrap();
+    let out = out.canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(out.clone()));
+    let single = f.root.join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    f.core.save_one(0, &single.join("x.png")).unwrap();
+    let single = single.canonicalize().unwrap();
+    assert_eq!(f.core.dialog_start(&fallbacks), Some(single.clone()));
+    // Kept with the settings; a folder since removed falls back.
+    let again = Core::new(&f.root.join("config"), &f.root.join("work2")).unwrap();
+    assert_eq!(again.dialog_start(&fallbacks), Some(single.clone()));
+    std::fs::remove_dir_all(&single).unwrap();
+    assert_eq!(again.dialog_start(&fallbacks), Some(pictures));
+}
+
 mod remote {
     use super::*;
     use crate::remote::{ConnEvent, ConnSink, NodeStatus};
@@ -401,6 +495,7 @@ mod remote {
         let retry = RetryConfig {
             attempts: 2,
             delay_ms: 50,
+            ..RetryConfig::default()
         };
         f.core
             .update_settings(patch(EngineMode::Remote, retry))
@@ -445,7 +540,7 @@ mod remote {
         let events = wait_conn(&rx);
         assert!(!events
             .iter()
-            .any(|e| matches!(e, ConnEvent::Retrying { .. })));
+            .any(|e| matches!(e, ConnEvent::AttemptFailed { .. })));
         assert!(matches!(
             last_status(&events, &address),
             NodeStatus::Failed { .. }
@@ -504,9 +599,11 @@ mod remote {
             .unwrap()
             .port();
         let address = format!("127.0.0.1:{port}");
+        // The attempt's timeout is the app's setting, passed to the engine's client.
         let retry = RetryConfig {
-            attempts: 2,
+            attempts: 3,
             delay_ms: 10,
+            timeout_ms: 300,
         };
         f.core
             .update_settings(patch(EngineMode::Remote, retry))
@@ -515,8 +612,15 @@ mod remote {
         f.core.trust_node(&address, &"ab".repeat(32)).unwrap();
         f.core.set_token(&address, "t").unwrap();
         let (cs, rx) = conn_sink();
+        let t0 = std::time::Instant::now();
         f.core.connect_nodes(cs).unwrap();
         let events = wait_conn(&rx);
+        let took = t0.elapsed();
+        // 3 x 300 ms and two short pauses; the engine's default alone is 5 s an attempt.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
         let attempts: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
@@ -527,18 +631,32 @@ mod remote {
                 _ => None,
             })
             .collect();
-        assert_eq!(attempts, vec![(1, 2), (2, 2)]);
+        assert_eq!(attempts, vec![(1, 3), (2, 3), (3, 3)]);
+        // Every attempt's failure is told as it happens, the last one too.
+        let failed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                ConnEvent::AttemptFailed {
+                    attempt,
+                    reason,
+                    retry_in_ms,
+                    ..
+                } => Some((*attempt, reason.clone(), *retry_in_ms)),
+                _ => None,
+            })
+            .collect();
         assert_eq!(
-            events
-                .iter()
-                .filter(|e| matches!(e, ConnEvent::Retrying { attempt: 1, .. }))
-                .count(),
-            1
+            failed,
+            [
+                (1, "no answer within 300 ms".to_string(), Some(10)),
+                (2, "no answer within 300 ms".to_string(), Some(10)),
+                (3, "no answer within 300 ms".to_string(), None)
+            ]
         );
         let NodeStatus::Failed { message, hint } = last_status(&events, &address) else {
             panic!("{events:?}");
         };
-        assert!(message.contains("after 2 attempt(s)"), "{message}");
+        assert!(message.contains("after 3 attempt(s)"), "{message}");
         assert!(hint.contains("prism node"));
         // Removing the node forgets its pin and token.
         assert!(f.core.remove_node(&address).unwrap().is_empty());
