@@ -246,12 +246,19 @@ impl Library {
 
     /// One image.
     pub fn get(&self, id: ImageId) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.id == id)
+        self.position(id).map(|i| &self.entries[i])
     }
 
     /// One image, to change.
     pub fn get_mut(&mut self, id: ImageId) -> Option<&mut Entry> {
-        self.entries.iter_mut().find(|e| e.id == id)
+        self.position(id).map(|i| &mut self.entries[i])
+    }
+
+    /// Where image `id` is in `entries`. Ids are handed out in increasing order and
+    /// entries are only appended or removed, so they stay sorted by id: a binary search
+    /// keeps each batch event's look-up cheap with tens of thousands of images.
+    fn position(&self, id: ImageId) -> Option<usize> {
+        self.entries.binary_search_by_key(&id, |e| e.id).ok()
     }
 
     /// Sets or clears an image's own op. Returns false for an unknown id.
@@ -460,6 +467,29 @@ mod tests {
         assert_eq!(v["state"]["state"], "failed");
         assert_eq!(v["state"]["kind"], "cancelled");
         assert!(v["override"].is_null());
+    }
+
+    #[test]
+    fn every_image_is_found_by_id_after_adds_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            touch(&dir.path().join(format!("{i:02}.png")));
+        }
+        let mut lib = Library::new();
+        let first: Vec<_> = (0..20)
+            .map(|i| lib.add(&[dir.path().join(format!("{i:02}.png"))]).added[0].id)
+            .collect();
+        let odd: Vec<_> = first.iter().copied().filter(|id| id % 2 == 1).collect();
+        lib.remove(&odd);
+        let later = lib.add(&[dir.path().to_path_buf()]).added;
+        assert_eq!(later.len(), 30, "the 20 never added and the 10 removed");
+        for id in first.iter().chain(later.iter().map(|v| &v.id)) {
+            assert_eq!(lib.get(*id).is_some(), !odd.contains(id), "image {id}");
+            if let Some(e) = lib.get(*id) {
+                assert_eq!(e.id, *id);
+            }
+        }
+        assert!(lib.get_mut(999).is_none());
     }
 
     #[test]
