@@ -47,14 +47,15 @@ export function connectNodes(onEvent) {
  */
 export function attachJob(onEvent) {
   const onEventChannel = new T.core.Channel();
-  onEventChannel.onmessage = onEvent;
+  // Rust sends a batch's events in groups (src-tauri/src/coalesce.rs).
+  onEventChannel.onmessage = (group) => group.forEach(onEvent);
   return invoke("attach_job", { onEvent: onEventChannel });
 }
 
 /** Starts a batch ("all", "failed" or {ids}); `onEvent` gets this job's events only. */
 export function process(target, onEvent) {
   const onEventChannel = new T.core.Channel();
-  onEventChannel.onmessage = onEvent;
+  onEventChannel.onmessage = (group) => group.forEach(onEvent);
   return invoke("process", { target, onEvent: onEventChannel });
 }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tauri::ipc::Channel;
 use tauri::State;
 
+use crate::coalesce::{self, coalesce};
 use crate::core::{Attached, Core, SaveAllReport, SettingsPatch, Snapshot};
 use crate::error::AppError;
 use crate::jobs::{EventSink, JobEvent, JobStarted, Target};
@@ -116,24 +117,28 @@ pub async fn update_settings(
 pub fn process(
     core: State<'_, Arc<Core>>,
     target: Value,
-    on_event: Channel<JobEvent>,
+    on_event: Channel<Vec<JobEvent>>,
 ) -> Result<JobStarted, AppError> {
     let target = parse_target(target)?;
+    core.process(target, job_sink(on_event))
+}
+
+/// The batch's events to the page, in groups (see [`crate::coalesce`]).
+fn job_sink(on_event: Channel<Vec<JobEvent>>) -> EventSink {
     // A closed channel (window reloaded) must not stop the batch: its state stays in Core.
-    let sink: EventSink = Arc::new(move |e| {
-        let _ = on_event.send(e);
-    });
-    core.process(target, sink)
+    coalesce(coalesce::WINDOW, move |group| {
+        let _ = on_event.send(group);
+    })
 }
 
 /// Re-attaches a reloaded page to the running batch: its events arrive on `on_event`
 /// from now on; answers where it stands, or `null` when none runs.
 #[tauri::command]
-pub fn attach_job(core: State<'_, Arc<Core>>, on_event: Channel<JobEvent>) -> Option<Attached> {
-    let sink: EventSink = Arc::new(move |e| {
-        let _ = on_event.send(e);
-    });
-    core.attach_job(sink)
+pub fn attach_job(
+    core: State<'_, Arc<Core>>,
+    on_event: Channel<Vec<JobEvent>>,
+) -> Option<Attached> {
+    core.attach_job(job_sink(on_event))
 }
 
 /// Stops a running batch; false when it already ended.

@@ -10,6 +10,7 @@
 //! state: [`library`], [`settings`], [`jobs`] (which knows the library) and [`remote`].
 
 pub mod about;
+pub mod coalesce;
 pub mod commands;
 pub mod core;
 pub mod dialogs;
