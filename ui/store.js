@@ -14,7 +14,10 @@ export class Store {
     this.settings = null;
     this.saveAllFolder = "";
     this.tokenPlace = "file";
-    this.job = null; // { id, total, done, failed, failures, seen }
+    this.job = null; // { id, total, done, failed, running, failures, seen }
+    // Kept as images change, so a batch event costs the same with 10 000 images as with 10.
+    this.failedCount = 0;
+    this.resultCount = 0;
     this.lastRun = null; // what the last batch ended with, for the progress line
     this.finishedJobs = new Set();
     this.selected = null;
@@ -42,6 +45,7 @@ export class Store {
     this.tokenPlace = snap.tokenPlace;
     this.images = new Map();
     this.order = [];
+    this.failedCount = this.resultCount = 0;
     for (const v of snap.images) this.upsert(v);
     this.nodes = snap.nodes || [];
     this.emit("settings");
@@ -52,8 +56,22 @@ export class Store {
   // ---------- images ----------
 
   upsert(view) {
-    if (!this.images.has(view.id)) this.order.push(view.id);
+    const old = this.images.get(view.id);
+    if (old) this.tally(old, -1);
+    else this.order.push(view.id);
     this.images.set(view.id, view);
+    this.tally(view, 1);
+  }
+
+  /** Adds (`sign` 1) or takes out (-1) what `view` counts for in the running totals. */
+  tally(view, sign) {
+    if (view.state.state === "failed") this.failedCount += sign;
+    if (view.result) this.resultCount += sign;
+    const j = this.job;
+    if (j && j.seen.has(view.id)) {
+      const s = view.state.state;
+      if (s === "done" || s === "failed" || s === "running") j[s] += sign;
+    }
   }
 
   image(id) {
@@ -72,7 +90,11 @@ export class Store {
 
   removeImages(ids) {
     const gone = new Set(ids);
-    for (const id of ids) this.images.delete(id);
+    for (const id of ids) {
+      const v = this.images.get(id);
+      if (v) this.tally(v, -1);
+      this.images.delete(id);
+    }
     this.order = this.order.filter((id) => !gone.has(id));
     if (gone.has(this.selected)) this.select(null);
     this.emit("images");
@@ -86,20 +108,24 @@ export class Store {
     this.emit("image", id);
   }
 
-  setImageState(id, state) {
+  /** A new state (and result, if given) for image `id`, which the running batch has seen. */
+  setImageState(id, state, result) {
     const v = this.images.get(id);
     if (!v) return;
+    this.tally(v, -1);
     v.state = state;
+    if (result !== undefined) v.result = result;
     if (this.job) this.job.seen.add(id);
+    this.tally(v, 1);
     this.emit("image", id);
   }
 
   anyFailed() {
-    return this.order.some((id) => this.images.get(id).state.state === "failed");
+    return this.failedCount > 0;
   }
 
   anyResult() {
-    return this.order.some((id) => this.images.get(id).result);
+    return this.resultCount > 0;
   }
 
   // ---------- settings ----------
@@ -125,7 +151,7 @@ export class Store {
   }
 
   newJob(id, total) {
-    return { id, total, done: 0, failed: 0, failures: [], seen: new Set() };
+    return { id, total, done: 0, failed: 0, running: 0, failures: [], seen: new Set() };
   }
 
   /** `process` answered: the images it took are queued unless their events came first. */
@@ -135,7 +161,9 @@ export class Store {
     for (const id of started.ids) {
       const v = this.images.get(id);
       if (v && !this.job.seen.has(id)) {
+        this.tally(v, -1);
         v.state = { state: "queued" };
+        this.tally(v, 1);
         this.emit("image", id);
       }
     }
@@ -156,12 +184,15 @@ export class Store {
     this.emit("job");
   }
 
+  /** The batch's counts from scratch: once, when a reloaded page attaches to it. */
   recount() {
-    if (!this.job) return;
-    const count = (s) => [...this.job.seen].filter((id) => this.images.get(id)?.state.state === s).length;
-    this.job.done = count("done");
-    this.job.failed = count("failed");
-    this.job.running = count("running");
+    const j = this.job;
+    if (!j) return;
+    j.done = j.failed = j.running = 0;
+    for (const id of j.seen) {
+      const s = this.images.get(id)?.state.state;
+      if (s === "done" || s === "failed" || s === "running") j[s] += 1;
+    }
   }
 
   /** One event of the job's channel. */
@@ -174,12 +205,9 @@ export class Store {
       case "running":
         this.setImageState(e.id, { state: "running", worker: e.worker });
         break;
-      case "done": {
-        const v = this.images.get(e.id);
-        if (v) v.result = e.result;
-        this.setImageState(e.id, { state: "done" });
+      case "done":
+        this.setImageState(e.id, { state: "done" }, e.result);
         break;
-      }
       case "failed":
         this.setImageState(e.id, { state: "failed", kind: e.kind, message: e.message, hint: e.hint });
         if (this.job && e.kind !== "cancelled") this.job.failures.push(e);
@@ -199,7 +227,6 @@ export class Store {
       default:
         return;
     }
-    this.recount();
     this.emit("job");
   }
 
