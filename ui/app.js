@@ -6,6 +6,7 @@ import * as ipc from "./ipc.js";
 import { initEngine } from "./engine.js";
 import { initGrid } from "./grid.js";
 import { initInspector } from "./inspector.js";
+import { initPresets } from "./presets.js";
 import { initSidebar } from "./sidebar.js";
 import { Store } from "./store.js";
 import { errorToast, toast } from "./toast.js";
@@ -84,6 +85,7 @@ async function main() {
   initGrid(store, actions);
   initInspector(store, actions);
   initSidebar(store, actions);
+  initPresets(store);
   initEngine(store);
   bind();
   try {
