@@ -155,7 +155,7 @@ fn process_all_uses_overrides_and_matches_the_engine() {
         let e = lib.get(id).unwrap();
         assert_eq!(e.state, ImageState::Done);
         let r = e.result.as_ref().unwrap();
-        assert_eq!(r.ops, [used.clone()]);
+        assert_eq!(r.ops, std::slice::from_ref(used));
         assert_eq!(std::fs::read(&r.output).unwrap(), cli_bytes(src, used));
     }
     let rev = lib.get(ids[1]).unwrap().result.as_ref().unwrap().rev;
