@@ -104,14 +104,15 @@ export class ChainEditor {
       const item = document.createElement("li");
       item.className = "chain-step";
       item.dataset.step = String(n);
+      // The caption and the step's tools on one line, the picker full width below it.
       const head = document.createElement("div");
       head.className = "chain-head";
-      const field = document.createElement("label");
-      field.className = "field";
-      const caption = document.createElement("span");
+      const caption = document.createElement("label");
+      caption.className = "chain-caption";
       caption.textContent = ops && ops.length > 1 ? `Step ${n}` : "Operation";
       const sel = document.createElement("select");
       sel.id = `${prefix}-op${suffix(i)}`;
+      caption.htmlFor = sel.id;
       fillOpSelect(sel, store.ops, i === 0 && this.none ? [this.none] : []);
       sel.value = op ? op.op : "";
       sel.addEventListener("change", () => {
@@ -124,8 +125,7 @@ export class ChainEditor {
         this.ops = this.ops ? this.ops.map((o, j) => (j === i ? fresh : o)) : [fresh];
         this.edit(sel.id);
       });
-      field.append(caption, sel);
-      head.append(field);
+      head.append(caption);
       if (ops) {
         const tools = document.createElement("div");
         tools.className = "chain-tools";
@@ -157,7 +157,10 @@ export class ChainEditor {
         tools.append(up, down, remove);
         head.append(tools);
       }
-      item.append(head);
+      const field = document.createElement("div");
+      field.className = "field";
+      field.append(sel);
+      item.append(head, field);
       if (op) {
         const info = store.opById.get(op.op);
         const summary = document.createElement("p");

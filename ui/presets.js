@@ -30,11 +30,11 @@ export function initPresets(store) {
 
   const chosen = () => $("preset-list").value;
 
-  async function run(what, fn) {
+  async function run(what, fn, hint) {
     try {
       return await fn();
     } catch (e) {
-      errorToast(e, what);
+      errorToast(hint && typeof e === "object" ? { ...e, hint } : e, what);
       return null;
     }
   }
@@ -87,7 +87,7 @@ export function initPresets(store) {
       $("preset-list").value = r.name;
       render();
       toast(`Imported the preset "${r.name}"`, { kind: "ok", hint: 'Press "Use" to run it.' });
-    }),
+    }, "Nothing was changed. Fix the file, or pick one Prism exported (the README describes the format)."),
   );
   store.on("settings", render);
 }

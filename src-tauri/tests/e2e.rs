@@ -1797,6 +1797,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
         5,
     )
     .await;
+    shot(&c, "20-chain").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
     assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
@@ -1850,6 +1851,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
         5,
     )
     .await;
+    shot(&c, "21-preset-saved").await;
     let file = w.join("presets/thick edges.json");
     std::fs::create_dir_all(file.parent().expect("parent")).expect("presets dir");
     let d = through_dialog(&c, "#preset-export", json!(file)).await;
@@ -1956,6 +1958,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     )
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
+    shot(&c, "22-own-chain").await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
     assert_eq!(
         snap["images"][0]["override"][1]["op"],
