@@ -3,9 +3,11 @@
 // through commands and job events.
 
 import * as ipc from "./ipc.js";
+import { flushEdits } from "./debounce.js";
 import { initEngine } from "./engine.js";
 import { initGrid } from "./grid.js";
 import { initInspector } from "./inspector.js";
+import { initPresets } from "./presets.js";
 import { initSidebar } from "./sidebar.js";
 import { Store } from "./store.js";
 import { errorToast, toast } from "./toast.js";
@@ -52,6 +54,8 @@ const actions = {
 
   async startJob(target) {
     try {
+      // The batch runs what is saved: edits still waiting to be saved go first.
+      await flushEdits();
       store.jobStarted(await ipc.process(target, (e) => store.jobEvent(e)));
     } catch (e) {
       errorToast(e, "Could not start");
@@ -84,6 +88,7 @@ async function main() {
   initGrid(store, actions);
   initInspector(store, actions);
   initSidebar(store, actions);
+  initPresets(store);
   initEngine(store);
   bind();
   try {

@@ -8,7 +8,7 @@
 // scrollbar true to the whole list.
 
 import * as ipc from "./ipc.js";
-import { opLabel } from "./params.js";
+import { chainLabel } from "./chain.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -90,12 +90,12 @@ export function initGrid(store, actions) {
     st.textContent = stateLabel(v.state);
     card.dataset.state = v.state.state;
     const badge = card.querySelector(".badge.op");
-    const op = store.effectiveOp(v);
-    badge.textContent = v.override ? `own: ${opLabel(op.op)}` : opLabel(op.op);
+    const label = chainLabel(store.effectiveChain(v));
+    badge.textContent = v.override ? `own: ${label}` : label;
     badge.classList.toggle("override", Boolean(v.override));
     badge.title = v.override
-      ? "This image uses its own operation in batches"
-      : "Uses the operation for all images";
+      ? `This image uses its own operations in batches: ${label}`
+      : `Uses the operations for all images: ${label}`;
     card.dataset.override = v.override ? "1" : "0";
     const reason = card.querySelector(".card-reason");
     if (v.state.state === "failed") {

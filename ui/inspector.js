@@ -2,23 +2,21 @@
 // the result views (side by side or before/after, one zoom for both).
 
 import * as ipc from "./ipc.js";
-import { defaultOp, fillOpSelect, markInvalid, opLabel, renderParams } from "./params.js";
+import { debounce } from "./debounce.js";
+import { ChainEditor, chainLabel } from "./chain.js";
 import { errorToast, toast } from "./toast.js";
 import { Viewer } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
 
-function debounce(fn, ms) {
-  let t;
-  return (...a) => {
-    clearTimeout(t);
-    t = setTimeout(() => fn(...a), ms);
-  };
-}
 
 function featureText(result) {
   if (result.keypoints == null) return "";
-  const id = result.op.op;
+  // Features come from the chain's last op that finds any.
+  const id = result.ops
+    .map((o) => o.op)
+    .reverse()
+    .find((op) => op === "sift" || op === "corner-detection");
   const what = id === "sift" ? "SIFT keypoints" : id === "corner-detection" ? "corners" : "keypoints";
   return `${result.keypoints.toLocaleString()} ${what}`;
 }
@@ -130,23 +128,10 @@ export function initInspector(store, actions) {
     $("inspector-name").textContent = v.name;
     $("inspector-path").textContent = v.path;
     $("inspector-path").title = v.path;
-    const sel = $("inspector-op");
-    const globalLabel = `All images' operation (${opLabel(store.settings.globalOp.op)})`;
-    if (full || sel.options[0]?.textContent !== globalLabel) {
-      fillOpSelect(sel, store.ops, [["", globalLabel]]);
-    }
-    sel.value = v.override ? v.override.op : "";
-    const params = $("inspector-params");
-    if (v.override) {
-      const info = store.opById.get(v.override.op);
-      if (full || params.dataset.op !== v.override.op) {
-        renderParams(params, info, v.override.params, (op) => saveOverride(v.id, op));
-        params.dataset.op = v.override.op;
-      }
-    } else {
-      params.replaceChildren();
-      params.dataset.op = "";
-    }
+    const globalLabel = `All images' operations (${chainLabel(store.settings.globalOps)})`;
+    const relabel = chain.none[1] !== globalLabel;
+    chain.none = ["", globalLabel];
+    chain.render(v.override, full || relabel);
     const status = $("inspector-status");
     status.className = "small";
     const st = v.state;
@@ -164,7 +149,7 @@ export function initInspector(store, actions) {
     } else if (v.result) {
       const t = v.result.timingsMs;
       status.textContent =
-        `${opLabel(v.result.op.op)} on ${v.result.worker}: ` +
+        `${chainLabel(v.result.ops)} on ${v.result.worker}: ` +
         `decode ${t.decode.toFixed(0)} ms, op ${t.op.toFixed(0)} ms, encode ${t.encode.toFixed(0)} ms`;
     } else {
       status.textContent = "";
@@ -209,23 +194,38 @@ export function initInspector(store, actions) {
     return { afterNote, brokenNote };
   }
 
-  async function setOverrideOp(id, op) {
+  async function setOverrideChain(id, ops) {
     try {
-      const view = await ipc.setOverride(id, op);
+      const view = await ipc.setOverride(id, ops);
       store.setOverride(id, view.override);
     } catch (e) {
-      if (e && e.field) markInvalid($("inspector-params"), e.field);
-      errorToast(e, "Operation not changed");
+      if (e && e.field && e.step && id === store.selected) chain.markInvalid(e.step, e.field);
+      errorToast(e, "Operations not changed");
     }
   }
 
   // One debounce per image: an edit to one image must not be dropped by a quick edit to
   // the next one.
   const overrideSavers = new Map();
-  function saveOverride(id, op) {
-    if (!overrideSavers.has(id)) overrideSavers.set(id, debounce((op) => setOverrideOp(id, op), 250));
-    overrideSavers.get(id)(op);
+  function saveOverride(id, ops) {
+    if (!overrideSavers.has(id)) overrideSavers.set(id, debounce((ops) => setOverrideChain(id, ops), 250));
+    overrideSavers.get(id)(ops);
   }
+
+  // The selected image's own chain; step 1's picker first offers all images' chain.
+  const chain = new ChainEditor($("inspector-chain"), {
+    prefix: "inspector",
+    store,
+    label: "Steps for this image",
+    none: ["", "All images' operations"],
+    onChange: (ops) => {
+      const id = store.selected;
+      if (id == null) return;
+      // Shown at once (the grid's badge follows); saved debounced, in order.
+      store.setOverride(id, ops);
+      saveOverride(id, ops);
+    },
+  });
 
   async function saveOne() {
     const v = store.image(store.selected);
@@ -263,10 +263,6 @@ export function initInspector(store, actions) {
   $("inspector-close").addEventListener("click", () => store.select(null));
   $("inspector-prev").addEventListener("click", () => step(-1));
   $("inspector-next").addEventListener("click", () => step(1));
-  $("inspector-op").addEventListener("change", () => {
-    const value = $("inspector-op").value;
-    setOverrideOp(store.selected, value ? defaultOp(store.opById.get(value)) : null);
-  });
   $("process-one").addEventListener("click", () => store.selected != null && actions.startJob({ ids: [store.selected] }));
   $("save-one").addEventListener("click", saveOne);
   $("remove-one").addEventListener("click", () => store.selected != null && actions.removeImages([store.selected]));

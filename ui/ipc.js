@@ -19,8 +19,13 @@ export const catalogue = () => invoke("catalogue");
 export const snapshot = () => invoke("snapshot");
 export const addPaths = (paths) => invoke("add_paths", { paths });
 export const removeImages = (ids) => invoke("remove_images", { ids });
-export const setGlobalOp = (op) => invoke("set_global_op", { op });
-export const setOverride = (id, op) => invoke("set_override", { id, op });
+export const setGlobalChain = (ops) => invoke("set_global_chain", { ops });
+export const setOverride = (id, ops) => invoke("set_override", { id, ops });
+export const savePreset = (name) => invoke("save_preset", { name });
+export const deletePreset = (name) => invoke("delete_preset", { name });
+export const applyPreset = (name) => invoke("apply_preset", { name });
+export const exportPreset = (name, dest) => invoke("export_preset", { name, dest });
+export const importPreset = (path) => invoke("import_preset", { path });
 export const updateSettings = (patch) => invoke("update_settings", { patch });
 export const cancel = (job) => invoke("cancel", { job });
 export const suggestedName = (id) => invoke("suggested_name", { id });
@@ -103,6 +108,31 @@ export async function pickSaveFile(defaultName) {
       filters: [{ name: "Image", extensions: [ext] }],
     })) || null
   );
+}
+
+/** Save dialog for exporting a preset as `<name>.json`; resolves to a path or null. */
+export async function pickPresetExport(name) {
+  const file = `${name.replace(/[\\/:*?"<>|]+/g, "-")}.json`;
+  const start = await dialogStart();
+  return (
+    (await T.dialog.save({
+      title: `Export the preset "${name}"`,
+      defaultPath: start ? await T.path.join(start, file) : file,
+      filters: [{ name: "Prism preset (JSON)", extensions: ["json"] }],
+    })) || null
+  );
+}
+
+/** Open dialog for a preset file to import; resolves to a path or null. */
+export async function pickPresetImport() {
+  const picked = await T.dialog.open({
+    multiple: false,
+    directory: false,
+    title: "Import a preset",
+    defaultPath: (await dialogStart()) ?? undefined,
+    filters: [{ name: "Prism preset (JSON)", extensions: ["json"] }],
+  });
+  return picked || null;
 }
 
 /**

@@ -1,19 +1,13 @@
-// The sidebar's batch part: the operation for all images, the output format, Process
-// all / Cancel / Retry failed / Save all, and the progress of the running batch.
+// The sidebar's batch part: the chain of operations for all images, the output format,
+// Process all / Cancel / Retry failed / Save all, and the progress of the running batch.
 
 import * as ipc from "./ipc.js";
-import { defaultOp, fillOpSelect, markInvalid, renderParams } from "./params.js";
+import { debounce } from "./debounce.js";
+import { ChainEditor } from "./chain.js";
 import { celebrate, errorToast, toast } from "./toast.js";
 
 const $ = (id) => document.getElementById(id);
 
-function debounce(fn, ms) {
-  let t;
-  return (...a) => {
-    clearTimeout(t);
-    t = setTimeout(() => fn(...a), ms);
-  };
-}
 
 function plural(n, word) {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -25,28 +19,37 @@ function seconds(ms) {
 
 /** Draws the batch panel from `store`; `actions` start and cancel batches. */
 export function initSidebar(store, actions) {
+  // The chain shown but not saved yet: settings that come back meanwhile (a format
+  // change) must not draw the older chain over it.
+  let pending = null;
+  const withPending = (s) => (pending ? { ...s, globalOps: pending } : s);
+  const chain = new ChainEditor($("global-chain"), {
+    prefix: "global",
+    store,
+    label: "Steps for all images",
+    onChange: (ops) => {
+      // Shown at once; saved (debounced) so typing does not write settings per key.
+      pending = ops;
+      store.setSettings({ ...store.settings, globalOps: ops });
+      saveGlobalChain(ops);
+    },
+  });
+
   function renderGlobal() {
     const s = store.settings;
-    const op = s.globalOp;
-    const info = store.opById.get(op.op);
-    if ($("global-op").options.length !== store.ops.length) fillOpSelect($("global-op"), store.ops);
-    $("global-op").value = op.op;
-    $("global-op-summary").textContent = info ? info.summary : "";
-    // Redrawn only when the op changes: a redraw would drop a half-typed value.
-    const params = $("global-params");
-    if (info && params.dataset.op !== op.op) {
-      renderParams(params, info, op.params, saveGlobalOp);
-      params.dataset.op = op.op;
-    }
+    chain.render(s.globalOps);
     $("output-format").value = s.outputFormat;
   }
 
-  const saveGlobalOp = debounce(async (op) => {
+  const saveGlobalChain = debounce(async (ops) => {
     try {
-      store.setSettings(await ipc.setGlobalOp(op));
+      const saved = await ipc.setGlobalChain(ops);
+      if (pending === ops) pending = null;
+      store.setSettings(withPending(saved));
     } catch (e) {
-      if (e && e.field) markInvalid($("global-params"), e.field);
-      errorToast(e, "Operation not changed");
+      if (pending === ops) pending = null;
+      if (e && e.field && e.step) chain.markInvalid(e.step, e.field);
+      errorToast(e, "Operations not changed");
     }
   }, 250);
 
@@ -154,15 +157,9 @@ export function initSidebar(store, actions) {
   });
   $("save-all").addEventListener("click", saveAll);
   $("clear-all").addEventListener("click", () => actions.removeImages([...store.order]));
-  $("global-op").addEventListener("change", () => {
-    const info = store.opById.get($("global-op").value);
-    // Shown at once; saved (debounced) like a parameter change.
-    store.setSettings({ ...store.settings, globalOp: defaultOp(info) });
-    saveGlobalOp(store.settings.globalOp);
-  });
   $("output-format").addEventListener("change", async () => {
     try {
-      store.setSettings(await ipc.updateSettings({ outputFormat: $("output-format").value }));
+      store.setSettings(withPending(await ipc.updateSettings({ outputFormat: $("output-format").value })));
     } catch (e) {
       errorToast(e, "Format not changed");
     }

@@ -78,9 +78,9 @@ export class Store {
     return this.images.get(id);
   }
 
-  /** The op an image goes through in a batch. */
-  effectiveOp(view) {
-    return view.override || this.settings.globalOp;
+  /** The chain of ops an image goes through in a batch. */
+  effectiveChain(view) {
+    return view.override || this.settings.globalOps;
   }
 
   addImages(views) {

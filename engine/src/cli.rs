@@ -17,6 +17,7 @@ use crate::exec::{run_batch_joining, Event, Joins, LocalWorker, RunConfig, Worke
 use crate::job::{collect_inputs, Batch, OutputFormat};
 use crate::ops::{CancelToken, Op};
 use crate::output::OnExists;
+use crate::preset::Preset;
 use crate::remote::client::{ConnectOptions, NodeSpec, RemoteClient, RemoteError, RemoteWorker};
 use crate::remote::fleet::{
     parse_target, Fleet, FleetEvent, FleetEvents, FleetOptions, FleetSpec, Target,
@@ -152,17 +153,22 @@ struct NodeArgs {
 #[derive(Args, Debug)]
 struct ProcessArgs {
     /// An op to run, in order (repeat for a pipeline). `prism ops` lists them.
-    #[arg(long = "op", value_name = "ID", required = true)]
+    #[arg(long = "op", value_name = "ID", required_unless_present = "preset")]
     ops: Vec<String>,
     /// A parameter of an op: `ID.KEY=VALUE`, e.g. `edge-detection.low=50`.
     #[arg(long = "param", value_name = "ID.KEY=VALUE")]
     params: Vec<String>,
+    /// A preset file (the JSON the app exports): its chain of ops with their params, and
+    /// its output format unless --format is given. Not with --op or --param.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ops", "params"])]
+    preset: Option<PathBuf>,
     /// The output folder (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Output format: same, png, jpeg, webp, tiff or bmp.
-    #[arg(long, default_value = "same")]
-    format: String,
+    /// Output format: same, png, jpeg, webp, tiff or bmp [default: same, or the
+    /// preset's].
+    #[arg(long)]
+    format: Option<String>,
     /// When an output file is already there: rename (write `photo (2).jpg` beside it),
     /// skip (leave it and skip that input, e.g. to resume a batch), or overwrite.
     /// An input of the batch is never overwritten, whatever this says.
@@ -318,13 +324,28 @@ pub fn build_pipeline(ops: &[String], params: &[String]) -> Result<Vec<Op>, Engi
 
 fn process(args: ProcessArgs) -> Result<i32, EngineError> {
     let usage = |m: String| EngineError::new(ErrorKind::Usage, m);
-    let format = OutputFormat::from_name(&args.format).ok_or_else(|| {
-        usage(format!(
-            "--format {}: expected same, png, jpeg, webp, tiff or bmp",
-            args.format
-        ))
-    })?;
-    let pipeline = build_pipeline(&args.ops, &args.params)?;
+    let format = match &args.format {
+        Some(name) => Some(OutputFormat::from_name(name).ok_or_else(|| {
+            usage(format!(
+                "--format {name}: expected same, png, jpeg, webp, tiff or bmp"
+            ))
+        })?),
+        None => None,
+    };
+    let (pipeline, format) = match &args.preset {
+        Some(path) => {
+            // Every problem with the file, unreadable included, is a usage error: the
+            // command line named something that cannot run.
+            let preset = Preset::from_file(path)
+                .map_err(|e| usage(format!("--preset {}: {e}", path.display())))?;
+            let format = format.unwrap_or(preset.format());
+            (preset.steps().to_vec(), format)
+        }
+        None => (
+            build_pipeline(&args.ops, &args.params)?,
+            format.unwrap_or(OutputFormat::Same),
+        ),
+    };
     // The library's errors name no flags; the CLI says which one to change.
     let inputs = collect_inputs(&args.inputs, &args.out).map_err(|mut e| {
         if e.message.starts_with("the output folder") {

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod job;
 pub mod ops;
 pub mod output;
+pub mod preset;
 pub mod remote;
 
 pub use error::{EngineError, ErrorKind};

@@ -659,3 +659,130 @@ fn features_json_lands_beside_the_output() {
         );
     }
 }
+
+/// Runs `prism process` with `args` then `--out out input`; the exit code and stderr.
+fn process_into(args: &[&str], out: &Path, input: &Path) -> (Option<i32>, String) {
+    let res = prism()
+        .arg("process")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .arg(input)
+        .output()
+        .unwrap();
+    (
+        res.status.code(),
+        String::from_utf8_lossy(&res.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_preset_runs_its_chain_as_the_same_ops_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in/photo.jpg");
+    write_image(&input, &sample(64, 48, 5), Format::Jpeg);
+    let preset = dir.path().join("thick-edges.json");
+    std::fs::write(
+        &preset,
+        r#"{"version": 1, "name": "thick edges", "format": "png", "steps": [
+            {"op": "edge-detection", "params": {"low": 40.0, "high": 120.0}},
+            {"op": "dilation", "params": {"size": 3, "shape": "cross"}}]}"#,
+    )
+    .unwrap();
+    let by_ops = dir.path().join("ops");
+    let (code, err) = process_into(
+        &[
+            "--op",
+            "edge-detection",
+            "--op",
+            "dilation",
+            "--param",
+            "edge-detection.low=40",
+            "--param",
+            "edge-detection.high=120",
+            "--param",
+            "dilation.size=3",
+            "--param",
+            "dilation.shape=cross",
+            "--format",
+            "png",
+        ],
+        &by_ops,
+        &input,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let preset_arg = preset.display().to_string();
+    let by_preset = dir.path().join("preset");
+    let (code, err) = process_into(&["--preset", &preset_arg], &by_preset, &input);
+    assert_eq!(code, Some(0), "{err}");
+    // The preset's format applies: photo.jpg -> photo.png, the same bytes as the flags.
+    let want = std::fs::read(by_ops.join("photo.png")).unwrap();
+    assert_eq!(std::fs::read(by_preset.join("photo.png")).unwrap(), want);
+    // Only the dilation differs from a single edge-detection run: the chain really chains.
+    let edges_only = dir.path().join("edges");
+    let (code, _) = process_into(
+        &["--op", "edge-detection", "--format", "png"],
+        &edges_only,
+        &input,
+    );
+    assert_eq!(code, Some(0));
+    assert_ne!(std::fs::read(edges_only.join("photo.png")).unwrap(), want);
+    // --format given beside --preset wins over the preset's.
+    let bmp = dir.path().join("bmp");
+    let (code, err) = process_into(&["--preset", &preset_arg, "--format", "bmp"], &bmp, &input);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(bmp.join("photo.bmp").exists());
+}
+
+#[test]
+fn a_bad_preset_or_preset_with_op_is_a_usage_error_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    write_image(&input, &sample(8, 8, 1), Format::Png);
+    let out = dir.path().join("out");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good = write(
+        "good.json",
+        r#"{"version":1,"name":"g","steps":[{"op":"erosion","params":{}}]}"#,
+    );
+    let cases = [
+        (
+            write(
+                "step.json",
+                r#"{"version":1,"name":"x","steps":[{"op":"erosion","params":{}},{"op":"dilation","params":{"shape":"star"}}]}"#,
+            ),
+            r#"step 2: dilation.shape: "star" is not one of rect, ellipse, cross"#,
+        ),
+        (
+            write("version.json", r#"{"version":9,"name":"x","steps":[]}"#),
+            "preset version 9",
+        ),
+        (write("junk.json", "not json"), "not a Prism preset"),
+        (
+            dir.path().join("missing.json").display().to_string(),
+            "missing.json",
+        ),
+    ];
+    for (file, want) in cases {
+        let (code, err) = process_into(&["--preset", &file], &out, &input);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        assert!(
+            err.contains("--preset") && err.contains(want),
+            "{file}: {err}"
+        );
+    }
+    // A preset is the whole chain: --op or --param beside it is refused by clap.
+    for extra in [["--op", "erosion"], ["--param", "erosion.size=3"]] {
+        let (code, err) = process_into(&["--preset", &good, extra[0], extra[1]], &out, &input);
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+    // Neither --op nor --preset: still a usage error.
+    let (code, _) = process_into(&[], &out, &input);
+    assert_eq!(code, Some(2));
+    assert!(!out.exists(), "nothing runs on a usage error");
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use prism_engine::ops::OpInfo;
 use prism_engine::output::OnExists;
+use prism_engine::preset::PresetError;
 use prism_engine::Op;
 use serde_json::Value;
 use tauri::ipc::Channel;
@@ -21,11 +22,27 @@ use crate::error::AppError;
 use crate::jobs::{EventSink, JobEvent, JobStarted, Target};
 use crate::library::{AddReport, ImageId, ImageView};
 use crate::remote::{ConnEvent, ConnSink, NodeView};
-use crate::settings::Settings;
+use crate::settings::{check_chain, Settings};
 
 /// Parses an op the UI built from the catalogue (a bad value names its field).
 pub fn parse_op(v: Value) -> Result<Op, AppError> {
     Ok(Op::from_json(v)?)
+}
+
+/// Parses a chain the UI built (a bad value names its step, from 1, and its field).
+pub fn parse_chain(ops: Vec<Value>) -> Result<Vec<Op>, AppError> {
+    let ops = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Op::from_json(v).map_err(|error| PresetError::Step {
+                index: i + 1,
+                error,
+            })
+        })
+        .collect::<Result<Vec<Op>, PresetError>>()?;
+    check_chain(&ops)?;
+    Ok(ops)
 }
 
 /// Parses which images a batch takes: `"all"`, `"failed"` or `{"ids": [..]}`.
@@ -83,22 +100,79 @@ pub async fn remove_images(core: State<'_, Arc<Core>>, ids: Vec<ImageId>) -> Res
     blocking(core, move |core| core.remove_images(&ids)).await
 }
 
-/// Sets the sidebar op.
+/// Sets the sidebar's chain: its ops, in order.
 #[tauri::command]
-pub async fn set_global_op(core: State<'_, Arc<Core>>, op: Value) -> Result<Settings, AppError> {
-    let op = parse_op(op)?;
-    blocking(core, move |core| core.set_global_op(op)).await
+pub async fn set_global_chain(
+    core: State<'_, Arc<Core>>,
+    ops: Vec<Value>,
+) -> Result<Settings, AppError> {
+    let ops = parse_chain(ops)?;
+    blocking(core, move |core| core.set_global_chain(ops)).await
 }
 
-/// Sets (`op`) or clears (`null`) one image's own op.
+/// Sets (`ops`) or clears (`null`) one image's own chain.
 #[tauri::command]
 pub fn set_override(
     core: State<'_, Arc<Core>>,
     id: ImageId,
-    op: Option<Value>,
+    ops: Option<Vec<Value>>,
 ) -> Result<ImageView, AppError> {
-    let op = op.map(parse_op).transpose()?;
-    core.set_override(id, op)
+    let ops = ops.map(parse_chain).transpose()?;
+    core.set_override(id, ops)
+}
+
+/// Saves the sidebar's chain and output format as a preset (replacing one so named).
+#[tauri::command]
+pub async fn save_preset(core: State<'_, Arc<Core>>, name: String) -> Result<Settings, AppError> {
+    blocking(core, move |core| core.save_preset(&name)).await
+}
+
+/// Deletes a preset.
+#[tauri::command]
+pub async fn delete_preset(core: State<'_, Arc<Core>>, name: String) -> Result<Settings, AppError> {
+    blocking(core, move |core| core.delete_preset(&name)).await
+}
+
+/// Makes a preset the sidebar's chain and output format.
+#[tauri::command]
+pub async fn apply_preset(core: State<'_, Arc<Core>>, name: String) -> Result<Settings, AppError> {
+    blocking(core, move |core| core.apply_preset(&name)).await
+}
+
+/// Writes a preset where the save dialog said; returns the path written.
+#[tauri::command]
+pub async fn export_preset(
+    core: State<'_, Arc<Core>>,
+    name: String,
+    dest: PathBuf,
+) -> Result<String, AppError> {
+    blocking(core, move |core| {
+        core.export_preset(&name, &dest)
+            .map(|p| p.display().to_string())
+    })
+    .await
+}
+
+/// What importing a preset gives the UI.
+#[derive(serde::Serialize)]
+pub struct Imported {
+    /// The preset's name.
+    name: String,
+    /// The settings with it kept.
+    settings: Settings,
+}
+
+/// Reads a preset file the open dialog gave and keeps it; a bad file changes nothing.
+#[tauri::command]
+pub async fn import_preset(
+    core: State<'_, Arc<Core>>,
+    path: PathBuf,
+) -> Result<Imported, AppError> {
+    blocking(core, move |core| {
+        core.import_preset(&path)
+            .map(|(name, settings)| Imported { name, settings })
+    })
+    .await
 }
 
 /// Changes output format, threads, engine mode or retries.
@@ -289,6 +363,30 @@ mod tests {
         assert_eq!(serde_json::to_value(&e).unwrap()["field"], "mode");
         assert!(parse_op(json!({"op": "teleport"})).is_err());
         assert!(parse_op(json!("edge-detection")).is_err());
+    }
+
+    #[test]
+    fn chains_are_parsed_naming_the_step_at_fault() {
+        let ops = parse_chain(vec![
+            json!({"op": "edge-detection", "params": {}}),
+            json!({"op": "dilation", "params": {"size": 3}}),
+        ])
+        .unwrap();
+        assert_eq!(
+            ops.iter().map(|o| o.id()).collect::<Vec<_>>(),
+            ["edge-detection", "dilation"]
+        );
+        let e = parse_chain(vec![
+            json!({"op": "edge-detection", "params": {}}),
+            json!({"op": "dilation", "params": {"shape": "star"}}),
+        ])
+        .unwrap_err();
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            (v["step"].as_u64(), v["field"].as_str()),
+            (Some(2), Some("shape"))
+        );
+        assert!(parse_chain(vec![]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use prism_engine::exec::{LocalWorker, RunConfig, Worker};
 use prism_engine::output::OnExists;
+use prism_engine::preset::{format_name, Preset};
 use prism_engine::remote::tls::Fingerprint;
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,9 @@ use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
-use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace};
+use crate::settings::{
+    check_chain, EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace,
+};
 use crate::sync::lock;
 
 /// Everything the UI needs to draw itself from scratch (start-up, reload).
@@ -191,7 +194,7 @@ impl Core {
         }
         let settings = lock(&self.settings).clone();
         let workers = self.batch_workers()?;
-        let plan = Plan::new(&lock(&self.library), target, &settings.global_op)?;
+        let plan = Plan::new(&lock(&self.library), target, &settings.global_ops)?;
         let id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let mut config = RunConfig::new(self.work_dir.join(format!("job-{id}")));
         config.format = settings.output_format();
@@ -291,23 +294,92 @@ impl Core {
         Ok(())
     }
 
-    /// Sets the sidebar op and saves it.
-    pub fn set_global_op(&self, op: Op) -> Result<Settings, AppError> {
-        let mut s = lock(&self.settings);
-        let mut next = s.clone();
-        next.global_op = op;
-        self.store.save(&next)?;
-        *s = next.clone();
-        Ok(next)
+    /// Sets the sidebar's chain and saves it.
+    pub fn set_global_chain(&self, ops: Vec<Op>) -> Result<Settings, AppError> {
+        self.change_settings(|s| s.global_ops = ops)?;
+        Ok(lock(&self.settings).clone())
     }
 
-    /// Sets or clears one image's own op.
-    pub fn set_override(&self, id: ImageId, op: Option<Op>) -> Result<ImageView, AppError> {
+    /// Sets or clears one image's own chain.
+    pub fn set_override(&self, id: ImageId, ops: Option<Vec<Op>>) -> Result<ImageView, AppError> {
+        if let Some(ops) = &ops {
+            check_chain(ops)?;
+        }
         let mut lib = lock(&self.library);
-        if !lib.set_override(id, op) {
+        if !lib.set_override(id, ops) {
             return Err(AppError::UnknownImage(id));
         }
         lib.view(id).ok_or(AppError::UnknownImage(id))
+    }
+
+    /// Saves the sidebar's chain and output format as a preset named `name`, replacing a
+    /// preset of that name.
+    pub fn save_preset(&self, name: &str) -> Result<Settings, AppError> {
+        let preset = {
+            let s = lock(&self.settings);
+            Preset::new(name, s.global_ops.clone(), s.output_format())?
+        };
+        self.keep_preset(preset)
+    }
+
+    /// Adds `preset`, or replaces the one of the same name where it stands.
+    fn keep_preset(&self, preset: Preset) -> Result<Settings, AppError> {
+        self.change_settings(
+            |s| match s.presets.iter_mut().find(|p| p.name() == preset.name()) {
+                Some(p) => *p = preset,
+                None => s.presets.push(preset),
+            },
+        )?;
+        Ok(lock(&self.settings).clone())
+    }
+
+    fn preset(&self, name: &str) -> Result<Preset, AppError> {
+        lock(&self.settings)
+            .presets
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| AppError::BadRequest(format!("no preset named {name:?}")))
+    }
+
+    /// Deletes the preset named `name`.
+    pub fn delete_preset(&self, name: &str) -> Result<Settings, AppError> {
+        self.preset(name)?;
+        self.change_settings(|s| s.presets.retain(|p| p.name() != name))?;
+        Ok(lock(&self.settings).clone())
+    }
+
+    /// Makes the preset named `name` the sidebar's chain and output format.
+    pub fn apply_preset(&self, name: &str) -> Result<Settings, AppError> {
+        let preset = self.preset(name)?;
+        self.change_settings(|s| {
+            s.global_ops = preset.steps().to_vec();
+            s.output_format = format_name(preset.format()).to_string();
+        })?;
+        Ok(lock(&self.settings).clone())
+    }
+
+    /// Writes the preset named `name` to `dest` as the JSON `prism process --preset`
+    /// reads; returns the path written.
+    pub fn export_preset(&self, name: &str, dest: &Path) -> Result<PathBuf, AppError> {
+        let preset = self.preset(name)?;
+        crate::save::write_text(dest, &preset.to_json())?;
+        if let Some(dir) = dest.parent() {
+            self.remember_folder(dir);
+        }
+        Ok(dest.to_path_buf())
+    }
+
+    /// Reads a preset file and keeps it (replacing a preset of the same name); a bad file
+    /// changes nothing. Returns the preset's name and the settings.
+    pub fn import_preset(&self, path: &Path) -> Result<(String, Settings), AppError> {
+        let preset = Preset::from_file(path)?;
+        let name = preset.name().to_string();
+        let settings = self.keep_preset(preset)?;
+        if let Some(dir) = path.parent() {
+            self.remember_folder(dir);
+        }
+        Ok((name, settings))
     }
 
     /// Changes and saves settings.

@@ -4,6 +4,7 @@
 //! what to do without knowing Rust's error types.
 
 use prism_engine::ops::ParamError;
+use prism_engine::preset::PresetError;
 use prism_engine::{EngineError, ErrorKind};
 use serde::ser::SerializeStruct;
 use serde::Serialize;
@@ -17,6 +18,9 @@ pub enum AppError {
     /// An op or parameter from the UI is invalid.
     #[error("{0}")]
     Params(#[from] ParamError),
+    /// A chain or a preset (from the UI or a file) is not valid; a step at fault is named.
+    #[error("{0}")]
+    Preset(#[from] PresetError),
     /// The UI sent something that does not parse.
     #[error("{0}")]
     BadRequest(String),
@@ -54,6 +58,8 @@ impl AppError {
         match self {
             AppError::Engine(e) => e.kind.as_str(),
             AppError::Params(_) | AppError::BadRequest(_) => "usage",
+            AppError::Preset(PresetError::Io(_)) => "io",
+            AppError::Preset(_) => "usage",
             AppError::Busy => "busy",
             AppError::UnknownImage(_) => "unknown-image",
             AppError::NoResult(_) => "no-result",
@@ -68,7 +74,12 @@ impl AppError {
     pub fn hint(&self) -> &'static str {
         match self {
             AppError::Engine(e) => hint_for(e.kind),
-            AppError::Params(_) => "Change the highlighted parameter to a value in its range.",
+            AppError::Params(_) | AppError::Preset(PresetError::Step { .. }) => {
+                "Change the highlighted parameter to a value in its range."
+            }
+            AppError::Preset(_) => {
+                "Pick a preset file Prism exported (the README describes the format)."
+            }
             AppError::BadRequest(_) => {
                 "Reload the window (Ctrl+R); if it happens again, report it."
             }
@@ -110,7 +121,7 @@ pub fn hint_for(kind: ErrorKind) -> &'static str {
 
 impl Serialize for AppError {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("AppError", 4)?;
+        let mut st = s.serialize_struct("AppError", 5)?;
         st.serialize_field("kind", self.kind())?;
         // The kind is its own field: the engine's "kind: message" would say it twice.
         let message = match self {
@@ -121,10 +132,20 @@ impl Serialize for AppError {
         st.serialize_field("hint", self.hint())?;
         // The parameter to highlight, when one is at fault.
         let field = match self {
-            AppError::Params(p) if !p.key.is_empty() => Some(p.key.as_str()),
+            AppError::Params(p) | AppError::Preset(PresetError::Step { error: p, .. })
+                if !p.key.is_empty() =>
+            {
+                Some(p.key.as_str())
+            }
             _ => None,
         };
         st.serialize_field("field", &field)?;
+        // Which step of a chain, from 1, when one is at fault.
+        let step = match self {
+            AppError::Preset(PresetError::Step { index, .. }) => Some(*index),
+            _ => None,
+        };
+        st.serialize_field("step", &step)?;
         st.end()
     }
 }
@@ -151,8 +172,20 @@ mod tests {
         assert!(v["hint"].as_str().unwrap().contains("Cancel"));
         assert!(v["field"].is_null());
         let p = prism_engine::Op::from_pairs("color-manipulation", [("mode", "neon")]).unwrap_err();
-        let v = serde_json::to_value(AppError::from(p)).unwrap();
+        let v = serde_json::to_value(AppError::from(p.clone())).unwrap();
         assert_eq!(v["field"], "mode");
+        assert!(v["step"].is_null());
+        let v =
+            serde_json::to_value(AppError::from(PresetError::Step { index: 2, error: p })).unwrap();
+        assert_eq!(
+            (v["field"].as_str(), v["step"].as_u64()),
+            (Some("mode"), Some(2))
+        );
+        assert_eq!(v["kind"], "usage");
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 2: color-manipulation.mode"));
     }
 
     #[test]

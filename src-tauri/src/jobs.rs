@@ -1,4 +1,4 @@
-//! Batches: which images one takes and with which op ([`Plan`]), and the running batch
+//! Batches: which images one takes and with which chain of ops ([`Plan`]), and the running batch
 //! ([`Job`]), which owns its state (id, cancel token, the nodes it holds, its counts,
 //! where its events go) and runs the engine's scheduler (`exec::run_batch`) on a thread
 //! of its own, keeping the library's image states in step with the engine's events.
@@ -136,7 +136,7 @@ pub struct JobView {
 /// One image of a plan, at the index the engine's events name it by.
 struct Planned {
     id: ImageId,
-    op: Op,
+    ops: Arc<[Op]>,
 }
 
 /// What a batch will do: its images in order, each with the op it goes through.
@@ -146,9 +146,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Resolves `target` in `lib`: each image takes its own op, else `global`. Ids given
-    /// twice run once; an unknown id or nothing to do is an error.
-    pub fn new(lib: &Library, target: Target, global: &Op) -> Result<Plan, AppError> {
+    /// Resolves `target` in `lib`: each image takes its own chain, else `global`. Ids
+    /// given twice run once; an unknown id or nothing to do is an error.
+    pub fn new(lib: &Library, target: Target, global: &[Op]) -> Result<Plan, AppError> {
         let ids: Vec<ImageId> = match target {
             Target::All => lib.entries().iter().map(|e| e.id).collect(),
             Target::Failed => lib.failed_ids(),
@@ -171,22 +171,26 @@ impl Plan {
                 "no failed images to retry".into()
             }));
         }
+        let global: Arc<[Op]> = Arc::from(global);
         let mut inputs = Vec::with_capacity(ids.len());
         let mut planned = Vec::with_capacity(ids.len());
         for id in ids {
             let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
-            let op = e.override_op.clone().unwrap_or_else(|| global.clone());
+            let ops: Arc<[Op]> = match &e.override_ops {
+                Some(own) => Arc::from(own.as_slice()),
+                None => global.clone(),
+            };
             inputs.push(Input {
                 source: e.source.clone(),
                 // The id keeps same-named files from different folders apart.
                 rel: PathBuf::from(id.to_string()).join(&e.name),
-                ops: Some(Arc::from(vec![op.clone()])),
+                ops: Some(ops.clone()),
             });
-            planned.push(Planned { id, op });
+            planned.push(Planned { id, ops });
         }
         let batch = Batch {
             inputs,
-            pipeline: Arc::from(vec![global.clone()]),
+            pipeline: global,
         };
         batch.validate()?;
         Ok(Plan { batch, planned })
@@ -493,7 +497,7 @@ impl Job {
                         let record = ResultRecord {
                             rev: 0,
                             output: PathBuf::from(output),
-                            op: p.op.clone(),
+                            ops: p.ops.to_vec(),
                             format: *format,
                             worker: worker.clone(),
                             keypoints: *keypoints,
@@ -606,12 +610,18 @@ mod tests {
     fn a_plan_takes_its_target_in_order_with_each_images_own_op() {
         let dir = tempfile::tempdir().unwrap();
         let mut lib = library(dir.path(), 3);
-        let global = op("erosion");
-        lib.set_override(1, Some(op("dilation")));
+        let global = [op("erosion")];
+        lib.set_override(1, Some(vec![op("dilation"), op("histogram-equalization")]));
         let all = Plan::new(&lib, Target::All, &global).unwrap();
         assert_eq!(all.ids(), [0, 1, 2]);
-        let ops: Vec<_> = all.planned.iter().map(|p| p.op.id()).collect();
-        assert_eq!(ops, ["erosion", "dilation", "erosion"]);
+        let chain = |i: usize| -> Vec<&str> { all.planned[i].ops.iter().map(|o| o.id()).collect() };
+        assert_eq!(chain(0), ["erosion"]);
+        assert_eq!(chain(1), ["dilation", "histogram-equalization"]);
+        assert_eq!(chain(2), ["erosion"]);
+        // The engine runs each input's chain as given.
+        let one = all.batch.pipeline_for(1);
+        assert_eq!(one.len(), 2);
+        assert_eq!(one[1].id(), "histogram-equalization");
         // Ids given twice run once, in the order first given.
         let some = Plan::new(&lib, Target::Ids(vec![2, 0, 2]), &global).unwrap();
         assert_eq!(some.ids(), [2, 0]);
@@ -652,7 +662,7 @@ mod tests {
     fn a_job_keeps_the_library_in_step_and_reports_a_lost_node_once() {
         let dir = tempfile::tempdir().unwrap();
         let library = Arc::new(Mutex::new(library(dir.path(), 6)));
-        let plan = Plan::new(&lock(&library), Target::All, &op("color-manipulation")).unwrap();
+        let plan = Plan::new(&lock(&library), Target::All, &[op("color-manipulation")]).unwrap();
         let lost = Arc::new(Mutex::new(Vec::new()));
         let on_lost: OnLost = {
             let lost = lost.clone();
@@ -703,7 +713,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let library = Arc::new(Mutex::new(library(dir.path(), 2)));
         std::fs::write(dir.path().join("1.png"), b"not a png").unwrap();
-        let plan = Plan::new(&lock(&library), Target::All, &op("erosion")).unwrap();
+        let plan = Plan::new(&lock(&library), Target::All, &[op("erosion")]).unwrap();
         let (s, rx) = sink();
         let job = Job::start(
             plan,

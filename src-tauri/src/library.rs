@@ -1,4 +1,4 @@
-//! The images the user added: where each one is, its own op when it has one, its state in
+//! The images the user added: where each one is, its own chain when it has one, its state in
 //! the current or last batch, and its latest result.
 //!
 //! Ids are never reused, so a URL naming an id (thumbnails, results) can be cached.
@@ -68,8 +68,8 @@ pub struct ResultRecord {
     pub rev: u64,
     /// The output file in the work folder.
     pub output: PathBuf,
-    /// The op that made it.
-    pub op: Op,
+    /// The chain that made it, in order.
+    pub ops: Vec<Op>,
     /// The output's format.
     pub format: Format,
     /// Who processed it.
@@ -89,8 +89,8 @@ pub struct Entry {
     pub source: PathBuf,
     /// The file name, for display and output names.
     pub name: String,
-    /// Its own op, replacing the global one in batches.
-    pub override_op: Option<Op>,
+    /// Its own chain, replacing the global one in batches.
+    pub override_ops: Option<Vec<Op>>,
     /// Where it stands.
     pub state: ImageState,
     /// Its latest result.
@@ -107,9 +107,9 @@ pub struct ImageView {
     pub name: String,
     /// The full path.
     pub path: String,
-    /// Its own op, if any.
+    /// Its own chain, if any.
     #[serde(rename = "override")]
-    pub override_op: Option<Op>,
+    pub override_ops: Option<Vec<Op>>,
     /// Where it stands.
     pub state: ImageState,
     /// Its latest result.
@@ -122,8 +122,8 @@ pub struct ImageView {
 pub struct ResultView {
     /// Part of the result's pixel URL.
     pub rev: u64,
-    /// The op that made it.
-    pub op: Op,
+    /// The chain that made it, in order.
+    pub ops: Vec<Op>,
     /// Who processed it.
     pub worker: String,
     /// Keypoints found, for feature ops.
@@ -204,7 +204,7 @@ impl Library {
                 id,
                 source: file,
                 name,
-                override_op: None,
+                override_ops: None,
                 state: ImageState::Idle,
                 result: None,
             });
@@ -262,10 +262,10 @@ impl Library {
     }
 
     /// Sets or clears an image's own op. Returns false for an unknown id.
-    pub fn set_override(&mut self, id: ImageId, op: Option<Op>) -> bool {
+    pub fn set_override(&mut self, id: ImageId, ops: Option<Vec<Op>>) -> bool {
         match self.get_mut(id) {
             Some(e) => {
-                e.override_op = op;
+                e.override_ops = ops;
                 true
             }
             None => false,
@@ -303,7 +303,7 @@ impl Library {
             id: e.id,
             name: e.name.clone(),
             path: e.source.display().to_string(),
-            override_op: e.override_op.clone(),
+            override_ops: e.override_ops.clone(),
             state: e.state.clone(),
             result: e.result.as_ref().map(|r| result_view(e, r)),
         })
@@ -387,12 +387,17 @@ const STOPPED: &str =
 fn result_view(e: &Entry, r: &ResultRecord) -> ResultView {
     ResultView {
         rev: r.rev,
-        op: r.op.clone(),
+        ops: r.ops.clone(),
         worker: r.worker.clone(),
         keypoints: r.keypoints,
         timings_ms: r.timings,
-        suggested_name: crate::save::suggested_name(&e.name, r.op.id(), r.format),
+        suggested_name: crate::save::suggested_name(&e.name, &chain_name(&r.ops), r.format),
     }
+}
+
+/// A chain's ops by id, `+` between them, for file names: `edge-detection+dilation`.
+pub fn chain_name(ops: &[Op]) -> String {
+    ops.iter().map(|o| o.id()).collect::<Vec<_>>().join("+")
 }
 
 /// Deletes an output and its features file; they are the app's own copies in the work
@@ -458,9 +463,16 @@ mod tests {
         let r = lib.add(&[dir.path().to_path_buf()]);
         let (a, b) = (r.added[0].id, r.added[1].id);
         let op = Op::default_for("color-manipulation").unwrap();
-        assert!(lib.set_override(a, Some(op.clone())));
+        let chain = vec![op.clone(), Op::default_for("erosion").unwrap()];
+        assert!(lib.set_override(a, Some(chain.clone())));
         assert!(!lib.set_override(999, None));
-        assert_eq!(lib.view(a).unwrap().override_op, Some(op));
+        assert_eq!(lib.view(a).unwrap().override_ops, Some(chain));
+        let v = serde_json::to_value(lib.view(a).unwrap()).unwrap();
+        assert_eq!(v["override"][1]["op"], "erosion");
+        assert_eq!(
+            chain_name(&[op, Op::default_for("erosion").unwrap()]),
+            "color-manipulation+erosion"
+        );
         lib.get_mut(b).unwrap().state = ImageState::failed(ErrorKind::Cancelled, "stop");
         assert_eq!(lib.failed_ids(), vec![b]);
         let v = serde_json::to_value(lib.view(b).unwrap()).unwrap();
@@ -505,7 +517,7 @@ mod tests {
         let rec = |output: PathBuf| ResultRecord {
             rev: 0,
             output,
-            op: Op::default_for("color-manipulation").unwrap(),
+            ops: vec![Op::default_for("color-manipulation").unwrap()],
             format: Format::Png,
             worker: "local".into(),
             keypoints: None,

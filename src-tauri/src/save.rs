@@ -54,6 +54,24 @@ pub fn save_one(output: &Path, dest: &Path, format: Format) -> Result<PathBuf, A
     }
 }
 
+/// Writes `text` to `dest` (a preset export) through a temporary file beside it, so a
+/// failed write leaves any file that was there whole. The save dialog already asked
+/// before replacing `dest`.
+pub fn write_text(dest: &Path, text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| AppError::Io(format!("{} is not a file path", dest.display())))?;
+    let fail = |e: std::io::Error| AppError::Io(format!("cannot write {}: {e}", dest.display()));
+    let mut tmp = output::temp_in(dir).map_err(fail)?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(fail)?;
+    tmp.persist(dest).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
 /// What Save all did: the folder, the files written, the names skipped because a file
 /// was there (policy `skip`), and the names not written with why.
 pub struct SavedAll {

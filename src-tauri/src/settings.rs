@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use prism_engine::job::OutputFormat;
 use prism_engine::ops::OP_IDS;
+use prism_engine::preset::{Preset, MAX_STEPS};
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
 
@@ -69,8 +70,8 @@ impl Default for RetryConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Settings {
-    /// The sidebar's op: what images without their own op go through.
-    pub global_op: Op,
+    /// The sidebar's chain: the ops, in order, that images without their own go through.
+    pub global_ops: Vec<Op>,
     /// `same`, `png`, `jpeg`, `webp`, `tiff` or `bmp`.
     pub output_format: String,
     /// Threads for local processing; 0 = one per core.
@@ -85,6 +86,8 @@ pub struct Settings {
     pub retry: RetryConfig,
     /// The folder last added from or saved into: file dialogs start there.
     pub last_folder: Option<PathBuf>,
+    /// Saved chains with their output format, by name, in the order saved.
+    pub presets: Vec<Preset>,
 }
 
 /// The op a fresh install starts with: the original app's first operation when this build
@@ -101,7 +104,7 @@ pub fn default_op() -> Op {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            global_op: default_op(),
+            global_ops: vec![default_op()],
             output_format: "same".into(),
             threads: 0,
             engine: EngineMode::Local,
@@ -109,8 +112,25 @@ impl Default for Settings {
             use_local_too: false,
             retry: RetryConfig::default(),
             last_folder: None,
+            presets: Vec::new(),
         }
     }
+}
+
+/// Checks a chain's length: at least one op (an image must go through something) and at
+/// most as many as a preset holds, so every chain can be saved as one.
+pub fn check_chain(ops: &[Op]) -> Result<(), AppError> {
+    if ops.is_empty() {
+        return Err(AppError::BadRequest(
+            "a chain needs at least one operation".into(),
+        ));
+    }
+    if ops.len() > MAX_STEPS {
+        return Err(AppError::BadRequest(format!(
+            "a chain holds at most {MAX_STEPS} operations"
+        )));
+    }
+    Ok(())
 }
 
 /// The most local threads accepted (more than any desktop has).
@@ -124,6 +144,15 @@ impl Settings {
 
     /// Checks values that came from the UI or from disk.
     pub fn validate(&self) -> Result<(), AppError> {
+        check_chain(&self.global_ops)?;
+        for (i, p) in self.presets.iter().enumerate() {
+            if self.presets[..i].iter().any(|q| q.name() == p.name()) {
+                return Err(AppError::BadRequest(format!(
+                    "two presets are named {:?}",
+                    p.name()
+                )));
+            }
+        }
         if OutputFormat::from_name(&self.output_format).is_none() {
             return Err(AppError::BadRequest(format!(
                 "unknown output format {:?} (same, png, jpeg, webp, tiff, bmp)",
@@ -263,18 +292,47 @@ impl SettingsStore {
             Ok(v) => v,
             Err(e) => return (Settings::default(), warn(&e.to_string())),
         };
+        // Settings from before chains kept one op: it becomes a chain of one.
+        if let Some(obj) = value.as_object_mut() {
+            if let Some(op) = obj.remove("globalOp") {
+                obj.entry("globalOps")
+                    .or_insert_with(|| serde_json::Value::Array(vec![op]));
+            }
+        }
         if let Ok(s) = serde_json::from_value::<Settings>(value.clone()) {
             if s.validate().is_ok() {
                 return (s, None);
             }
         }
         // An op from another build (renamed param, op not in this build) should not cost
-        // the user their nodes: retry without it.
+        // the user their nodes or their other presets: retry without what does not parse.
+        let mut lost = Vec::new();
         if let Some(obj) = value.as_object_mut() {
-            obj.remove("globalOp");
+            let chain_ok = obj.get("globalOps").is_none_or(|v| {
+                serde_json::from_value::<Vec<Op>>(v.clone())
+                    .is_ok_and(|ops| check_chain(&ops).is_ok())
+            });
+            if !chain_ok {
+                obj.remove("globalOps");
+                lost.push("the saved operations".to_string());
+            }
+            if let Some(serde_json::Value::Array(presets)) = obj.get_mut("presets") {
+                let mut names = std::collections::HashSet::new();
+                presets.retain(|p| match Preset::from_value(p.clone()) {
+                    Ok(p) if names.insert(p.name().to_string()) => true,
+                    _ => {
+                        let name = p["name"].as_str().unwrap_or("?");
+                        lost.push(format!("preset {name:?}"));
+                        false
+                    }
+                });
+            }
         }
         match serde_json::from_value::<Settings>(value) {
-            Ok(s) if s.validate().is_ok() => (s, warn("the saved operation is not valid here")),
+            Ok(s) if s.validate().is_ok() => {
+                let what = format!("{} not valid here", lost.join(", "));
+                (s, warn(&what))
+            }
             Ok(_) => (Settings::default(), warn("invalid values")),
             Err(e) => (Settings::default(), warn(&e.to_string())),
         }
@@ -428,7 +486,16 @@ mod tests {
                 address: "10.0.0.2:7878".into(),
                 fingerprint: Some("ab".repeat(32)),
             }],
-            global_op: Op::from_pairs("color-manipulation", [("mode", "sepia")]).unwrap(),
+            global_ops: vec![
+                Op::from_pairs("color-manipulation", [("mode", "sepia")]).unwrap(),
+                Op::default_for("erosion").unwrap(),
+            ],
+            presets: vec![Preset::new(
+                "p",
+                vec![Op::default_for("dilation").unwrap()],
+                OutputFormat::from_name("png").unwrap(),
+            )
+            .unwrap()],
             ..Settings::default()
         };
         store.save(&s).unwrap();
@@ -446,12 +513,60 @@ mod tests {
         .unwrap();
         let (s, warn) = store.load();
         assert_eq!(s.threads, 2);
-        assert_eq!(s.global_op, default_op());
+        assert_eq!(s.global_ops, vec![default_op()]);
         assert!(warn.unwrap().contains("not valid"));
         std::fs::write(dir.path().join("settings.json"), "{not json").unwrap();
         let (s, warn) = store.load();
         assert_eq!(s, Settings::default());
         assert!(warn.is_some());
+    }
+
+    #[test]
+    fn one_saved_op_becomes_a_chain_and_a_stale_preset_goes_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path());
+        std::fs::write(
+            dir.path().join("settings.json"),
+            r#"{"globalOp":{"op":"erosion","params":{"size":3}},"threads":2}"#,
+        )
+        .unwrap();
+        let (s, warn) = store.load();
+        assert_eq!(warn, None);
+        assert_eq!(s.threads, 2);
+        assert_eq!(
+            s.global_ops,
+            vec![Op::from_pairs("erosion", [("size", "3")]).unwrap()]
+        );
+        let good = r#"{"version":1,"name":"good","steps":[{"op":"dilation","params":{}}]}"#;
+        let stale = r#"{"version":1,"name":"old","steps":[{"op":"teleport","params":{}}]}"#;
+        std::fs::write(
+            dir.path().join("settings.json"),
+            format!(
+                r#"{{"globalOps":[{{"op":"erosion","params":{{}}}}],"presets":[{stale},{good}]}}"#
+            ),
+        )
+        .unwrap();
+        let (s, warn) = store.load();
+        assert_eq!(s.global_ops, vec![Op::default_for("erosion").unwrap()]);
+        let names: Vec<&str> = s.presets.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["good"]);
+        assert!(warn.unwrap().contains("preset \"old\" not valid"));
+    }
+
+    #[test]
+    fn chains_must_hold_one_to_max_steps_ops_and_preset_names_differ() {
+        let mut s = Settings {
+            global_ops: vec![],
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        s.global_ops = vec![default_op(); MAX_STEPS + 1];
+        assert!(s.validate().is_err());
+        s.global_ops = vec![default_op(); MAX_STEPS];
+        assert!(s.validate().is_ok());
+        let p = Preset::new("same", vec![default_op()], OutputFormat::Same).unwrap();
+        s.presets = vec![p.clone(), p];
+        assert!(s.validate().is_err());
     }
 
     #[test]

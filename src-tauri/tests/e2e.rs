@@ -405,7 +405,7 @@ async fn the_app_processes_saves_and_cancels_like_the_cli() {
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
-    assert_eq!(snap["settings"]["globalOp"]["params"]["mode"], "sepia");
+    assert_eq!(snap["settings"]["globalOps"][0]["params"]["mode"], "sepia");
     shot(&c, "02-grid").await;
 
     click(&c, "#process-all").await;
@@ -1700,6 +1700,275 @@ async fn a_page_reloaded_during_a_batch_takes_it_up_again() {
         "[...document.querySelectorAll('.card')].every(c => ['done', 'failed'].includes(c.dataset.state))
          && !document.getElementById('process-all').disabled",
         10,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
+
+/// The values of the chain's step pickers under `prefix` (`global`, `inspector`), in order.
+async fn chain_ops(c: &Client, prefix: &str) -> Value {
+    js(
+        c,
+        "return [...document.querySelectorAll(`#${arguments[0]}-chain .chain-step select[id^='${arguments[0]}-op']`)].map(s => s.value)",
+        vec![json!(prefix)],
+    )
+    .await
+}
+
+/// Whether a toast starting with `start` is showing.
+fn toast_starting(start: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('.toast')].some(t => t.textContent.startsWith({}))",
+        json!(start)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_files() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let w = work.path().canonicalize().expect("canonical");
+    let a = w.join("in/a.jpg");
+    write_image(&a, 160, 120, 4);
+    drop_paths(&c, &[&a]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+
+    // Two steps: edge detection (low 40), then a cross-shaped dilation.
+    select(&c, "#global-op", "edge-detection").await;
+    set_field(&c, "#global-params [data-key='low']", "40").await;
+    click(&c, "#global-add-step").await;
+    select(&c, "#global-op-2", "dilation").await;
+    select(&c, "#global-params-2 [data-key='shape']", "cross").await;
+    assert_eq!(
+        chain_ops(&c, "global").await,
+        json!(["edge-detection", "dilation"])
+    );
+    // Each tool says which step it acts on; the first cannot go up, the last not down.
+    let labels = js(
+        &c,
+        "return ['global-up', 'global-down', 'global-remove', 'global-up-2', 'global-down-2', 'global-remove-2']
+           .map(id => { const b = document.getElementById(id); return [b.getAttribute('aria-label'), b.disabled]; })",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        labels,
+        json!([
+            ["Move step 1 up", true],
+            ["Move step 1 down", false],
+            ["Remove step 1", false],
+            ["Move step 2 up", false],
+            ["Move step 2 down", true],
+            ["Remove step 2", false]
+        ])
+    );
+    // Reordered with the mouse, then back with the keyboard: the focus follows the step.
+    click(&c, "#global-up-2").await;
+    assert_eq!(
+        chain_ops(&c, "global").await,
+        json!(["dilation", "edge-detection"])
+    );
+    assert_eq!(
+        js(&c, "return document.activeElement.id", vec![]).await,
+        json!("global-down")
+    );
+    press(&c, '\u{e007}').await;
+    assert_eq!(
+        chain_ops(&c, "global").await,
+        json!(["edge-detection", "dilation"])
+    );
+    // Params travel with their step.
+    assert_eq!(
+        js(
+            &c,
+            "return [document.querySelector(\"#global-params [data-key='low']\").value, document.querySelector(\"#global-params-2 [data-key='shape']\").value]",
+            vec![]
+        )
+        .await,
+        json!(["40", "cross"])
+    );
+    select(&c, "#output-format", "png").await;
+    wait_js(
+        &c,
+        "document.querySelector(\".card[data-id='0'] .badge.op\").textContent === 'Edge detection → Dilation'",
+        5,
+    )
+    .await;
+    shot(&c, "20-chain").await;
+    // At once, inside the 250 ms the last edit waits before it is saved: Process sends
+    // the waiting edits first, so the batch runs the chain as shown.
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Finished')",
+        60,
+    )
+    .await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
+    assert_eq!(snap["settings"]["globalOps"][1]["params"]["shape"], "cross");
+    assert_eq!(snap["settings"]["outputFormat"], "png");
+    let dest = w.join("dest");
+    std::fs::create_dir(&dest).expect("dest");
+    invoke(&c, "save_all", json!({ "dir": dest }))
+        .await
+        .expect("save_all");
+    let app_out = dest.join("Processed Images/a-edge-detection+dilation.png");
+    let app_bytes = std::fs::read(&app_out).expect("the app's output");
+    // Bit for bit what `--op A --op B` writes for the same input.
+    let by_ops = w.join("cli-ops");
+    cli(&[
+        "process",
+        "--op",
+        "edge-detection",
+        "--op",
+        "dilation",
+        "--param",
+        "edge-detection.low=40",
+        "--param",
+        "dilation.shape=cross",
+        "--format",
+        "png",
+        "--out",
+        &by_ops.display().to_string(),
+        &a.display().to_string(),
+    ]);
+    assert!(
+        std::fs::read(by_ops.join("a.png")).expect("CLI output") == app_bytes,
+        "the app's chain output differs from the CLI's"
+    );
+
+    // Save the chain and format as a preset, and export it.
+    record_dialogs(&c).await;
+    set_field(&c, "#preset-name", "thick edges").await;
+    click(&c, "#preset-save").await;
+    wait_js(
+        &c,
+        "document.getElementById('preset-list').value === 'thick edges'",
+        5,
+    )
+    .await;
+    shot(&c, "21-preset-saved").await;
+    let file = w.join("presets/thick edges.json");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("presets dir");
+    let d = through_dialog(&c, "#preset-export", json!(file)).await;
+    assert_eq!(d["kind"], "save");
+    assert_eq!(d["title"], "Export the preset \"thick edges\"");
+    assert!(
+        d["defaultPath"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("thick edges.json"),
+        "{d}"
+    );
+    wait_js(&c, &toast_starting("Exported \"thick edges\""), 10).await;
+    let exported: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("exported")).expect("JSON");
+    assert_eq!(exported["version"], 1);
+    assert_eq!(exported["format"], "png");
+    // The CLI runs the exported file and writes the app's bytes.
+    let by_preset = w.join("cli-preset");
+    cli(&[
+        "process",
+        "--preset",
+        &file.display().to_string(),
+        "--out",
+        &by_preset.display().to_string(),
+        &a.display().to_string(),
+    ]);
+    assert!(
+        std::fs::read(by_preset.join("a.png")).expect("CLI output") == app_bytes,
+        "prism process --preset differs from the app's output"
+    );
+
+    // Deleted, then a bad file: a toast naming the step, nothing changes.
+    click(&c, "#preset-delete").await;
+    wait_js(&c, "document.getElementById('preset-list').disabled", 5).await;
+    let bad = w.join("presets/bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version":1,"name":"bad","steps":[{"op":"erosion","params":{}},{"op":"dilation","params":{"shape":"star"}}]}"#,
+    )
+    .expect("bad preset");
+    let before = invoke(&c, "snapshot", json!({})).await.expect("snapshot")["settings"].clone();
+    let d = through_dialog(&c, "#preset-import", json!(bad)).await;
+    assert_eq!(d["kind"], "open");
+    assert_eq!(d["title"], "Import a preset");
+    wait_js(
+        &c,
+        &toast_starting("Preset not imported: step 2: dilation.shape: \"star\" is not one of"),
+        10,
+    )
+    .await;
+    let after = invoke(&c, "snapshot", json!({})).await.expect("snapshot")["settings"].clone();
+    assert_eq!(after, before, "a bad preset changes nothing");
+
+    // Imported back: the same preset, listed, and "Use" restores its chain and format.
+    through_dialog(&c, "#preset-import", json!(file)).await;
+    wait_js(
+        &c,
+        "document.getElementById('preset-list').value === 'thick edges'",
+        10,
+    )
+    .await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    // The same preset (through JavaScript, 40.0 reads back as 40: compared as presets).
+    let preset = |v: &Value| prism_engine::preset::Preset::from_value(v.clone()).expect("a preset");
+    let presets = snap["settings"]["presets"].as_array().expect("presets");
+    assert_eq!(presets.len(), 1);
+    assert_eq!(preset(&presets[0]), preset(&exported));
+    click(&c, "#global-remove").await;
+    select(&c, "#output-format", "same").await;
+    assert_eq!(chain_ops(&c, "global").await, json!(["dilation"]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, "#preset-apply").await;
+    wait_js(
+        &c,
+        "document.getElementById('global-op-2')?.value === 'dilation'",
+        5,
+    )
+    .await;
+    assert_eq!(
+        chain_ops(&c, "global").await,
+        json!(["edge-detection", "dilation"])
+    );
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('output-format').value",
+            vec![]
+        )
+        .await,
+        json!("png")
+    );
+
+    // One image's own chain, from the inspector: two steps, then back to all images'.
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    select(&c, "#inspector-op", "erosion").await;
+    click(&c, "#inspector-add-step").await;
+    select(&c, "#inspector-op-2", "histogram-equalization").await;
+    wait_js(
+        &c,
+        "document.querySelector(\".card[data-id='0'] .badge.op\").textContent === 'own: Erosion → Histogram equalization'",
+        5,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    shot(&c, "22-own-chain").await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(
+        snap["images"][0]["override"][1]["op"],
+        "histogram-equalization"
+    );
+    select(&c, "#inspector-op", "").await;
+    wait_js(
+        &c,
+        "document.querySelector(\".card[data-id='0']\").dataset.override === '0'",
+        5,
     )
     .await;
     c.close().await.expect("session closes");

@@ -83,10 +83,15 @@ fn op(id: &str, pairs: &[(&str, &str)]) -> Op {
 
 /// What the CLI writes for `path` through `op` (the same function runs there).
 fn cli_bytes(path: &Path, op: &Op) -> Vec<u8> {
+    chain_bytes(path, std::slice::from_ref(op), OutputFormat::Same)
+}
+
+/// What the CLI writes for `path` through the chain `ops` (`--op A --op B`) in `format`.
+fn chain_bytes(path: &Path, ops: &[Op], format: OutputFormat) -> Vec<u8> {
     let req = WorkRequest {
         bytes: std::fs::read(path).unwrap().into(),
-        ops: Arc::from(vec![op.clone()]),
-        format: OutputFormat::Same,
+        ops: Arc::from(ops),
+        format,
         encode: EncodeOptions::default(),
         limits: Limits::default(),
     };
@@ -109,8 +114,10 @@ fn process_all_uses_overrides_and_matches_the_engine() {
     let ids: Vec<_> = added.added.iter().map(|v| v.id).collect();
     let global = op("color-manipulation", &[("mode", "sepia")]);
     let own = op("histogram-equalization", &[]);
-    f.core.set_global_op(global.clone()).unwrap();
-    f.core.set_override(ids[1], Some(own.clone())).unwrap();
+    f.core.set_global_chain(vec![global.clone()]).unwrap();
+    f.core
+        .set_override(ids[1], Some(vec![own.clone()]))
+        .unwrap();
 
     let (s, rx) = sink();
     let started = f.core.process(Target::All, s).unwrap();
@@ -148,7 +155,7 @@ fn process_all_uses_overrides_and_matches_the_engine() {
         let e = lib.get(id).unwrap();
         assert_eq!(e.state, ImageState::Done);
         let r = e.result.as_ref().unwrap();
-        assert_eq!(&r.op, used);
+        assert_eq!(r.ops, std::slice::from_ref(used));
         assert_eq!(std::fs::read(&r.output).unwrap(), cli_bytes(src, used));
     }
     let rev = lib.get(ids[1]).unwrap().result.as_ref().unwrap().rev;
@@ -262,7 +269,7 @@ fn a_reloaded_page_attaches_to_the_running_batch_and_misses_nothing() {
     }
     f.core.add_paths(&[f.root.join("in")]);
     // Denoise is the slow op: the batch is still running after its first image.
-    f.core.set_global_op(op("denoise", &[])).unwrap();
+    f.core.set_global_chain(vec![op("denoise", &[])]).unwrap();
     assert!(f.core.attach_job(sink().0).is_none(), "nothing runs yet");
     let (first, rx1) = sink();
     let started = f.core.process(Target::All, first).unwrap();
@@ -370,6 +377,112 @@ fn nothing_to_do_and_unknown_ids_are_errors() {
         Err(AppError::Nothing(_))
     ));
     assert!(f.core.set_override(3, None).is_err());
+}
+
+#[test]
+fn chains_run_as_pipelines_and_presets_save_apply_export_and_import() {
+    let f = fixture();
+    let (a, b) = (f.root.join("in/a.jpg"), f.root.join("in/b.png"));
+    write_image(&a, 64, 48, 1);
+    write_image(&b, 50, 40, 2);
+    let ids: Vec<_> = f
+        .core
+        .add_paths(&[a.clone(), b.clone()])
+        .added
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    let global = vec![
+        op("edge-detection", &[("low", "40"), ("high", "120")]),
+        op("dilation", &[("shape", "cross")]),
+    ];
+    let own = vec![
+        op("erosion", &[]),
+        op("color-manipulation", &[("mode", "invert")]),
+    ];
+    f.core.set_global_chain(global.clone()).unwrap();
+    f.core.set_override(ids[1], Some(own.clone())).unwrap();
+    assert!(f.core.set_global_chain(vec![]).is_err(), "an empty chain");
+    assert!(f.core.set_override(ids[1], Some(vec![])).is_err());
+    f.core
+        .update_settings(SettingsPatch {
+            output_format: Some("png".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let png = OutputFormat::from_name("png").unwrap();
+    let (s, rx) = sink();
+    f.core.process(Target::All, s).unwrap();
+    wait(&rx);
+    {
+        let lib = lock(&f.core.library);
+        for (id, src, chain) in [(ids[0], &a, &global), (ids[1], &b, &own)] {
+            let r = lib.get(id).unwrap().result.clone().unwrap();
+            assert_eq!(&r.ops, chain);
+            // Bit for bit what `prism process --op A --op B --format png` writes.
+            assert_eq!(
+                std::fs::read(&r.output).unwrap(),
+                chain_bytes(src, chain, png)
+            );
+        }
+    }
+    assert_eq!(
+        f.core.suggested_name(ids[0]).unwrap(),
+        "a-edge-detection+dilation.png"
+    );
+
+    // Save as a preset; change the chain and format; apply it back.
+    let s = f.core.save_preset(" thick edges ").unwrap();
+    assert_eq!(s.presets.len(), 1);
+    assert_eq!(s.presets[0].name(), "thick edges");
+    assert_eq!(s.presets[0].steps(), &global[..]);
+    assert!(f.core.save_preset("  ").is_err(), "an empty name");
+    f.core.set_global_chain(vec![op("sift", &[])]).unwrap();
+    f.core
+        .update_settings(SettingsPatch {
+            output_format: Some("same".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let s = f.core.apply_preset("thick edges").unwrap();
+    assert_eq!(s.global_ops, global);
+    assert_eq!(s.output_format, "png");
+    assert!(f.core.apply_preset("nope").is_err());
+
+    // Export: the engine's preset JSON, which reads back the same.
+    let file = f.root.join("presets/thick.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    f.core.export_preset("thick edges", &file).unwrap();
+    let exported = Preset::from_file(&file).unwrap();
+    assert_eq!(exported.steps(), &global[..]);
+    assert_eq!(exported.format(), png);
+
+    // A bad file changes nothing and says which step is wrong.
+    let bad = f.root.join("presets/bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"version":1,"name":"bad","steps":[{"op":"erosion","params":{}},{"op":"erosion","params":{"size":1000}}]}"#,
+    )
+    .unwrap();
+    let before = f.core.snapshot().settings;
+    let e = f.core.import_preset(&bad).unwrap_err();
+    assert!(e.to_string().starts_with("step 2: erosion.size"), "{e}");
+    assert_eq!(f.core.snapshot().settings, before);
+    assert!(f
+        .core
+        .import_preset(&f.root.join("presets/none.json"))
+        .is_err());
+
+    // Delete, then import the exported file: it is back, and persisted.
+    let s = f.core.delete_preset("thick edges").unwrap();
+    assert!(s.presets.is_empty());
+    assert!(f.core.delete_preset("thick edges").is_err());
+    let (name, s) = f.core.import_preset(&file).unwrap();
+    assert_eq!(name, "thick edges");
+    assert_eq!(s.presets, vec![exported]);
+    let again = Core::new(&f.root.join("config"), &f.root.join("work2")).unwrap();
+    assert_eq!(again.snapshot().settings.presets, s.presets);
+    assert_eq!(again.snapshot().settings.global_ops, global);
 }
 
 #[test]
@@ -578,8 +691,8 @@ mod remote {
             .unwrap()
             .output
             .clone();
-        let global = f.core.snapshot().settings.global_op;
-        assert_eq!(std::fs::read(output).unwrap(), cli_bytes(&src, &global));
+        let global = f.core.snapshot().settings.global_ops;
+        assert_eq!(std::fs::read(output).unwrap(), cli_bytes(&src, &global[0]));
 
         // Close: the node is told goodbye, and remote batches need a connection again.
         assert_eq!(f.core.close_connections().unwrap(), 1);
