@@ -24,13 +24,42 @@ function statusText(s) {
 
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
+const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
+
+const MEMBER_STATE = {
+  connecting: "connecting",
+  ready: "ready",
+  draining: "draining",
+  lost: "lost",
+  unreachable: "unreachable",
+};
+
+function memberDetail(m) {
+  if (m.state === "ready") return plural(m.cores, "core");
+  if (m.state === "draining") return "left DNS: finishing its images";
+  if (m.state === "lost" || m.state === "unreachable") return m.message;
+  return "";
+}
+
+function fleetDetail(n) {
+  const members = n.members || [];
+  const ready = members.filter((m) => m.state === "ready");
+  const cores = ready.reduce((sum, m) => sum + m.cores, 0);
+  const lookup = n.lookupFailed ? ` Lookups fail now (the members go on): ${n.lookupFailed}` : "";
+  return `Fleet: ${ready.length} of ${plural(members.length, "member")} ready, ${plural(cores, "core")}.${lookup}`;
+}
+
 function detailText(n, retry) {
   const s = n.status;
+  if (n.fleet && s.status === "connected") return fleetDetail(n);
   if (s.status === "connected") return `${s.cores} ${s.cores === 1 ? "core" : "cores"}, Prism ${s.version}`;
   if (s.status === "connecting") return `Waiting up to ${secs(retry.timeoutMs)} for an answer…`;
   if (s.status === "failed") return `${s.message}. ${s.hint}`;
   if (s.status === "untrusted") return "Check its fingerprint to trust it.";
-  if (!n.fingerprint) return "Not trusted yet: Connect shows its fingerprint.";
+  if (!n.fingerprint)
+    return n.fleet
+      ? "A fleet: every address this name lists. Not trusted yet: Connect shows their fingerprint."
+      : "Not trusted yet: Connect shows its fingerprint.";
   if (!n.hasToken) return "Needs its token.";
   return "";
 }
@@ -59,6 +88,7 @@ export function initEngine(store) {
       </div>
       <ol class="node-attempts" hidden></ol>
       <div class="node-detail"></div>
+      <ul class="node-members" aria-label="Fleet members" hidden></ul>
       <div class="node-actions">
         <button class="btn token-btn"></button>
         <button class="btn ghost remove-btn">Remove</button>
@@ -89,6 +119,8 @@ export function initEngine(store) {
         return li;
       }),
     );
+    renderMembers(el.querySelector(".node-members"), n.members || []);
+    el.dataset.fleet = n.fleet ? "1" : "";
     el.querySelector(".token-btn").textContent = n.hasToken ? "Change token" : "Enter token";
     const form = el.querySelector(".token-row");
     if (tokenOpen.has(n.address) && !form) {
@@ -104,6 +136,29 @@ export function initEngine(store) {
     } else if (!tokenOpen.has(n.address) && form) {
       form.remove();
     }
+  }
+
+  /** A fleet's members, one row each, updated in place by address. */
+  function renderMembers(list, members) {
+    list.hidden = members.length === 0;
+    const byAddress = new Map([...list.children].map((li) => [li.dataset.member, li]));
+    const listed = new Set(members.map((m) => m.address));
+    for (const [a, li] of byAddress) if (!listed.has(a)) li.remove();
+    members.forEach((m, i) => {
+      let li = byAddress.get(m.address);
+      if (!li) {
+        li = document.createElement("li");
+        li.className = "member";
+        li.dataset.member = m.address;
+        li.innerHTML = `<span class="member-address"></span><span class="member-state"></span><span class="member-detail"></span>`;
+        li.querySelector(".member-address").textContent = m.address;
+      }
+      const st = li.querySelector(".member-state");
+      st.dataset.state = m.state;
+      st.textContent = MEMBER_STATE[m.state] || m.state;
+      li.querySelector(".member-detail").textContent = memberDetail(m);
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+    });
   }
 
   function renderNodes() {
@@ -153,6 +208,8 @@ export function initEngine(store) {
     $("retry-attempts").value = s.retry.attempts;
     $("retry-delay").value = s.retry.delayMs / 1000;
     $("retry-timeout").value = s.retry.timeoutMs / 1000;
+    $("fleet-resolve").value = s.fleet.resolveEveryMs / 1000;
+    $("fleet-dns").value = s.fleet.dnsServer ?? "";
     const threads = String(s.threads);
     $("threads").value = threads;
     if ($("threads").value !== threads) {
@@ -194,6 +251,9 @@ export function initEngine(store) {
         break;
       case "attemptFailed":
         store.attemptFailed(e.address, e);
+        break;
+      case "members":
+        store.setMembers(e.address, e.members, e.lookupFailed);
         break;
       case "finished": {
         $("connect").disabled = false;
@@ -325,6 +385,13 @@ export function initEngine(store) {
     patch({ retry: { attempts, delayMs, timeoutMs } }, "Retries not changed");
   };
   for (const id of ["retry-attempts", "retry-delay", "retry-timeout"]) $(id).addEventListener("change", saveRetry);
+  const saveFleet = () => {
+    const resolveEveryMs = Math.round(parseFloat($("fleet-resolve").value) * 1000);
+    if (!Number.isFinite(resolveEveryMs)) return;
+    const dns = $("fleet-dns").value.trim();
+    patch({ fleet: { resolveEveryMs, dnsServer: dns || null } }, "Fleet setting not changed");
+  };
+  for (const id of ["fleet-resolve", "fleet-dns"]) $(id).addEventListener("change", saveFleet);
   $("add-node-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -341,6 +408,21 @@ export function initEngine(store) {
     $("trust-dialog").hidden = true;
     showNextTrust();
   });
+
+  // A fleet's members change at any time (lookups during and between batches): this
+  // page hears of it from now on. Events that come before the answer wait for it.
+  (async () => {
+    const early = [];
+    let waiting = true;
+    try {
+      const list = await ipc.watchNodes((e) => (waiting ? early.push(e) : onConnEvent(e)));
+      waiting = false;
+      if (store.settings) store.setNodes(list);
+      for (const e of early) onConnEvent(e);
+    } catch (e) {
+      errorToast(e, "Fleet members will not update");
+    }
+  })();
 
   // A node was lost during a batch: say so and show its new status.
   store.on("nodeLost", async ({ address, message }) => {
