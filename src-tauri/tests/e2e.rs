@@ -1704,3 +1704,180 @@ async fn a_page_reloaded_during_a_batch_takes_it_up_again() {
     .await;
     c.close().await.expect("session closes");
 }
+
+#[path = "common/dns.rs"]
+mod dns;
+
+/// In-process nodes sharing one identity, as a fleet's replicas; shut down on a thread of
+/// their own when dropped (their runtimes must not be dropped inside the test's).
+struct FleetNodes(Vec<prism_engine::remote::server::RunningNode>);
+
+impl FleetNodes {
+    fn start(&mut self, identity: &Path, listen: std::net::SocketAddr) -> u16 {
+        use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
+        let cfg = NodeConfig {
+            listen,
+            identity: IdentitySource::Fixed(identity.to_path_buf()),
+            metrics_listen: None,
+            threads: 1,
+            limits: NodeLimits::default(),
+        };
+        let node = std::thread::spawn(move || RunningNode::start(cfg))
+            .join()
+            .expect("node thread")
+            .expect("node starts");
+        let port = node.addr.port();
+        self.0.push(node);
+        port
+    }
+}
+
+impl Drop for FleetNodes {
+    fn drop(&mut self) {
+        let nodes = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || nodes.into_iter().for_each(|n| n.shutdown())).join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_fleet_name_is_one_entry_that_lists_its_members_and_their_states() {
+    let _one = one_at_a_time();
+    let keys = tempfile::tempdir().expect("temp dir");
+    let identity = keys.path().join("fleet");
+    let fingerprint =
+        prism_engine::remote::tls::create_identity(&identity).expect("fleet identity");
+    let token = std::fs::read_to_string(identity.join("token")).expect("fleet token");
+    let ip = |last: u8| std::net::Ipv4Addr::new(127, 0, 24, last);
+    let mut nodes = FleetNodes(Vec::new());
+    let port = nodes.start(&identity, (ip(2), 0).into());
+    nodes.start(&identity, (ip(3), port).into());
+    let at = |last: u8| format!("{}:{port}", ip(last));
+    let dns = dns::Dns::start();
+    // Nothing listens on .5: it is listed, and unreachable.
+    dns.set("crew", &[ip(2), ip(3), ip(5)]);
+    let address = format!("{}:{port}", dns::Dns::host("crew"));
+
+    let h = Harness::start();
+    let c = h.open().await;
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    // The fleet fields, as a user sets them: this test's DNS server, quick lookups.
+    set_field(&c, "#fleet-dns", &dns.addr.to_string()).await;
+    set_field(&c, "#fleet-resolve", "0.3").await;
+    set_field(&c, "#retry-attempts", "2").await;
+    set_field(&c, "#retry-timeout", "0.8").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(
+        snap["settings"]["fleet"],
+        json!({ "resolveEveryMs": 300, "dnsServer": dns.addr.to_string() })
+    );
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(&address)
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector(\".node[data-fleet='1']\")", 5).await;
+
+    // First Connect: the fleet's one certificate is shown to trust, then its token.
+    click(&c, "#connect").await;
+    wait_js(&c, "!document.getElementById('trust-dialog').hidden", 20).await;
+    assert_eq!(text(&c, "#trust-address").await, address);
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('trust-fingerprint').dataset.raw",
+            vec![]
+        )
+        .await,
+        json!(fingerprint.to_string())
+    );
+    click(&c, "#trust-accept").await;
+    wait_js(&c, "document.querySelector('.node .token-input')", 5).await;
+    c.find(Locator::Css(".node .token-input"))
+        .await
+        .expect("token field")
+        .send_keys(token.trim())
+        .await
+        .expect("typed");
+    click(&c, ".node .save-token").await;
+    wait_js(&c, "!document.querySelector('.node .token-input')", 5).await;
+    click(&c, "#connect").await;
+
+    // One entry, its members below it with their states.
+    let member = |addr: &str, state: &str| {
+        format!("document.querySelector(\".member[data-member='{addr}'] .member-state[data-state='{state}']\")")
+    };
+    wait_js(
+        &c,
+        &format!(
+            "{} && {} && {} && document.querySelector(\".node-status[data-status='connected']\")",
+            member(&at(2), "ready"),
+            member(&at(3), "ready"),
+            member(&at(5), "unreachable")
+        ),
+        30,
+    )
+    .await;
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelectorAll('.node').length",
+            vec![]
+        )
+        .await,
+        json!(1)
+    );
+    let detail = text(&c, ".node .node-detail").await;
+    assert!(detail.contains("2 of 3 members ready"), "{detail}");
+    let unreachable = text(
+        &c,
+        &format!(".member[data-member='{}'] .member-detail", at(5)),
+    )
+    .await;
+    assert!(!unreachable.is_empty(), "an unreachable member says why");
+    shot(&c, "19-fleet").await;
+
+    // Rows are updated in place: mark one, and see it still there after the changes.
+    js(
+        &c,
+        "document.querySelector(arguments[0]).prismMark = 1",
+        vec![json!(format!(".member[data-member='{}']", at(3)))],
+    )
+    .await;
+    // A scale-up and a scale-down: .4 appears, .2 leaves DNS (drains, then goes).
+    nodes.start(&identity, (ip(4), port).into());
+    dns.set("crew", &[ip(3), ip(4), ip(5)]);
+    wait_js(
+        &c,
+        &format!(
+            "{} && !document.querySelector(\".member[data-member='{}']\")",
+            member(&at(4), "ready"),
+            at(2)
+        ),
+        30,
+    )
+    .await;
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector(arguments[0]).prismMark",
+            vec![json!(format!(".member[data-member='{}']", at(3)))]
+        )
+        .await,
+        json!(1),
+        "the member rows were redrawn"
+    );
+    let order = js(
+        &c,
+        "return [...document.querySelectorAll('.member')].map(m => m.dataset.member)",
+        vec![],
+    )
+    .await;
+    assert_eq!(order, json!([at(3), at(4), at(5)]));
+    c.close().await.expect("session closes");
+}
