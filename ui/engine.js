@@ -94,6 +94,8 @@ export function initEngine(store) {
         <button class="btn ghost remove-btn">Remove</button>
       </div>`;
     el.querySelector(".node-address").textContent = address;
+    // Names that say which node: several rows have these buttons.
+    el.querySelector(".remove-btn").setAttribute("aria-label", `Remove ${address}`);
     el.querySelector(".token-btn").addEventListener("click", () => openToken(address));
     el.querySelector(".remove-btn").addEventListener("click", () => removeNode(address));
     return el;
@@ -121,7 +123,9 @@ export function initEngine(store) {
     );
     renderMembers(el.querySelector(".node-members"), n.members || []);
     el.dataset.fleet = n.fleet ? "1" : "";
-    el.querySelector(".token-btn").textContent = n.hasToken ? "Change token" : "Enter token";
+    const tokenBtn = el.querySelector(".token-btn");
+    tokenBtn.textContent = n.hasToken ? "Change token" : "Enter token";
+    tokenBtn.setAttribute("aria-label", `${tokenBtn.textContent} for ${n.address}`);
     const form = el.querySelector(".token-row");
     if (tokenOpen.has(n.address) && !form) {
       const row = document.createElement("form");

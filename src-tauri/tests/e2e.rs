@@ -1881,3 +1881,108 @@ async fn a_fleet_name_is_one_entry_that_lists_its_members_and_their_states() {
     assert_eq!(order, json!([at(3), at(4), at(5)]));
     c.close().await.expect("session closes");
 }
+
+/// axe-core, from the pinned wheel `scripts/setup.sh` installs into `.venv`
+/// (tools/requirements-a11y.txt).
+fn axe_source() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = root.join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok)
+            .map(|d| {
+                d.path()
+                    .join("site-packages/axe_playwright_python/axe.min.js")
+            })
+            .find(|p| p.exists())
+    });
+    let path = found.unwrap_or_else(|| {
+        panic!(
+            "axe.min.js not found under {}: run scripts/setup.sh with PRISM_WITH_APP=1 \
+             (it installs tools/requirements-a11y.txt into .venv)",
+            lib.display()
+        )
+    });
+    std::fs::read_to_string(&path).expect("axe.min.js readable")
+}
+
+/// Runs axe-core on the page as it is now; adds every serious or critical violation to
+/// `found`, named by `state`.
+async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
+    if js(c, "return typeof window.axe", vec![]).await != json!("object") {
+        js(c, &format!("{axe}\n;return true;"), vec![]).await;
+    }
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                              nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary) }))),
+                     e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .expect("axe runs");
+    assert!(result.get("error").is_none(), "axe failed: {result}");
+    let violations = result.as_array().expect("a list");
+    eprintln!(
+        "e2e: accessibility audit of {state}: {} serious or critical violation(s)",
+        violations.len()
+    );
+    for v in violations {
+        found.push(format!(
+            "{state}: {}",
+            serde_json::to_string_pretty(v).expect("json")
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_main_states_pass_an_accessibility_audit() {
+    let _one = one_at_a_time();
+    let axe = axe_source();
+    let h = Harness::start();
+    let c = h.open().await;
+    let mut found = Vec::new();
+    audit(&c, &axe, "the empty library", &mut found).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    for i in 0..3 {
+        write_image(&work.path().join(format!("a11y/{i}.png")), 120, 90, i);
+    }
+    drop_paths(&c, &[&work.path().join("a11y")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
+    audit(&c, &axe, "the library with images", &mut found).await;
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    audit(&c, &axe, "the inspector", &mut found).await;
+    // The engine panel, remote, with a node whose certificate waits to be trusted.
+    let keys = tempfile::tempdir().expect("temp dir");
+    let identity = keys.path().join("node");
+    prism_engine::remote::tls::create_identity(&identity).expect("identity");
+    let mut nodes = FleetNodes(Vec::new());
+    let port = nodes.start(&identity, ([127, 0, 0, 1], 0).into());
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(&format!("127.0.0.1:{port}"))
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector('.node .node-status')", 5).await;
+    audit(&c, &axe, "the engine panel", &mut found).await;
+    click(&c, "#connect").await;
+    wait_js(&c, "!document.getElementById('trust-dialog').hidden", 20).await;
+    audit(&c, &axe, "the trust dialog", &mut found).await;
+    c.close().await.expect("session closes");
+    assert!(
+        found.is_empty(),
+        "{} serious or critical accessibility violation(s):\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
