@@ -275,9 +275,16 @@ export function initEngine(store) {
     }
   }
 
+  // Where focus was before the trust dialog opened: it goes back there when it closes.
+  let trustReturn = null;
+
   function showNextTrust() {
     const next = trustQueue.shift();
-    if (!next) return;
+    if (!next) {
+      closeTrust();
+      return;
+    }
+    if ($("trust-dialog").hidden) trustReturn = document.activeElement;
     $("trust-address").textContent = next.address;
     // Groups of four hex digits are easier to compare by eye.
     $("trust-fingerprint").textContent = next.fingerprint.match(/.{1,4}/g).join(" ");
@@ -287,10 +294,27 @@ export function initEngine(store) {
     $("trust-accept").focus();
   }
 
+  /** Hides the trust dialog and gives focus back to where it was (else Connect). */
+  function closeTrust() {
+    const dlg = $("trust-dialog");
+    if (dlg.hidden) return;
+    dlg.hidden = true;
+    const usable = (el) => el && el !== document.body && el.isConnected && !el.disabled;
+    const back = usable(trustReturn) ? trustReturn : $("connect");
+    trustReturn = null;
+    back.focus();
+  }
+
+  /** Not trusted: the next node waiting to be compared, if any, else close. */
+  function cancelTrust() {
+    if (trustQueue.length) showNextTrust();
+    else closeTrust();
+  }
+
   async function acceptTrust() {
     const dlg = $("trust-dialog");
     const address = dlg.dataset.address;
-    dlg.hidden = true;
+    closeTrust();
     try {
       store.setNodes(await ipc.trustNode(address, $("trust-fingerprint").dataset.raw));
       const n = store.node(address);
@@ -408,9 +432,21 @@ export function initEngine(store) {
   $("connect").addEventListener("click", connect);
   $("close-connection").addEventListener("click", closeConnections);
   $("trust-accept").addEventListener("click", acceptTrust);
-  $("trust-cancel").addEventListener("click", () => {
-    $("trust-dialog").hidden = true;
-    showNextTrust();
+  $("trust-cancel").addEventListener("click", cancelTrust);
+  // A modal: Escape cancels, Tab and Shift+Tab stay on its buttons.
+  $("trust-dialog").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      // Handled here: the panel's and the inspector's Escape must not fire too.
+      e.preventDefault();
+      e.stopPropagation();
+      cancelTrust();
+    } else if (e.key === "Tab") {
+      const order = [$("trust-cancel"), $("trust-accept")];
+      const i = order.indexOf(document.activeElement);
+      e.preventDefault();
+      const next = i < 0 ? order[1] : order[(i + (e.shiftKey ? order.length - 1 : 1)) % order.length];
+      next.focus();
+    }
   });
 
   // A fleet's members change at any time (lookups during and between batches): this

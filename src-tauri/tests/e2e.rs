@@ -1914,6 +1914,10 @@ async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
     let result = c
         .execute_async(
             "const done = arguments[arguments.length - 1];
+             // The resting page is audited: entrance animations (a panel fading in) are
+             // run to their end first, or colours are read half-faded.
+             for (const a of document.getAnimations())
+               if (a.effect && a.effect.getComputedTiming().iterations !== Infinity) a.finish();
              axe.run(document, { resultTypes: ['violations'] })
                .then(r => done(r.violations
                  .filter(v => v.impact === 'serious' || v.impact === 'critical')
@@ -1940,7 +1944,7 @@ async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::await_holding_lock)]
-async fn the_main_states_pass_an_accessibility_audit() {
+async fn the_main_states_pass_an_accessibility_audit_and_work_by_keyboard() {
     let _one = one_at_a_time();
     let axe = axe_source();
     let h = Harness::start();
@@ -1957,6 +1961,48 @@ async fn the_main_states_pass_an_accessibility_audit() {
     click(&c, ".card[data-id='0']").await;
     wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
     audit(&c, &axe, "the inspector", &mut found).await;
+
+    // Every action by keyboard. Cards open with Enter or Space; their Remove buttons say
+    // which image they remove.
+    let name = "document.getElementById('inspector-name').textContent";
+    let focus = |css: &str| format!("document.querySelector(\"{css}\").focus(); return true;");
+    js(&c, &focus(".card[data-id='1']"), vec![]).await;
+    press(&c, '\u{e007}').await;
+    wait_js(&c, &format!("{name} === '1.png'"), 5).await;
+    js(&c, &focus(".card[data-id='2']"), vec![]).await;
+    press(&c, ' ').await;
+    wait_js(&c, &format!("{name} === '2.png'"), 5).await;
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('.card-remove')].map(b => b.getAttribute('aria-label'))",
+            vec![]
+        )
+        .await,
+        json!(["Remove 0.png", "Remove 1.png", "Remove 2.png"])
+    );
+    // The before/after slider moves with the arrow keys (not stepping the images).
+    click(&c, "input[name='view'][value='slider'] + span").await;
+    wait_js(&c, "!document.getElementById('slider-handle').hidden", 5).await;
+    audit(&c, &axe, "the before/after slider", &mut found).await;
+    let split = "document.getElementById('slider-handle').getAttribute('aria-valuenow')";
+    js(&c, &focus("#slider-handle"), vec![]).await;
+    press(&c, '\u{e012}').await;
+    wait_js(&c, &format!("{split} === '45'"), 5).await;
+    press(&c, '\u{e011}').await;
+    wait_js(&c, &format!("{split} === '0'"), 5).await;
+    // A focused pane zooms with + and -, pans with the arrows, fits with 0.
+    let zoom = "document.getElementById('zoom-level').textContent";
+    js(&c, &focus("#pane-before"), vec![]).await;
+    press(&c, '+').await;
+    wait_js(&c, &format!("{zoom} !== 'fit'"), 5).await;
+    let stage = "document.querySelector('#pane-before .stage').style.transform";
+    let before = js(&c, &format!("return {stage}"), vec![]).await;
+    press(&c, '\u{e014}').await;
+    wait_js(&c, &format!("{stage} !== {before}"), 5).await;
+    press(&c, '0').await;
+    wait_js(&c, &format!("{zoom} === 'fit'"), 5).await;
+    assert_eq!(text(&c, "#inspector-name").await, "2.png");
     // The engine panel, remote, with a node whose certificate waits to be trusted.
     let keys = tempfile::tempdir().expect("temp dir");
     let identity = keys.path().join("node");
@@ -1978,6 +2024,24 @@ async fn the_main_states_pass_an_accessibility_audit() {
     click(&c, "#connect").await;
     wait_js(&c, "!document.getElementById('trust-dialog').hidden", 20).await;
     audit(&c, &axe, "the trust dialog", &mut found).await;
+    // A modal: focus starts on Trust, Tab stays on its buttons, Escape cancels and gives
+    // focus back, leaving the panel open.
+    let active = |id: &str| format!("document.activeElement === document.getElementById('{id}')");
+    wait_js(&c, &active("trust-accept"), 5).await;
+    press(&c, '\u{e004}').await;
+    wait_js(&c, &active("trust-cancel"), 5).await;
+    press(&c, '\u{e004}').await;
+    wait_js(&c, &active("trust-accept"), 5).await;
+    press(&c, '\u{e00c}').await;
+    wait_js(
+        &c,
+        &format!(
+            "document.getElementById('trust-dialog').hidden && {} && !document.getElementById('engine-panel').hidden",
+            active("connect")
+        ),
+        5,
+    )
+    .await;
     c.close().await.expect("session closes");
     assert!(
         found.is_empty(),
