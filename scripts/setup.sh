@@ -51,6 +51,16 @@ if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
   fi
 fi
 
+# axe-core for the end-to-end test's accessibility audit, from a pinned wheel that
+# bundles it (tools/requirements-a11y.txt); without its dependencies: only axe.min.js is used.
+if [ "${PRISM_WITH_APP:-0}" = 1 ]; then
+  if ! ls .venv/lib/python3*/site-packages/axe_playwright_python/axe.min.js >/dev/null 2>&1; then
+    echo "setup: installing axe-core (axe-playwright-python) into .venv"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --no-deps --require-hashes -r tools/requirements-a11y.txt
+  fi
+fi
+
 # kubernetes-validate checks the rendered manifests offline against the API schemas it
 # bundles; pinned with its dependencies in tools/requirements-deploy.txt.
 KV_VERSION=$(sed -n 's/^kubernetes-validate==//p' tools/requirements-deploy.txt)

@@ -24,13 +24,42 @@ function statusText(s) {
 
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
+const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
+
+const MEMBER_STATE = {
+  connecting: "connecting",
+  ready: "ready",
+  draining: "draining",
+  lost: "lost",
+  unreachable: "unreachable",
+};
+
+function memberDetail(m) {
+  if (m.state === "ready") return plural(m.cores, "core");
+  if (m.state === "draining") return "left DNS: finishing its images";
+  if (m.state === "lost" || m.state === "unreachable") return m.message;
+  return "";
+}
+
+function fleetDetail(n) {
+  const members = n.members || [];
+  const ready = members.filter((m) => m.state === "ready");
+  const cores = ready.reduce((sum, m) => sum + m.cores, 0);
+  const lookup = n.lookupFailed ? ` Lookups fail now (the members go on): ${n.lookupFailed}` : "";
+  return `Fleet: ${ready.length} of ${plural(members.length, "member")} ready, ${plural(cores, "core")}.${lookup}`;
+}
+
 function detailText(n, retry) {
   const s = n.status;
+  if (n.fleet && s.status === "connected") return fleetDetail(n);
   if (s.status === "connected") return `${s.cores} ${s.cores === 1 ? "core" : "cores"}, Prism ${s.version}`;
   if (s.status === "connecting") return `Waiting up to ${secs(retry.timeoutMs)} for an answer…`;
   if (s.status === "failed") return `${s.message}. ${s.hint}`;
   if (s.status === "untrusted") return "Check its fingerprint to trust it.";
-  if (!n.fingerprint) return "Not trusted yet: Connect shows its fingerprint.";
+  if (!n.fingerprint)
+    return n.fleet
+      ? "A fleet: every address this name lists. Not trusted yet: Connect shows their fingerprint."
+      : "Not trusted yet: Connect shows its fingerprint.";
   if (!n.hasToken) return "Needs its token.";
   return "";
 }
@@ -59,11 +88,14 @@ export function initEngine(store) {
       </div>
       <ol class="node-attempts" hidden></ol>
       <div class="node-detail"></div>
+      <ul class="node-members" aria-label="Fleet members" hidden></ul>
       <div class="node-actions">
         <button class="btn token-btn"></button>
         <button class="btn ghost remove-btn">Remove</button>
       </div>`;
     el.querySelector(".node-address").textContent = address;
+    // Names that say which node: several rows have these buttons.
+    el.querySelector(".remove-btn").setAttribute("aria-label", `Remove ${address}`);
     el.querySelector(".token-btn").addEventListener("click", () => openToken(address));
     el.querySelector(".remove-btn").addEventListener("click", () => removeNode(address));
     return el;
@@ -89,7 +121,11 @@ export function initEngine(store) {
         return li;
       }),
     );
-    el.querySelector(".token-btn").textContent = n.hasToken ? "Change token" : "Enter token";
+    renderMembers(el.querySelector(".node-members"), n.members || []);
+    el.dataset.fleet = n.fleet ? "1" : "";
+    const tokenBtn = el.querySelector(".token-btn");
+    tokenBtn.textContent = n.hasToken ? "Change token" : "Enter token";
+    tokenBtn.setAttribute("aria-label", `${tokenBtn.textContent} for ${n.address}`);
     const form = el.querySelector(".token-row");
     if (tokenOpen.has(n.address) && !form) {
       const row = document.createElement("form");
@@ -104,6 +140,29 @@ export function initEngine(store) {
     } else if (!tokenOpen.has(n.address) && form) {
       form.remove();
     }
+  }
+
+  /** A fleet's members, one row each, updated in place by address. */
+  function renderMembers(list, members) {
+    list.hidden = members.length === 0;
+    const byAddress = new Map([...list.children].map((li) => [li.dataset.member, li]));
+    const listed = new Set(members.map((m) => m.address));
+    for (const [a, li] of byAddress) if (!listed.has(a)) li.remove();
+    members.forEach((m, i) => {
+      let li = byAddress.get(m.address);
+      if (!li) {
+        li = document.createElement("li");
+        li.className = "member";
+        li.dataset.member = m.address;
+        li.innerHTML = `<span class="member-address"></span><span class="member-state"></span><span class="member-detail"></span>`;
+        li.querySelector(".member-address").textContent = m.address;
+      }
+      const st = li.querySelector(".member-state");
+      st.dataset.state = m.state;
+      st.textContent = MEMBER_STATE[m.state] || m.state;
+      li.querySelector(".member-detail").textContent = memberDetail(m);
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+    });
   }
 
   function renderNodes() {
@@ -153,6 +212,8 @@ export function initEngine(store) {
     $("retry-attempts").value = s.retry.attempts;
     $("retry-delay").value = s.retry.delayMs / 1000;
     $("retry-timeout").value = s.retry.timeoutMs / 1000;
+    $("fleet-resolve").value = s.fleet.resolveEveryMs / 1000;
+    $("fleet-dns").value = s.fleet.dnsServer ?? "";
     const threads = String(s.threads);
     $("threads").value = threads;
     if ($("threads").value !== threads) {
@@ -195,6 +256,9 @@ export function initEngine(store) {
       case "attemptFailed":
         store.attemptFailed(e.address, e);
         break;
+      case "members":
+        store.setMembers(e.address, e.members, e.lookupFailed);
+        break;
       case "finished": {
         $("connect").disabled = false;
         showNextTrust();
@@ -211,9 +275,16 @@ export function initEngine(store) {
     }
   }
 
+  // Where focus was before the trust dialog opened: it goes back there when it closes.
+  let trustReturn = null;
+
   function showNextTrust() {
     const next = trustQueue.shift();
-    if (!next) return;
+    if (!next) {
+      closeTrust();
+      return;
+    }
+    if ($("trust-dialog").hidden) trustReturn = document.activeElement;
     $("trust-address").textContent = next.address;
     // Groups of four hex digits are easier to compare by eye.
     $("trust-fingerprint").textContent = next.fingerprint.match(/.{1,4}/g).join(" ");
@@ -223,10 +294,27 @@ export function initEngine(store) {
     $("trust-accept").focus();
   }
 
+  /** Hides the trust dialog and gives focus back to where it was (else Connect). */
+  function closeTrust() {
+    const dlg = $("trust-dialog");
+    if (dlg.hidden) return;
+    dlg.hidden = true;
+    const usable = (el) => el && el !== document.body && el.isConnected && !el.disabled;
+    const back = usable(trustReturn) ? trustReturn : $("connect");
+    trustReturn = null;
+    back.focus();
+  }
+
+  /** Not trusted: the next node waiting to be compared, if any, else close. */
+  function cancelTrust() {
+    if (trustQueue.length) showNextTrust();
+    else closeTrust();
+  }
+
   async function acceptTrust() {
     const dlg = $("trust-dialog");
     const address = dlg.dataset.address;
-    dlg.hidden = true;
+    closeTrust();
     try {
       store.setNodes(await ipc.trustNode(address, $("trust-fingerprint").dataset.raw));
       const n = store.node(address);
@@ -325,6 +413,13 @@ export function initEngine(store) {
     patch({ retry: { attempts, delayMs, timeoutMs } }, "Retries not changed");
   };
   for (const id of ["retry-attempts", "retry-delay", "retry-timeout"]) $(id).addEventListener("change", saveRetry);
+  const saveFleet = () => {
+    const resolveEveryMs = Math.round(parseFloat($("fleet-resolve").value) * 1000);
+    if (!Number.isFinite(resolveEveryMs)) return;
+    const dns = $("fleet-dns").value.trim();
+    patch({ fleet: { resolveEveryMs, dnsServer: dns || null } }, "Fleet setting not changed");
+  };
+  for (const id of ["fleet-resolve", "fleet-dns"]) $(id).addEventListener("change", saveFleet);
   $("add-node-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -337,10 +432,37 @@ export function initEngine(store) {
   $("connect").addEventListener("click", connect);
   $("close-connection").addEventListener("click", closeConnections);
   $("trust-accept").addEventListener("click", acceptTrust);
-  $("trust-cancel").addEventListener("click", () => {
-    $("trust-dialog").hidden = true;
-    showNextTrust();
+  $("trust-cancel").addEventListener("click", cancelTrust);
+  // A modal: Escape cancels, Tab and Shift+Tab stay on its buttons.
+  $("trust-dialog").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      // Handled here: the panel's and the inspector's Escape must not fire too.
+      e.preventDefault();
+      e.stopPropagation();
+      cancelTrust();
+    } else if (e.key === "Tab") {
+      const order = [$("trust-cancel"), $("trust-accept")];
+      const i = order.indexOf(document.activeElement);
+      e.preventDefault();
+      const next = i < 0 ? order[1] : order[(i + (e.shiftKey ? order.length - 1 : 1)) % order.length];
+      next.focus();
+    }
   });
+
+  // A fleet's members change at any time (lookups during and between batches): this
+  // page hears of it from now on. Events that come before the answer wait for it.
+  (async () => {
+    const early = [];
+    let waiting = true;
+    try {
+      const list = await ipc.watchNodes((e) => (waiting ? early.push(e) : onConnEvent(e)));
+      waiting = false;
+      if (store.settings) store.setNodes(list);
+      for (const e of early) onConnEvent(e);
+    } catch (e) {
+      errorToast(e, "Fleet members will not update");
+    }
+  })();
 
   // A node was lost during a batch: say so and show its new status.
   store.on("nodeLost", async ({ address, message }) => {

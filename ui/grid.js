@@ -44,6 +44,9 @@ export function initGrid(store, actions) {
     card.className = "card";
     card.dataset.id = id;
     card.tabIndex = 0;
+    // A list item that opens in the inspector (Enter or Space); its Remove button is
+    // its own control beside that, named after the image.
+    card.setAttribute("role", "listitem");
     card.innerHTML = `
       <div class="thumb"><img alt="" loading="lazy" decoding="async" /><div class="card-reason" hidden></div></div>
       <span class="state"></span>
@@ -67,7 +70,16 @@ export function initGrid(store, actions) {
       card.querySelector(".thumb-error")?.remove();
     });
     card.addEventListener("click", () => store.select(id));
-    card.addEventListener("keydown", (e) => e.key === "Enter" && store.select(id));
+    card.addEventListener("keydown", (e) => {
+      if (e.target !== card) return;
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        store.select(id);
+      } else if (e.key === "Delete" && !store.busy()) {
+        e.preventDefault();
+        actions.removeImages([id]);
+      }
+    });
     card.querySelector(".card-remove").addEventListener("click", (e) => {
       e.stopPropagation();
       actions.removeImages([id]);
@@ -84,6 +96,10 @@ export function initGrid(store, actions) {
     const src = v.result ? ipc.pixelUrl("result-thumb", id, v.result.rev) : ipc.pixelUrl("thumb", id);
     if (img.getAttribute("src") !== src) img.src = src;
     card.querySelector(".card-name").textContent = v.name;
+    card.setAttribute("aria-label", `${v.name}, ${stateLabel(v.state)}`);
+    const remove = card.querySelector(".card-remove");
+    remove.setAttribute("aria-label", `Remove ${v.name}`);
+    remove.title = `Remove ${v.name} (Delete)`;
     card.querySelector(".card-name").title = v.path;
     const st = card.querySelector(".state");
     st.dataset.state = v.state.state;

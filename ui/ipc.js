@@ -46,6 +46,14 @@ export function connectNodes(onEvent) {
   return invoke("connect_nodes", { onEvent: onEventChannel });
 }
 
+/** Node changes no call asked for (a fleet's members) go to `onEvent` from now on;
+ *  resolves to the nodes as they are now. */
+export function watchNodes(onEvent) {
+  const onEventChannel = new T.core.Channel();
+  onEventChannel.onmessage = onEvent;
+  return invoke("watch_nodes", { onEvent: onEventChannel });
+}
+
 /**
  * Re-attaches this (reloaded) page to the running batch: `onEvent` gets its events from
  * now on. Resolves to {job, images} (where it stands), or null when none runs.

@@ -248,6 +248,15 @@ export class Store {
     this.emit("node", address);
   }
 
+  /** A fleet's members as they stand now (its Members event). */
+  setMembers(address, members, lookupFailed) {
+    const n = this.node(address);
+    if (!n) return;
+    n.members = members;
+    n.lookupFailed = lookupFailed ?? null;
+    this.emit("node", address);
+  }
+
   /** A connect attempt failed and another follows. */
   attemptFailed(address, attempt) {
     if (!this.attempts.has(address)) this.attempts.set(address, []);

@@ -61,6 +61,7 @@ export class Viewer {
 
     for (const pane of this.panes) this.bindPane(pane);
     this.bindHandle();
+    this.bindKeys();
     new ResizeObserver(() => (this.fitted ? this.fit() : this.apply())).observe(root);
   }
 
@@ -141,6 +142,7 @@ export class Viewer {
     if (this.mode === "slider") {
       afterPane.style.clipPath = `inset(0 0 0 ${this.split}%)`;
       this.handle.style.left = `${this.split}%`;
+      this.handle.setAttribute("aria-valuenow", String(Math.round(this.split)));
     } else {
       afterPane.style.clipPath = "";
     }
@@ -173,6 +175,57 @@ export class Viewer {
     pane.addEventListener("pointerup", end);
     pane.addEventListener("pointercancel", end);
     pane.addEventListener("dblclick", () => this.fit());
+  }
+
+  /** The keyboard does what the mouse does: the slider's handle moves with the arrow
+   *  keys (Home, End), a focused pane pans with them and zooms with + and -, 0 fits. */
+  bindKeys() {
+    const h = this.handle;
+    h.tabIndex = 0;
+    h.setAttribute("role", "slider");
+    h.setAttribute("aria-label", "Before / after split (arrow keys move it)");
+    h.setAttribute("aria-valuemin", "0");
+    h.setAttribute("aria-valuemax", "100");
+    h.setAttribute("aria-valuenow", String(this.split));
+    h.addEventListener("keydown", (e) => {
+      const step = e.shiftKey ? 20 : 5;
+      const to = {
+        ArrowLeft: this.split - step,
+        ArrowDown: this.split - step,
+        ArrowRight: this.split + step,
+        ArrowUp: this.split + step,
+        Home: 0,
+        End: 100,
+      }[e.key];
+      if (to === undefined) return;
+      // Handled: the inspector's arrow keys (next/previous image) must not fire too.
+      e.preventDefault();
+      e.stopPropagation();
+      this.split = Math.min(100, Math.max(0, to));
+      this.apply();
+    });
+    for (const pane of this.panes) {
+      pane.tabIndex = 0;
+      pane.setAttribute("role", "group");
+      const label = pane.querySelector(".pane-label")?.textContent || "Image";
+      pane.setAttribute("aria-label", `${label}: arrow keys pan, + and - zoom, 0 fits`);
+      pane.addEventListener("keydown", (e) => {
+        if (e.altKey || e.ctrlKey || e.metaKey) return;
+        const d = e.shiftKey ? 120 : 40;
+        const pan = { ArrowLeft: [d, 0], ArrowRight: [-d, 0], ArrowUp: [0, d], ArrowDown: [0, -d] }[e.key];
+        if (pan) {
+          this.view.tx += pan[0];
+          this.view.ty += pan[1];
+          this.fitted = false;
+          this.apply();
+        } else if (e.key === "+" || e.key === "=") this.zoomBy(1.25);
+        else if (e.key === "-") this.zoomBy(0.8);
+        else if (e.key === "0") this.fit();
+        else return;
+        e.preventDefault();
+        e.stopPropagation();
+      });
+    }
   }
 
   bindHandle() {

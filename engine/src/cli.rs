@@ -542,7 +542,12 @@ fn build_workers(args: &ProcessArgs, notices: &Notices) -> Result<Workers, Engin
     };
     let on_event: FleetEvents = {
         let notices = notices.clone();
-        Arc::new(move |e: &FleetEvent| notices.say(&e.to_string()))
+        Arc::new(move |e: &FleetEvent| {
+            // The terminal hears what changed (joined, unreachable, ...), not each try.
+            if !matches!(e, FleetEvent::Connecting { .. }) {
+                notices.say(&e.to_string())
+            }
+        })
     };
     enum Connected {
         Node(Box<RemoteClient>),

@@ -330,6 +330,19 @@ pub async fn connect_nodes(
     blocking(core, move |core| core.connect_nodes(sink)).await
 }
 
+/// Sends node changes no call asked for (fleet members joining, draining, lost) to
+/// `on_event` from now on; returns the nodes as they are now.
+#[tauri::command]
+pub async fn watch_nodes(
+    core: State<'_, Arc<Core>>,
+    on_event: Channel<ConnEvent>,
+) -> Result<Vec<NodeView>, AppError> {
+    let sink: ConnSink = Arc::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    blocking(core, move |core| Ok(core.watch_nodes(sink))).await
+}
+
 /// Closes every node connection; returns how many were open.
 #[tauri::command]
 pub async fn close_connections(core: State<'_, Arc<Core>>) -> Result<usize, AppError> {

@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use prism_engine::exec::{LocalWorker, RunConfig, Worker};
+use prism_engine::exec::{Joins, LocalWorker, RunConfig, Worker};
 use prism_engine::output::OnExists;
 use prism_engine::preset::{format_name, Preset};
+use prism_engine::remote::fleet::parse_target;
 use prism_engine::remote::tls::Fingerprint;
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
@@ -18,10 +20,11 @@ use crate::error::AppError;
 use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::preview::{render, PixelRequest, PreviewCache};
-use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
+use crate::remote::{is_fleet, parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
 use crate::settings::{
-    check_chain, EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace,
+    check_chain, EngineMode, FleetConfig, NodeConfig, RetryConfig, Settings, SettingsStore,
+    TokenPlace,
 };
 use crate::sync::lock;
 
@@ -68,6 +71,8 @@ pub struct SettingsPatch {
     pub engine: Option<EngineMode>,
     /// Connection retries.
     pub retry: Option<RetryConfig>,
+    /// How fleet names are looked up.
+    pub fleet: Option<FleetConfig>,
     /// In remote mode, also use this computer's cores.
     pub use_local_too: Option<bool>,
 }
@@ -95,6 +100,10 @@ pub struct SaveFailure {
     /// Why not.
     pub message: String,
 }
+
+/// How long a batch whose fleets have no member left waits for one to join (at least
+/// this, and at least two lookups) before the rest of its images fail: the CLI's wait.
+const FLEET_WAIT: Duration = Duration::from_secs(30);
 
 /// The app's state; commands are thin wrappers over its methods.
 pub struct Core {
@@ -193,7 +202,7 @@ impl Core {
             return Err(AppError::Busy);
         }
         let settings = lock(&self.settings).clone();
-        let workers = self.batch_workers()?;
+        let (workers, joins) = self.batch_workers()?;
         let plan = Plan::new(&lock(&self.library), target, &settings.global_ops)?;
         let id = self.next_job.fetch_add(1, Ordering::Relaxed);
         let mut config = RunConfig::new(self.work_dir.join(format!("job-{id}")));
@@ -213,6 +222,7 @@ impl Core {
                 library: self.library.clone(),
                 on_lost,
                 sink,
+                joins,
             },
         )?;
         let started = JobStarted {
@@ -398,6 +408,9 @@ impl Core {
         if let Some(r) = patch.retry {
             next.retry = r;
         }
+        if let Some(f) = patch.fleet {
+            next.fleet = f;
+        }
         if let Some(l) = patch.use_local_too {
             next.use_local_too = l;
         }
@@ -522,21 +535,25 @@ impl Core {
     }
 
     /// The workers a batch runs on: this machine, or the connected nodes (and this
-    /// machine too when asked).
-    fn batch_workers(&self) -> Result<Vec<Arc<dyn Worker>>, AppError> {
-        let (engine, with_local) = {
+    /// machine too when asked), with the fleet members that join while it runs.
+    #[allow(clippy::type_complexity)]
+    fn batch_workers(&self) -> Result<(Vec<Arc<dyn Worker>>, Option<Joins>), AppError> {
+        let (engine, with_local, resolve_every) = {
             let s = lock(&self.settings);
-            (s.engine, s.use_local_too)
+            (
+                s.engine,
+                s.use_local_too,
+                Duration::from_millis(s.fleet.resolve_every_ms),
+            )
         };
         if engine == EngineMode::Local {
-            return Ok(vec![self.local_worker()?]);
+            return Ok((vec![self.local_worker()?], None));
         }
-        let mut workers: Vec<Arc<dyn Worker>> = self
-            .remote
-            .workers()
-            .into_iter()
-            .map(|w| w as Arc<dyn Worker>)
-            .collect();
+        // A fleet whose members all went at once may come back: the batch waits for one
+        // as the CLI does (at least two lookups).
+        let (remote, joins) = self.remote.batch(FLEET_WAIT.max(resolve_every * 2));
+        let mut workers: Vec<Arc<dyn Worker>> =
+            remote.into_iter().map(|w| w as Arc<dyn Worker>).collect();
         if with_local {
             workers.push(self.local_worker()?);
         }
@@ -546,7 +563,7 @@ impl Core {
                 hint: "Connect a node in the Engine panel, or switch the engine to Local.",
             });
         }
-        Ok(workers)
+        Ok((workers, joins))
     }
 
     fn tokens(&self) -> Result<std::collections::BTreeMap<String, String>, AppError> {
@@ -570,9 +587,13 @@ impl Core {
         Ok(())
     }
 
-    /// Adds a node by address (not connected, not trusted yet).
+    /// Adds a node by address, or a fleet by DNS name (not connected, not trusted yet).
     pub fn add_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
         let address = parse_address(address)?;
+        // A name is a fleet: it must be a name DNS can look up.
+        if !address.starts_with('[') && address.parse::<std::net::SocketAddr>().is_err() {
+            parse_target(&address).map_err(AppError::BadRequest)?;
+        }
         if lock(&self.settings)
             .nodes
             .iter()
@@ -593,7 +614,9 @@ impl Core {
 
     /// Removes a node, its pin and its token, closing its connection.
     pub fn remove_node(&self, address: &str) -> Result<Vec<NodeView>, AppError> {
-        if self.running_job().is_some_and(|j| j.uses_node(address)) {
+        // A fleet's members are named by their own addresses in the batch.
+        let in_use = |j: &Arc<Job>| j.uses_node(address) || (is_fleet(address) && j.uses_nodes());
+        if self.running_job().is_some_and(|j| in_use(&j)) {
             return Err(AppError::Busy);
         }
         self.change_settings(|s| s.nodes.retain(|n| n.address != address))?;
@@ -645,15 +668,22 @@ impl Core {
 
     /// Connects every configured node (with visible retries); events go to `sink`.
     pub fn connect_nodes(&self, sink: ConnSink) -> Result<(), AppError> {
-        let (nodes, retry) = {
+        let (nodes, retry, fleet) = {
             let s = lock(&self.settings);
-            (s.nodes.clone(), s.retry)
+            (s.nodes.clone(), s.retry, s.fleet.clone())
         };
         if nodes.is_empty() {
             return Err(AppError::Nothing("no remote nodes yet".into()));
         }
         let tokens = self.tokens()?;
-        self.remote.connect_all(nodes, tokens, retry, sink)
+        self.remote.connect_all(nodes, tokens, retry, fleet, sink)
+    }
+
+    /// Sends node changes no call asked for (fleet members joining, draining, lost) to
+    /// `sink` from now on, and returns the nodes as they are now (a page drawing itself).
+    pub fn watch_nodes(&self, sink: ConnSink) -> Vec<NodeView> {
+        self.remote.watch(sink);
+        self.node_views()
     }
 
     /// Closes every node connection; refused while a batch uses them.

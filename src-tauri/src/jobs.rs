@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use prism_engine::exec::{run_batch, Event, RunConfig, WorkError, WorkRequest, WorkResult, Worker};
+use prism_engine::exec::{
+    run_batch_joining, Event, Joins, RunConfig, WorkError, WorkRequest, WorkResult, Worker,
+};
 use prism_engine::job::{Batch, Input};
 use prism_engine::ops::CancelToken;
 use prism_engine::{ErrorKind, Op};
@@ -216,6 +218,8 @@ pub struct JobSetup {
     pub on_lost: OnLost,
     /// Where its events go.
     pub sink: EventSink,
+    /// Workers that join while it runs (fleet members DNS lists later), if any may.
+    pub joins: Option<Joins>,
 }
 
 /// The running (or last) batch.
@@ -223,6 +227,8 @@ pub struct Job {
     id: JobId,
     ids: Vec<ImageId>,
     nodes: Vec<String>,
+    /// Whether nodes may join while it runs.
+    joining: bool,
     cancel: CancelToken,
     state: Mutex<JobState>,
 }
@@ -276,6 +282,7 @@ impl Job {
             library,
             on_lost,
             sink,
+            joins,
         } = setup;
         let job = Arc::new(Job {
             id,
@@ -285,6 +292,7 @@ impl Job {
                 .map(|w| w.name())
                 .filter(|n| n != "local")
                 .collect(),
+            joining: joins.is_some(),
             cancel: CancelToken::new(),
             state: Mutex::new(JobState {
                 sink,
@@ -304,15 +312,14 @@ impl Job {
                 }
             })
         };
-        let workers: Vec<Arc<dyn Worker>> = workers
-            .into_iter()
-            .map(|inner| {
-                Arc::new(LossReporter {
-                    inner,
-                    on_lost: reporter.clone(),
-                }) as Arc<dyn Worker>
-            })
-            .collect();
+        let report = move |inner: Arc<dyn Worker>| {
+            Arc::new(LossReporter {
+                inner,
+                on_lost: reporter.clone(),
+            }) as Arc<dyn Worker>
+        };
+        let workers: Vec<Arc<dyn Worker>> = workers.into_iter().map(&report).collect();
+        let joins = joins.map(|j| job.report_joins(j, report));
         // Queued before the thread starts, so its first events find them so.
         let before: Vec<(ImageId, ImageState)> = {
             let mut lib = lock(&library);
@@ -328,7 +335,7 @@ impl Job {
         let lib = library.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("prism-batch-{id}"))
-            .spawn(move || me.run(&plan, &workers, &config, &lib));
+            .spawn(move || me.run(&plan, &workers, joins, &config, &lib));
         if let Err(e) = spawned {
             // Nothing runs: the images go back to how they were.
             let mut lib = lock(&library);
@@ -362,9 +369,46 @@ impl Job {
         self.nodes.iter().any(|n| n == address)
     }
 
-    /// Whether it runs on any remote node.
+    /// Whether it runs on any remote node (or nodes may join it).
     pub fn uses_nodes(&self) -> bool {
-        !self.nodes.is_empty()
+        !self.nodes.is_empty() || self.joining
+    }
+
+    /// The same joins, each worker wrapped by `wrap` (so a member that joins and is lost
+    /// is reported like any node); the thread passing them on ends with the job.
+    fn report_joins(
+        self: &Arc<Self>,
+        joins: Joins,
+        wrap: impl Fn(Arc<dyn Worker>) -> Arc<dyn Worker> + Send + 'static,
+    ) -> Joins {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = Arc::downgrade(self);
+        let Joins { rx: from, wait } = joins;
+        let spawned = std::thread::Builder::new()
+            .name(format!("prism-batch-{}-joins", self.id))
+            .spawn(move || loop {
+                match from.recv_timeout(std::time::Duration::from_millis(200)) {
+                    Ok(w) => {
+                        if tx.send(wrap(w)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if !job.upgrade().is_some_and(|j| j.is_running()) {
+                            return;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            });
+        match spawned {
+            Ok(_) => Joins { rx, wait },
+            // No thread: nothing joins (a closed channel), and the batch waits for no one.
+            Err(_) => {
+                let (_, rx) = std::sync::mpsc::channel();
+                Joins { rx, wait }
+            }
+        }
     }
 
     /// Asks it to stop; what runs ends, what waits is marked cancelled.
@@ -399,12 +443,19 @@ impl Job {
     }
 
     /// The batch thread: runs the engine's scheduler, mirroring its events.
-    fn run(&self, plan: &Plan, workers: &[Arc<dyn Worker>], cfg: &RunConfig, lib: &Mutex<Library>) {
+    fn run(
+        &self,
+        plan: &Plan,
+        workers: &[Arc<dyn Worker>],
+        joins: Option<Joins>,
+        cfg: &RunConfig,
+        lib: &Mutex<Library>,
+    ) {
         let mut summary = (0, 0, 0.0);
         // Workers catch panics per input; this catches one in the scheduler itself, so
         // the job ends and the UI hears `Finished` whatever happens.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_batch_events(plan, workers, cfg, lib, &mut summary)
+            self.run_batch_events(plan, workers, joins, cfg, lib, &mut summary)
         }));
         if let Err(panic) = ran {
             let message = format!(
@@ -452,14 +503,16 @@ impl Job {
         &self,
         plan: &Plan,
         workers: &[Arc<dyn Worker>],
+        joins: Option<Joins>,
         cfg: &RunConfig,
         lib: &Mutex<Library>,
         summary: &mut (usize, usize, f64),
     ) {
         let planned = &plan.planned;
-        run_batch(
+        run_batch_joining(
             &plan.batch,
             workers,
+            joins,
             cfg,
             &self.cancel,
             &mut |ev| match ev {
@@ -678,6 +731,7 @@ mod tests {
                 library: library.clone(),
                 on_lost,
                 sink: s,
+                joins: None,
             },
         )
         .unwrap();
@@ -724,6 +778,7 @@ mod tests {
                 library: library.clone(),
                 on_lost: Arc::new(|_, _| {}),
                 sink: s,
+                joins: None,
             },
         )
         .unwrap();

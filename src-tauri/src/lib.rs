@@ -172,6 +172,7 @@ pub fn run() {
             commands::set_token,
             commands::trust_node,
             commands::connect_nodes,
+            commands::watch_nodes,
             commands::close_connections,
             commands::nodes,
             commands::about,

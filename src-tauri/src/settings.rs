@@ -66,6 +66,49 @@ impl Default for RetryConfig {
     }
 }
 
+/// How fleets (node entries named by DNS) are looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FleetConfig {
+    /// Time between lookups of a connected fleet's name: members that appear join, those
+    /// that leave DNS drain.
+    pub resolve_every_ms: u64,
+    /// The DNS server (`IP` or `IP:PORT`) to ask for fleet names instead of the system's.
+    pub dns_server: Option<String>,
+}
+
+/// Bounds of [`FleetConfig::resolve_every_ms`].
+pub const RESOLVE_EVERY_MS: std::ops::RangeInclusive<u64> = 200..=600_000;
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            // A Deployment's new pods take seconds to start; a few more to be found is fine.
+            resolve_every_ms: 5000,
+            dns_server: None,
+        }
+    }
+}
+
+impl FleetConfig {
+    /// The DNS server as an address (port 53 unless given), if one is set.
+    pub fn dns_server(&self) -> Result<Option<std::net::SocketAddr>, AppError> {
+        let Some(s) = self.dns_server.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+            return Ok(Some(a));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Some(std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                AppError::BadRequest(format!(
+                    "{s:?} is not a DNS server address (an IP, or IP:PORT)"
+                ))
+            })
+    }
+}
+
 /// Everything the app remembers between runs, except tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -84,6 +127,8 @@ pub struct Settings {
     pub use_local_too: bool,
     /// Connection retries.
     pub retry: RetryConfig,
+    /// How fleet names are looked up.
+    pub fleet: FleetConfig,
     /// The folder last added from or saved into: file dialogs start there.
     pub last_folder: Option<PathBuf>,
     /// Saved chains with their output format, by name, in the order saved.
@@ -111,6 +156,7 @@ impl Default for Settings {
             nodes: Vec::new(),
             use_local_too: false,
             retry: RetryConfig::default(),
+            fleet: FleetConfig::default(),
             last_folder: None,
             presets: Vec::new(),
         }
@@ -179,6 +225,12 @@ impl Settings {
                 "the time one attempt may take must be 0.1 s to 60 s".into(),
             ));
         }
+        if !RESOLVE_EVERY_MS.contains(&self.fleet.resolve_every_ms) {
+            return Err(AppError::BadRequest(
+                "the time between lookups of a fleet's name must be 0.2 s to 600 s".into(),
+            ));
+        }
+        self.fleet.dns_server()?;
         Ok(())
     }
 }
@@ -584,6 +636,18 @@ mod tests {
         s.retry.timeout_ms = 50;
         assert!(s.validate().is_err());
         s.retry.timeout_ms = 500;
+        assert!(s.validate().is_ok());
+        s.fleet.resolve_every_ms = 100;
+        assert!(s.validate().is_err());
+        s.fleet.resolve_every_ms = 1000;
+        s.fleet.dns_server = Some("dns.local".into());
+        assert!(s.validate().is_err());
+        s.fleet.dns_server = Some("10.0.0.1".into());
+        assert_eq!(
+            s.fleet.dns_server().unwrap(),
+            Some("10.0.0.1:53".parse().unwrap())
+        );
+        s.fleet.dns_server = Some("127.0.0.1:5353".into());
         assert!(s.validate().is_ok());
     }
 

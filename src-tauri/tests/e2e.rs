@@ -2101,3 +2101,349 @@ async fn ten_thousand_images_keep_the_grid_smooth() {
     );
     c.close().await.expect("session closes");
 }
+
+#[path = "common/dns.rs"]
+mod dns;
+
+/// In-process nodes sharing one identity, as a fleet's replicas; shut down on a thread of
+/// their own when dropped (their runtimes must not be dropped inside the test's).
+struct FleetNodes(Vec<prism_engine::remote::server::RunningNode>);
+
+impl FleetNodes {
+    fn start(&mut self, identity: &Path, listen: std::net::SocketAddr) -> u16 {
+        use prism_engine::remote::server::{IdentitySource, NodeConfig, NodeLimits, RunningNode};
+        let cfg = NodeConfig {
+            listen,
+            identity: IdentitySource::Fixed(identity.to_path_buf()),
+            metrics_listen: None,
+            threads: 1,
+            limits: NodeLimits::default(),
+        };
+        let node = std::thread::spawn(move || RunningNode::start(cfg))
+            .join()
+            .expect("node thread")
+            .expect("node starts");
+        let port = node.addr.port();
+        self.0.push(node);
+        port
+    }
+}
+
+impl Drop for FleetNodes {
+    fn drop(&mut self) {
+        let nodes = std::mem::take(&mut self.0);
+        let _ = std::thread::spawn(move || nodes.into_iter().for_each(|n| n.shutdown())).join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_fleet_name_is_one_entry_that_lists_its_members_and_their_states() {
+    let _one = one_at_a_time();
+    let keys = tempfile::tempdir().expect("temp dir");
+    let identity = keys.path().join("fleet");
+    let fingerprint =
+        prism_engine::remote::tls::create_identity(&identity).expect("fleet identity");
+    let token = std::fs::read_to_string(identity.join("token")).expect("fleet token");
+    let ip = |last: u8| std::net::Ipv4Addr::new(127, 0, 24, last);
+    let mut nodes = FleetNodes(Vec::new());
+    let port = nodes.start(&identity, (ip(2), 0).into());
+    nodes.start(&identity, (ip(3), port).into());
+    let at = |last: u8| format!("{}:{port}", ip(last));
+    let dns = dns::Dns::start();
+    // Nothing listens on .5: it is listed, and unreachable.
+    dns.set("crew", &[ip(2), ip(3), ip(5)]);
+    let address = format!("{}:{port}", dns::Dns::host("crew"));
+
+    let h = Harness::start();
+    let c = h.open().await;
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    // The fleet fields, as a user sets them: this test's DNS server, quick lookups.
+    set_field(&c, "#fleet-dns", &dns.addr.to_string()).await;
+    set_field(&c, "#fleet-resolve", "0.3").await;
+    set_field(&c, "#retry-attempts", "2").await;
+    set_field(&c, "#retry-timeout", "0.8").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(
+        snap["settings"]["fleet"],
+        json!({ "resolveEveryMs": 300, "dnsServer": dns.addr.to_string() })
+    );
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(&address)
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector(\".node[data-fleet='1']\")", 5).await;
+
+    // First Connect: the fleet's one certificate is shown to trust, then its token.
+    click(&c, "#connect").await;
+    wait_js(&c, "!document.getElementById('trust-dialog').hidden", 20).await;
+    assert_eq!(text(&c, "#trust-address").await, address);
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('trust-fingerprint').dataset.raw",
+            vec![]
+        )
+        .await,
+        json!(fingerprint.to_string())
+    );
+    click(&c, "#trust-accept").await;
+    wait_js(&c, "document.querySelector('.node .token-input')", 5).await;
+    c.find(Locator::Css(".node .token-input"))
+        .await
+        .expect("token field")
+        .send_keys(token.trim())
+        .await
+        .expect("typed");
+    click(&c, ".node .save-token").await;
+    wait_js(&c, "!document.querySelector('.node .token-input')", 5).await;
+    click(&c, "#connect").await;
+
+    // One entry, its members below it with their states.
+    let member = |addr: &str, state: &str| {
+        format!("document.querySelector(\".member[data-member='{addr}'] .member-state[data-state='{state}']\")")
+    };
+    wait_js(
+        &c,
+        &format!(
+            "{} && {} && {} && document.querySelector(\".node-status[data-status='connected']\")",
+            member(&at(2), "ready"),
+            member(&at(3), "ready"),
+            member(&at(5), "unreachable")
+        ),
+        30,
+    )
+    .await;
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelectorAll('.node').length",
+            vec![]
+        )
+        .await,
+        json!(1)
+    );
+    let detail = text(&c, ".node .node-detail").await;
+    assert!(detail.contains("2 of 3 members ready"), "{detail}");
+    let unreachable = text(
+        &c,
+        &format!(".member[data-member='{}'] .member-detail", at(5)),
+    )
+    .await;
+    assert!(!unreachable.is_empty(), "an unreachable member says why");
+    shot(&c, "19-fleet").await;
+
+    // Rows are updated in place: mark one, and see it still there after the changes.
+    js(
+        &c,
+        "document.querySelector(arguments[0]).prismMark = 1",
+        vec![json!(format!(".member[data-member='{}']", at(3)))],
+    )
+    .await;
+    // A scale-up and a scale-down: .4 appears, .2 leaves DNS (drains, then goes).
+    nodes.start(&identity, (ip(4), port).into());
+    dns.set("crew", &[ip(3), ip(4), ip(5)]);
+    wait_js(
+        &c,
+        &format!(
+            "{} && !document.querySelector(\".member[data-member='{}']\")",
+            member(&at(4), "ready"),
+            at(2)
+        ),
+        30,
+    )
+    .await;
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector(arguments[0]).prismMark",
+            vec![json!(format!(".member[data-member='{}']", at(3)))]
+        )
+        .await,
+        json!(1),
+        "the member rows were redrawn"
+    );
+    let order = js(
+        &c,
+        "return [...document.querySelectorAll('.member')].map(m => m.dataset.member)",
+        vec![],
+    )
+    .await;
+    assert_eq!(order, json!([at(3), at(4), at(5)]));
+    c.close().await.expect("session closes");
+}
+
+/// axe-core, from the pinned wheel `scripts/setup.sh` installs into `.venv`
+/// (tools/requirements-a11y.txt).
+fn axe_source() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = root.join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok)
+            .map(|d| {
+                d.path()
+                    .join("site-packages/axe_playwright_python/axe.min.js")
+            })
+            .find(|p| p.exists())
+    });
+    let path = found.unwrap_or_else(|| {
+        panic!(
+            "axe.min.js not found under {}: run scripts/setup.sh with PRISM_WITH_APP=1 \
+             (it installs tools/requirements-a11y.txt into .venv)",
+            lib.display()
+        )
+    });
+    std::fs::read_to_string(&path).expect("axe.min.js readable")
+}
+
+/// Runs axe-core on the page as it is now; adds every serious or critical violation to
+/// `found`, named by `state`.
+async fn audit(c: &Client, axe: &str, state: &str, found: &mut Vec<String>) {
+    if js(c, "return typeof window.axe", vec![]).await != json!("object") {
+        js(c, &format!("{axe}\n;return true;"), vec![]).await;
+    }
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             // The resting page is audited: entrance animations (a panel fading in) are
+             // run to their end first, or colours are read half-faded.
+             for (const a of document.getAnimations())
+               if (a.effect && a.effect.getComputedTiming().iterations !== Infinity) a.finish();
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                              nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary) }))),
+                     e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .expect("axe runs");
+    assert!(result.get("error").is_none(), "axe failed: {result}");
+    let violations = result.as_array().expect("a list");
+    eprintln!(
+        "e2e: accessibility audit of {state}: {} serious or critical violation(s)",
+        violations.len()
+    );
+    for v in violations {
+        found.push(format!(
+            "{state}: {}",
+            serde_json::to_string_pretty(v).expect("json")
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_main_states_pass_an_accessibility_audit_and_work_by_keyboard() {
+    let _one = one_at_a_time();
+    let axe = axe_source();
+    let h = Harness::start();
+    let c = h.open().await;
+    let mut found = Vec::new();
+    audit(&c, &axe, "the empty library", &mut found).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    for i in 0..3 {
+        write_image(&work.path().join(format!("a11y/{i}.png")), 120, 90, i);
+    }
+    drop_paths(&c, &[&work.path().join("a11y")]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 3", 20).await;
+    audit(&c, &axe, "the library with images", &mut found).await;
+    click(&c, ".card[data-id='0']").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    audit(&c, &axe, "the inspector", &mut found).await;
+
+    // Every action by keyboard. Cards open with Enter or Space; their Remove buttons say
+    // which image they remove.
+    let name = "document.getElementById('inspector-name').textContent";
+    let focus = |css: &str| format!("document.querySelector(\"{css}\").focus(); return true;");
+    js(&c, &focus(".card[data-id='1']"), vec![]).await;
+    press(&c, '\u{e007}').await;
+    wait_js(&c, &format!("{name} === '1.png'"), 5).await;
+    js(&c, &focus(".card[data-id='2']"), vec![]).await;
+    press(&c, ' ').await;
+    wait_js(&c, &format!("{name} === '2.png'"), 5).await;
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('.card-remove')].map(b => b.getAttribute('aria-label'))",
+            vec![]
+        )
+        .await,
+        json!(["Remove 0.png", "Remove 1.png", "Remove 2.png"])
+    );
+    // The before/after slider moves with the arrow keys (not stepping the images).
+    click(&c, "input[name='view'][value='slider'] + span").await;
+    wait_js(&c, "!document.getElementById('slider-handle').hidden", 5).await;
+    audit(&c, &axe, "the before/after slider", &mut found).await;
+    let split = "document.getElementById('slider-handle').getAttribute('aria-valuenow')";
+    js(&c, &focus("#slider-handle"), vec![]).await;
+    press(&c, '\u{e012}').await;
+    wait_js(&c, &format!("{split} === '45'"), 5).await;
+    press(&c, '\u{e011}').await;
+    wait_js(&c, &format!("{split} === '0'"), 5).await;
+    // A focused pane zooms with + and -, pans with the arrows, fits with 0.
+    let zoom = "document.getElementById('zoom-level').textContent";
+    js(&c, &focus("#pane-before"), vec![]).await;
+    press(&c, '+').await;
+    wait_js(&c, &format!("{zoom} !== 'fit'"), 5).await;
+    let stage = "document.querySelector('#pane-before .stage').style.transform";
+    let before = js(&c, &format!("return {stage}"), vec![]).await;
+    press(&c, '\u{e014}').await;
+    wait_js(&c, &format!("{stage} !== {before}"), 5).await;
+    press(&c, '0').await;
+    wait_js(&c, &format!("{zoom} === 'fit'"), 5).await;
+    assert_eq!(text(&c, "#inspector-name").await, "2.png");
+    // The engine panel, remote, with a node whose certificate waits to be trusted.
+    let keys = tempfile::tempdir().expect("temp dir");
+    let identity = keys.path().join("node");
+    prism_engine::remote::tls::create_identity(&identity).expect("identity");
+    let mut nodes = FleetNodes(Vec::new());
+    let port = nodes.start(&identity, ([127, 0, 0, 1], 0).into());
+    click(&c, "#engine-chip").await;
+    click(&c, "input[name='engine'][value='remote'] + span").await;
+    wait_js(&c, "!document.getElementById('engine-remote').hidden", 5).await;
+    c.find(Locator::Css("#node-address"))
+        .await
+        .expect("address field")
+        .send_keys(&format!("127.0.0.1:{port}"))
+        .await
+        .expect("typed");
+    click(&c, "#add-node").await;
+    wait_js(&c, "document.querySelector('.node .node-status')", 5).await;
+    audit(&c, &axe, "the engine panel", &mut found).await;
+    click(&c, "#connect").await;
+    wait_js(&c, "!document.getElementById('trust-dialog').hidden", 20).await;
+    audit(&c, &axe, "the trust dialog", &mut found).await;
+    // A modal: focus starts on Trust, Tab stays on its buttons, Escape cancels and gives
+    // focus back, leaving the panel open.
+    let active = |id: &str| format!("document.activeElement === document.getElementById('{id}')");
+    wait_js(&c, &active("trust-accept"), 5).await;
+    press(&c, '\u{e004}').await;
+    wait_js(&c, &active("trust-cancel"), 5).await;
+    press(&c, '\u{e004}').await;
+    wait_js(&c, &active("trust-accept"), 5).await;
+    press(&c, '\u{e00c}').await;
+    wait_js(
+        &c,
+        &format!(
+            "document.getElementById('trust-dialog').hidden && {} && !document.getElementById('engine-panel').hidden",
+            active("connect")
+        ),
+        5,
+    )
+    .await;
+    c.close().await.expect("session closes");
+    assert!(
+        found.is_empty(),
+        "{} serious or critical accessibility violation(s):\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}

@@ -122,6 +122,14 @@ pub struct FleetOptions {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum FleetEvent {
+    /// An address DNS lists is being connected (told once per address, not again while
+    /// it stays unreachable).
+    Connecting {
+        /// The fleet, `host:port`.
+        fleet: String,
+        /// The address.
+        member: SocketAddr,
+    },
     /// A member was connected and takes work.
     Joined {
         /// The fleet, `host:port`.
@@ -182,6 +190,9 @@ pub enum FleetEvent {
 impl std::fmt::Display for FleetEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            FleetEvent::Connecting { fleet, member } => {
+                write!(f, "fleet {fleet}: connecting to {member}")
+            }
             FleetEvent::Joined {
                 fleet,
                 member,
@@ -333,6 +344,13 @@ impl Roster {
         self.unreachable.retain(|a, _| listed.contains(a));
         for &addr in &listed {
             if !self.active.contains(&addr) && self.connecting.insert(addr) {
+                // An address still failing is retried quietly, as its failure is told once.
+                if !self.unreachable.contains_key(&addr) {
+                    steps.push(Step::Tell(FleetEvent::Connecting {
+                        fleet: fleet.clone(),
+                        member: addr,
+                    }));
+                }
                 steps.push(Step::Connect(addr));
             }
         }
@@ -709,6 +727,27 @@ impl Inner {
     }
 }
 
+/// The addresses `host` lists now, on `port`, looked up as a fleet's members are (with
+/// `opts.dns_server` if set): for a client that wants to see who is there before it
+/// connects (to show a fleet's certificate before trusting it, say).
+pub async fn lookup(
+    host: &str,
+    port: u16,
+    opts: &FleetOptions,
+) -> Result<BTreeSet<SocketAddr>, RemoteError> {
+    let resolver = resolver(opts)?;
+    let ips = resolver
+        .lookup_ip(host)
+        .await
+        .map_err(|e| RemoteError::Unreachable {
+            addr: format!("{host}:{port}"),
+            attempts: 1,
+            delay_ms: 0,
+            last: format!("cannot resolve {host}: {e}"),
+        })?;
+    Ok(ips.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -884,6 +923,43 @@ mod tests {
                 fleet: "f:1".into(),
                 addresses: vec![a(2), a(3)]
             })]
+        );
+    }
+
+    fn tells(steps: &[Step]) -> Vec<FleetEvent> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Tell(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connecting_is_told_for_new_addresses_and_not_for_quiet_retries() {
+        let mut r = Roster::new("f:1");
+        let connecting = |m: u8| FleetEvent::Connecting {
+            fleet: "f:1".into(),
+            member: a(m),
+        };
+        assert_eq!(
+            tells(&r.looked_up(Ok(set(&[2, 3])))),
+            vec![connecting(2), connecting(3)]
+        );
+        r.connected(a(2), Ok(1));
+        r.connected(a(3), Err("refused".into()));
+        // 3 is tried again without being told; 4 is new.
+        let steps = r.looked_up(Ok(set(&[2, 3, 4])));
+        assert_eq!(connects(&steps), vec![a(3), a(4)]);
+        assert_eq!(tells(&steps), vec![connecting(4)]);
+        // A lost member listed again is told as connecting anew.
+        r.lost(a(2));
+        r.connected(a(4), Ok(1));
+        r.connected(a(3), Err("refused".into()));
+        assert_eq!(
+            tells(&r.looked_up(Ok(set(&[2, 3, 4])))),
+            vec![connecting(2)]
         );
     }
 

@@ -12,6 +12,10 @@ use prism_engine::ErrorKind;
 use std::sync::mpsc;
 use std::time::Duration;
 
+// The end-to-end test's DNS server, shared.
+#[path = "../../tests/common/dns.rs"]
+mod dns;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -774,5 +778,199 @@ mod remote {
         // Removing the node forgets its pin and token.
         assert!(f.core.remove_node(&address).unwrap().is_empty());
         assert!(f.core.tokens().unwrap().is_empty());
+    }
+
+    use super::dns;
+    use crate::remote::{MemberStatus, MemberView};
+    use crate::settings::FleetConfig;
+    use std::net::Ipv4Addr;
+
+    /// A node of a fleet: one thread, the fleet's identity, on `ip:port`.
+    fn member(identity: &Path, ip: Ipv4Addr, port: u16) -> RunningNode {
+        RunningNode::start(NodeConfig {
+            listen: std::net::SocketAddr::new(ip.into(), port),
+            identity: IdentitySource::Fixed(identity.to_path_buf()),
+            metrics_listen: None,
+            threads: 1,
+            limits: NodeLimits::default(),
+        })
+        .unwrap()
+    }
+
+    fn state_of(members: &[MemberView], address: &str) -> Option<MemberStatus> {
+        members
+            .iter()
+            .find(|m| m.address == address)
+            .map(|m| m.status.clone())
+    }
+
+    /// Waits for a members event of `fleet` that `ok` accepts; returns its members.
+    fn wait_members(
+        rx: &mpsc::Receiver<ConnEvent>,
+        fleet: &str,
+        ok: impl Fn(&[MemberView]) -> bool,
+        what: &str,
+    ) -> Vec<MemberView> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(ConnEvent::Members {
+                    address, members, ..
+                }) if address == fleet && ok(&members) => return members,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_fleet_name_is_one_entry_whose_members_join_and_drain_during_a_batch() {
+        let f = fixture();
+        let identity = f.root.join("fleet-identity");
+        let fp = prism_engine::remote::tls::create_identity(&identity).unwrap();
+        let ip = |last: u8| Ipv4Addr::new(127, 0, 23, last);
+        let first = member(&identity, ip(2), 0);
+        let port = first.addr.port();
+        let second = member(&identity, ip(3), port);
+        let dns = dns::Dns::start();
+        // .5 is listed but nothing listens there.
+        dns.set("pool", &[ip(2), ip(3), ip(5)]);
+        let address = format!("{}:{port}", dns::Dns::host("pool"));
+        let at = |last: u8| format!("{}:{port}", ip(last));
+        let retry = RetryConfig {
+            attempts: 2,
+            delay_ms: 50,
+            timeout_ms: 600,
+        };
+        f.core
+            .update_settings(SettingsPatch {
+                engine: Some(EngineMode::Remote),
+                retry: Some(retry),
+                fleet: Some(FleetConfig {
+                    resolve_every_ms: 250,
+                    dns_server: Some(dns.addr.to_string()),
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+        // A name that is no DNS name is refused; a fleet name is one entry.
+        assert!(f.core.add_node("a..b:7443").is_err());
+        let views = f.core.add_node(&address).unwrap();
+        assert!(views[0].fleet && views[0].members.is_empty());
+
+        // First contact: the certificate the members share is shown, once, for the fleet.
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let NodeStatus::Untrusted { fingerprint } = last_status(&wait_conn(&rx), &address) else {
+            panic!("not asked to trust the fleet");
+        };
+        assert_eq!(fingerprint, fp.to_string());
+        f.core.trust_node(&address, &fingerprint).unwrap();
+        let token = std::fs::read_to_string(&first.token_path).unwrap();
+        f.core.set_token(&address, &token).unwrap();
+
+        let (cs, rx) = conn_sink();
+        f.core.connect_nodes(cs).unwrap();
+        let events = wait_conn(&rx);
+        assert!(
+            matches!(
+                last_status(&events, &address),
+                NodeStatus::Connected { cores: 2, .. }
+            ),
+            "{events:?}"
+        );
+        assert!(matches!(
+            events.last(),
+            Some(ConnEvent::Finished { connected: 1 })
+        ));
+        // Each member was told connecting, then where it stands.
+        let told: Vec<MemberView> = events
+            .iter()
+            .filter_map(|e| match e {
+                ConnEvent::Members { members, .. } => Some(members.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(told
+            .iter()
+            .any(|m| m.address == at(5) && m.status == MemberStatus::Connecting));
+        let view = f.core.node_views().remove(0);
+        assert_eq!(view.status, f.core.remote.status(&address));
+        assert_eq!(
+            state_of(&view.members, &at(2)),
+            Some(MemberStatus::Ready { cores: 1 })
+        );
+        assert_eq!(
+            state_of(&view.members, &at(3)),
+            Some(MemberStatus::Ready { cores: 1 })
+        );
+        assert!(
+            matches!(
+                state_of(&view.members, &at(5)),
+                Some(MemberStatus::Unreachable { .. })
+            ),
+            "{view:?}"
+        );
+
+        // A batch long enough to change DNS in the middle of it.
+        let n = 24;
+        for i in 0..n {
+            write_image(&f.root.join(format!("fleet/{i:02}.png")), 160, 160, i);
+        }
+        f.core.add_paths(&[f.root.join("fleet")]);
+        f.core
+            .set_global_chain(vec![op("denoise", &[("search", "15")])])
+            .unwrap();
+        let (s, jobs) = sink();
+        f.core.process(Target::All, s).unwrap();
+        let first_done = collect_until(
+            &jobs,
+            |e| matches!(e, JobEvent::Done { .. }),
+            "a first image done",
+        );
+        // A scale-up and a scale-down at once: .4 appears, .2 leaves DNS.
+        let third = member(&identity, ip(4), port);
+        dns.set("pool", &[ip(3), ip(4), ip(5)]);
+        wait_members(
+            &rx,
+            &address,
+            |m| state_of(m, &at(4)) == Some(MemberStatus::Ready { cores: 1 }),
+            ".4 joining",
+        );
+        let rest = wait(&jobs);
+        let events: Vec<JobEvent> = first_done.into_iter().chain(rest).collect();
+        let done: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::Done { result, .. } => Some(result.worker.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done.len(), n as usize, "{events:?}");
+        assert!(matches!(
+            events.last(),
+            Some(JobEvent::Finished { failed: 0, .. })
+        ));
+        // The member that joined mid-batch took work; the one that left finished its
+        // images (none failed) and is gone from the list.
+        assert!(done.contains(&at(4)), "{done:?}");
+        assert!(done.contains(&at(3)), "{done:?}");
+        wait_members(
+            &rx,
+            &address,
+            |m| state_of(m, &at(2)).is_none(),
+            ".2 drained and gone",
+        );
+
+        // Closing says goodbye to every member and forgets them.
+        assert_eq!(f.core.close_connections().unwrap(), 1);
+        let view = f.core.node_views().remove(0);
+        assert_eq!(view.status, NodeStatus::Disconnected);
+        assert!(view.members.is_empty());
+        for n in [first, second, third] {
+            n.shutdown();
+        }
     }
 }
