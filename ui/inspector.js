@@ -177,7 +177,12 @@ export function initInspector(store, actions) {
       b.textContent = ft;
       feats.append(b, " found");
     }
-    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null, notes(v));
+    const r = v.result;
+    viewer.show(
+      { display: ipc.pixelUrl("display", v.id), zoom: ipc.pixelUrl("source", v.id) },
+      r ? { display: ipc.pixelUrl("result-display", v.id, r.rev), zoom: ipc.pixelUrl("result", v.id, r.rev) } : null,
+      notes(v),
+    );
     updateControls();
   }
 

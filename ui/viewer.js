@@ -1,5 +1,10 @@
 // The result views: original and processed side by side, or one over the other with a
 // before/after slider. One zoom/pan state drives both images, so they stay in step.
+//
+// Each image opens with its display rendition (small, made with the grid's thumbnail, so
+// a click shows it at once) and changes to its zoom preview once zoomed in past the
+// rendition's own pixels. Both images are laid out at the size of the first rendition
+// shown (the "logical" size), so a sharper one replacing it moves nothing.
 
 const MAX_ZOOM = 16;
 
@@ -32,11 +37,19 @@ export class Viewer {
     this.split = 50; // slider position, % of the width
     this.view = { s: 1, tx: 0, ty: 0 };
     this.fitted = true;
-    this.natural = { w: 0, h: 0 };
+    this.natural = { w: 0, h: 0 }; // the logical size both images are laid out at
+    this.urls = new Map([
+      [this.before, null],
+      [this.after, null],
+    ]); // img -> {display, zoom, upgrading}
 
     const onLoad = (img) => {
       if (!img.naturalWidth) return;
-      this.natural = { w: img.naturalWidth, h: img.naturalHeight };
+      if (!this.natural.w) {
+        this.natural = { w: img.naturalWidth, h: img.naturalHeight };
+        for (const i of [this.before, this.after]) this.layout(i);
+      }
+      this.layout(img);
       if (this.fitted) this.fit();
       else this.apply();
     };
@@ -69,21 +82,28 @@ export class Viewer {
    * changes. Without a result the Processed pane shows `afterNote`; when the original
    * cannot be shown its pane shows `brokenNote` (notes are {title, text, hint, failed}).
    */
-  show(beforeUrl, afterUrl, { afterNote, brokenNote } = {}) {
+  show(before, after, { afterNote, brokenNote } = {}) {
     fillNote(this.beforeEmpty, brokenNote || { title: "No preview" });
-    const sameImage = this.before.getAttribute("src") === beforeUrl;
+    const sameImage = this.urls.get(this.before)?.display === before.display;
     if (!sameImage) {
       this.fitted = true;
+      this.natural = { w: 0, h: 0 };
       this.before.hidden = false;
       this.beforeEmpty.hidden = true;
-      this.before.src = beforeUrl;
+      this.urls.set(this.before, { ...before });
+      this.before.src = before.display;
     }
-    if (afterUrl) {
+    if (after) {
       this.after.hidden = false;
-      if (this.after.getAttribute("src") !== afterUrl) this.after.src = afterUrl;
+      if (this.urls.get(this.after)?.display !== after.display) {
+        this.urls.set(this.after, { ...after });
+        this.after.src = after.display;
+        this.layout(this.after);
+      }
       this.afterEmpty.hidden = true;
     } else {
       this.after.hidden = true;
+      this.urls.set(this.after, null);
       this.after.removeAttribute("src");
       fillNote(this.afterEmpty, afterNote || { title: "Not processed yet" });
       this.afterEmpty.hidden = false;
@@ -91,8 +111,33 @@ export class Viewer {
   }
 
   clear() {
-    this.before.removeAttribute("src");
-    this.after.removeAttribute("src");
+    for (const img of [this.before, this.after]) {
+      this.urls.set(img, null);
+      img.removeAttribute("src");
+    }
+  }
+
+  /** Lays an image out at the logical size, whatever rendition it holds. */
+  layout(img) {
+    const { w, h } = this.natural;
+    img.style.width = w ? `${w}px` : "";
+    img.style.height = h ? `${h}px` : "";
+  }
+
+  /** Swaps in the zoom previews once the screen shows more pixels than the renditions hold. */
+  sharpen() {
+    const dense = this.view.s * (window.devicePixelRatio || 1);
+    for (const [img, urls] of this.urls) {
+      if (!urls || urls.upgrading || !img.naturalWidth || !this.natural.w) continue;
+      if (dense <= (img.naturalWidth / this.natural.w) * 1.05) continue;
+      urls.upgrading = true;
+      // Loaded aside, then swapped: the pane never shows a half-loaded image.
+      const pre = new Image();
+      pre.onload = () => {
+        if (this.urls.get(img) === urls) img.src = urls.zoom;
+      };
+      pre.src = urls.zoom;
+    }
   }
 
   setMode(mode) {
@@ -137,6 +182,7 @@ export class Viewer {
     for (const st of this.stages) st.style.transform = t;
     const rel = this.fitScale ? s / this.fitScale : 1;
     this.zoomLabel.textContent = this.fitted ? "fit" : `${rel.toFixed(rel < 10 ? 1 : 0)}×`;
+    this.sharpen();
     const afterPane = this.panes[1];
     if (this.mode === "slider") {
       afterPane.style.clipPath = `inset(0 0 0 ${this.split}%)`;

@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex};
 use prism_engine::exec::{LocalWorker, RunConfig, Worker};
 use prism_engine::output::OnExists;
 use prism_engine::remote::tls::Fingerprint;
-use prism_engine::Op;
+use prism_engine::{Frame, Op};
 use serde::{Deserialize, Serialize};
 
+use crate::compare::{self, FrameCache, FrameKey, Readout};
 use crate::error::AppError;
 use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
-use crate::preview::{render, PixelRequest, PreviewCache};
+use crate::preview::{
+    encode_preview, fit_frame, render_all, PixelRequest, PreviewCache, Rendition,
+};
 use crate::remote::{parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
 use crate::settings::{EngineMode, NodeConfig, RetryConfig, Settings, SettingsStore, TokenPlace};
@@ -105,6 +108,8 @@ pub struct Core {
     next_job: AtomicU64,
     local: Mutex<Option<(usize, Arc<LocalWorker>)>>,
     previews: PreviewCache,
+    /// Full-resolution images the compare tools read.
+    frames: FrameCache,
     warning: Mutex<Option<String>>,
     remote: Arc<Remote>,
 }
@@ -143,6 +148,7 @@ impl Core {
             next_job: AtomicU64::new(1),
             local: Mutex::new(None),
             previews: PreviewCache::default(),
+            frames: FrameCache::default(),
             warning: Mutex::new(warning),
             remote: Arc::new(Remote::default()),
         }))
@@ -284,6 +290,7 @@ impl Core {
         drop(job);
         for &id in ids {
             self.previews.forget(id);
+            self.frames.forget(id);
         }
         for output in outputs {
             crate::library::remove_output(&output);
@@ -355,26 +362,94 @@ impl Core {
         if let Some(b) = self.previews.get(req) {
             return Ok(b);
         }
-        let path = {
-            let lib = lock(&self.library);
-            match req {
-                PixelRequest::Thumb(id) | PixelRequest::Source(id) => lib
-                    .get(id)
-                    .ok_or(AppError::UnknownImage(id))?
-                    .source
-                    .clone(),
-                PixelRequest::Result(id, rev) | PixelRequest::ResultThumb(id, rev) => {
-                    let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
-                    match &e.result {
-                        Some(r) if r.rev == rev => r.output.clone(),
-                        _ => return Err(AppError::NoResult(format!("{} (rev {rev})", e.name))),
-                    }
-                }
+        if let PixelRequest::Diff(id, rev, gain) = req {
+            let bytes = Arc::new(self.render_difference(id, rev, gain)?);
+            self.previews.put(req, bytes.clone());
+            return Ok(bytes);
+        }
+        let path = self.pixels_path(req)?;
+        // One decode makes what this request brings along (a thumbnail's display
+        // rendition); a rendition made already is not made again.
+        let wanted: Vec<PixelRequest> = req
+            .made_with()
+            .into_iter()
+            .filter(|&r| r == req || self.previews.get(r).is_none())
+            .collect();
+        let sizes: Vec<Rendition> = wanted.iter().map(|r| r.rendition()).collect();
+        let mut asked = None;
+        for (r, bytes) in wanted.into_iter().zip(render_all(&path, &sizes)?) {
+            let bytes = Arc::new(bytes);
+            self.previews.put(r, bytes.clone());
+            if r == req {
+                asked = Some(bytes);
             }
+        }
+        asked.ok_or_else(|| AppError::Io("the preview was not rendered".into()))
+    }
+
+    /// The full-resolution original and, for `rev`, result of an image (decoded once
+    /// while they are looked at).
+    fn frames(
+        &self,
+        id: ImageId,
+        rev: Option<u64>,
+    ) -> Result<(Arc<Frame>, Option<Arc<Frame>>), AppError> {
+        let source = self.pixels_path(PixelRequest::Display(id))?;
+        let result = rev
+            .map(|rev| self.pixels_path(PixelRequest::ResultDisplay(id, rev)))
+            .transpose()?;
+        let original = self
+            .frames
+            .get_or_decode(FrameKey { id, rev: None }, &source)?;
+        let result = match (rev, result) {
+            (Some(rev), Some(path)) => Some(
+                self.frames
+                    .get_or_decode(FrameKey { id, rev: Some(rev) }, &path)?,
+            ),
+            _ => None,
         };
-        let bytes = Arc::new(render(&path, req.max_edge())?);
-        self.previews.put(req, bytes.clone());
-        Ok(bytes)
+        Ok((original, result))
+    }
+
+    /// The difference view: `|original - result| * gain` at full resolution, scaled
+    /// to display size.
+    fn render_difference(&self, id: ImageId, rev: u64, gain: u8) -> Result<Vec<u8>, AppError> {
+        let (a, b) = self.frames(id, Some(rev))?;
+        let b = b.ok_or_else(|| AppError::NoResult(format!("image {id} (rev {rev})")))?;
+        let diff = Frame::new(compare::difference(&a.pixels, &b.pixels, gain)?);
+        let edge = diff.pixels.width().max(diff.pixels.height());
+        let (_, max_edge) = Rendition::Display.plan(edge);
+        Ok(encode_preview(fit_frame(&diff, max_edge))?)
+    }
+
+    /// The pixel values at `(u, v)` (fractions across and down) of the original and of
+    /// the result `rev`, from the full-resolution images.
+    pub fn readout(
+        &self,
+        id: ImageId,
+        rev: Option<u64>,
+        u: f64,
+        v: f64,
+    ) -> Result<Readout, AppError> {
+        let (a, b) = self.frames(id, rev)?;
+        Ok(Readout {
+            original: compare::sample(&a, u, v)?,
+            result: b.map(|b| compare::sample(&b, u, v)).transpose()?,
+        })
+    }
+
+    /// The file a request's pixels come from: the source, or the result of that revision.
+    fn pixels_path(&self, req: PixelRequest) -> Result<PathBuf, AppError> {
+        let lib = lock(&self.library);
+        let id = req.id();
+        let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
+        match req.rev() {
+            None => Ok(e.source.clone()),
+            Some(rev) => match &e.result {
+                Some(r) if r.rev == rev => Ok(r.output.clone()),
+                _ => Err(AppError::NoResult(format!("{} (rev {rev})", e.name))),
+            },
+        }
     }
 
     /// The name Save proposes for an image's result.
