@@ -766,3 +766,21 @@ fn the_readout_and_the_difference_come_from_the_full_resolution_images() {
     f.core.remove_images(&[id]).unwrap();
     assert!(!f.core.frames.holds(FrameKey { id, rev: None }));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn batch_threads_run_at_a_lower_priority_than_the_window() {
+    // SAFETY: reads the calling thread's nice value only.
+    let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let base = nice();
+    // The hook the batch worker's threads run, on a thread of the test's own.
+    let lowered = std::thread::spawn(move || {
+        background_priority();
+        nice()
+    })
+    .join()
+    .unwrap();
+    // (A test already run at nice 10 or more cannot go back up to 10.)
+    assert_eq!(lowered, base.max(10));
+    assert_eq!(nice(), base, "only the calling thread is lowered");
+}
