@@ -33,6 +33,8 @@ export const setToken = (address, token) => invoke("set_token", { address, token
 export const trustNode = (address, fingerprint) => invoke("trust_node", { address, fingerprint });
 export const closeConnections = () => invoke("close_connections");
 export const about = () => invoke("about");
+/** Pixel values at (u, v), fractions of the image, in the original and result `rev`. */
+export const readout = (id, rev, u, v) => invoke("readout", { id, rev, u, v });
 
 /** Connects every node; `onEvent` gets each attempt and status change of this call. */
 export function connectNodes(onEvent) {

@@ -31,7 +31,15 @@ export class Viewer {
     this.after = root.querySelector("#img-after");
     this.afterEmpty = root.querySelector("#after-empty");
     this.beforeEmpty = root.querySelector("#before-empty");
+    this.diff = root.querySelector("#img-diff");
+    this.diffEmpty = root.querySelector("#diff-empty");
+    this.diffUrl = null;
     this.handle = root.querySelector("#slider-handle");
+    // The pixel probe: a point of the image as fractions (u, v) of its width and height,
+    // marked in every pane; `onProbe(u, v)` (or `onProbe(null)`) hears where it goes.
+    this.probe = null;
+    this.onProbe = null;
+    this.fullSize = null; // the full-resolution size, once the readout said it
     this.zoomLabel = document.getElementById("zoom-level");
     this.mode = "side";
     this.split = 50; // slider position, % of the width
@@ -47,7 +55,7 @@ export class Viewer {
       if (!img.naturalWidth) return;
       if (!this.natural.w) {
         this.natural = { w: img.naturalWidth, h: img.naturalHeight };
-        for (const i of [this.before, this.after]) this.layout(i);
+        for (const i of [this.before, this.after, this.diff]) this.layout(i);
       }
       this.layout(img);
       if (this.fitted) this.fit();
@@ -59,6 +67,16 @@ export class Viewer {
       onLoad(this.before);
     });
     this.after.addEventListener("load", () => onLoad(this.after));
+    this.diff.addEventListener("load", () => {
+      this.diffEmpty.hidden = true;
+      onLoad(this.diff);
+    });
+    this.diff.addEventListener("error", () => {
+      if (!this.diff.getAttribute("src")) return;
+      this.diff.hidden = true;
+      fillNote(this.diffEmpty, { title: "No difference to show", hint: "Process the image again." });
+      this.diffEmpty.hidden = false;
+    });
     // No broken-image icons: a pane that cannot show its image says why instead.
     this.before.addEventListener("error", () => {
       if (!this.before.getAttribute("src")) return;
@@ -88,6 +106,8 @@ export class Viewer {
     if (!sameImage) {
       this.fitted = true;
       this.natural = { w: 0, h: 0 };
+      this.fullSize = null;
+      this.setProbe(null);
       this.before.hidden = false;
       this.beforeEmpty.hidden = true;
       this.urls.set(this.before, { ...before });
@@ -115,6 +135,79 @@ export class Viewer {
       this.urls.set(img, null);
       img.removeAttribute("src");
     }
+    this.showDiff(null);
+    this.setProbe(null);
+  }
+
+  /**
+   * The difference image (display size) of the shown original and result, loaded only
+   * while the difference view is on; null with `note` when there is none.
+   */
+  showDiff(url, note) {
+    this.diffUrl = url;
+    this.diffNote = note;
+    this.loadDiff();
+  }
+
+  loadDiff() {
+    if (this.mode !== "diff") return;
+    if (!this.diffUrl) {
+      this.diff.hidden = true;
+      this.diff.removeAttribute("src");
+      fillNote(this.diffEmpty, this.diffNote || { title: "Not processed yet", hint: "Process the image to compare." });
+      this.diffEmpty.hidden = false;
+      return;
+    }
+    this.diff.hidden = false;
+    if (this.diff.getAttribute("src") !== this.diffUrl) {
+      // Computed from the full-resolution images: a moment on a big one.
+      fillNote(this.diffEmpty, { title: "Computing the difference…" });
+      this.diffEmpty.hidden = false;
+      this.diff.src = this.diffUrl;
+      this.layout(this.diff);
+    }
+  }
+
+  /** Moves the probe to (u, v), or removes it (null). */
+  setProbe(u, v) {
+    const inside = u != null && u >= 0 && u <= 1 && v >= 0 && v <= 1;
+    const next = inside ? { u, v } : null;
+    if (!next && !this.probe) return;
+    this.probe = next;
+    this.placeProbe();
+    if (this.onProbe) this.onProbe(next);
+  }
+
+  /** The image point under a client position in `pane`, as fractions. */
+  toImage(pane, clientX, clientY) {
+    const r = pane.getBoundingClientRect();
+    const { s, tx, ty } = this.view;
+    const { w, h } = this.natural;
+    if (!w) return null;
+    return { u: (clientX - r.left - tx) / s / w, v: (clientY - r.top - ty) / s / h };
+  }
+
+  placeProbe() {
+    const { s, tx, ty } = this.view;
+    for (const pane of this.panes) {
+      const mark = pane.querySelector(".probe");
+      if (!mark) continue;
+      mark.hidden = !this.probe;
+      if (!this.probe) continue;
+      mark.style.left = `${tx + this.probe.u * this.natural.w * s}px`;
+      mark.style.top = `${ty + this.probe.v * this.natural.h * s}px`;
+    }
+  }
+
+  /** Arrow keys move the probe by one pixel of the full-resolution image (Shift: ten). */
+  stepProbe(dx, dy) {
+    const size = this.fullSize || this.natural;
+    if (!size.w) return;
+    let { u, v } = this.probe || { u: 0.5, v: 0.5 };
+    // From the pixel's centre to the centre of the one `dx, dy` away.
+    const x = Math.min(size.w - 1, Math.max(0, Math.floor(u * size.w) + dx));
+    const y = Math.min(size.h - 1, Math.max(0, Math.floor(v * size.h) + dy));
+    this.setProbe((x + 0.5) / size.w, (y + 0.5) / size.h);
   }
 
   /** Lays an image out at the logical size, whatever rendition it holds. */
@@ -128,7 +221,7 @@ export class Viewer {
   sharpen() {
     const dense = this.view.s * (window.devicePixelRatio || 1);
     for (const [img, urls] of this.urls) {
-      if (!urls || urls.upgrading || !img.naturalWidth || !this.natural.w) continue;
+      if (!urls || !urls.zoom || urls.upgrading || !img.naturalWidth || !this.natural.w) continue;
       if (dense <= (img.naturalWidth / this.natural.w) * 1.05) continue;
       urls.upgrading = true;
       // Loaded aside, then swapped: the pane never shows a half-loaded image.
@@ -144,12 +237,16 @@ export class Viewer {
     this.mode = mode;
     this.root.classList.toggle("side", mode === "side");
     this.root.classList.toggle("slider", mode === "slider");
+    this.root.classList.toggle("diff", mode === "diff");
     this.handle.hidden = mode !== "slider";
+    this.loadDiff();
     requestAnimationFrame(() => (this.fitted ? this.fit() : this.apply()));
   }
 
   paneSize() {
-    const r = this.panes[0].getBoundingClientRect();
+    // The first pane on screen (the difference view hides the other two).
+    const pane = this.panes.find((p) => p.offsetWidth > 0) || this.panes[0];
+    const r = pane.getBoundingClientRect();
     return { w: r.width, h: r.height };
   }
 
@@ -183,6 +280,7 @@ export class Viewer {
     const rel = this.fitScale ? s / this.fitScale : 1;
     this.zoomLabel.textContent = this.fitted ? "fit" : `${rel.toFixed(rel < 10 ? 1 : 0)}×`;
     this.sharpen();
+    this.placeProbe();
     const afterPane = this.panes[1];
     if (this.mode === "slider") {
       afterPane.style.clipPath = `inset(0 0 0 ${this.split}%)`;
@@ -206,7 +304,11 @@ export class Viewer {
       pane.classList.add("dragging");
     });
     pane.addEventListener("pointermove", (e) => {
-      if (!drag) return;
+      if (!drag) {
+        const p = this.toImage(pane, e.clientX, e.clientY);
+        if (p) this.setProbe(p.u, p.v);
+        return;
+      }
       this.view.tx = drag.tx + e.clientX - drag.x;
       this.view.ty = drag.ty + e.clientY - drag.y;
       this.fitted = false;
@@ -218,7 +320,24 @@ export class Viewer {
     };
     pane.addEventListener("pointerup", end);
     pane.addEventListener("pointercancel", end);
+    pane.addEventListener("pointerleave", () => {
+      if (!drag && document.activeElement !== pane) this.setProbe(null);
+    });
     pane.addEventListener("dblclick", () => this.fit());
+    pane.addEventListener("focus", () => this.probe || this.stepProbe(0, 0));
+    pane.addEventListener("keydown", (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      const n = e.shiftKey ? 10 : 1;
+      const move = { ArrowLeft: [-n, 0], ArrowRight: [n, 0], ArrowUp: [0, -n], ArrowDown: [0, n] }[e.key];
+      if (move) this.stepProbe(...move);
+      else if (e.key === "+" || e.key === "=") this.zoomBy(1.25);
+      else if (e.key === "-") this.zoomBy(0.8);
+      else if (e.key === "0") this.fit();
+      else return;
+      // Arrows here move the probe, not the selection.
+      e.preventDefault();
+      e.stopPropagation();
+    });
   }
 
   bindHandle() {

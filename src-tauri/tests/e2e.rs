@@ -1820,3 +1820,143 @@ async fn a_12_mp_original_shows_at_once_while_a_batch_runs_and_sharpens_when_zoo
     .await;
     c.close().await.expect("session closes");
 }
+
+/// Moves the mouse over the centre of an element, no button pressed.
+async fn hover(c: &Client, css: &str) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    let element = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element,
+        duration: Some(Duration::from_millis(100)),
+        x: 0.0,
+        y: 0.0,
+    });
+    c.perform_actions(mouse).await.expect("moved");
+    c.release_actions().await.expect("released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_difference_view_and_the_pixel_readout_compare_both_images() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Smooth ramps (no JPEG noise in the way): red across, green down, blue 128.
+    let path = work.path().join("ramp.png");
+    let value = |x: u32, y: u32| [x * 255 / 399, y * 255 / 299, 128];
+    RgbImage::from_fn(400, 300, |x, y| Rgb(value(x, y).map(|v| v as u8)))
+        .save(&path)
+        .expect("written");
+    drop_paths(&c, &[&path]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    select(&c, "#global-op", "color-manipulation").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, ".card").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    click(&c, "#process-one").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 400)(document.getElementById('img-after'))",
+        30,
+    )
+    .await;
+
+    // The mouse over the middle of the original: that pixel, in both images.
+    hover(&c, "#img-before").await;
+    wait_js(
+        &c,
+        "/Processed/.test(document.getElementById('readout').textContent)",
+        10,
+    )
+    .await;
+    let at = js(
+        &c,
+        "return document.getElementById('readout').textContent.match(/x (\\d+), y (\\d+) of 400×300/).slice(1).map(Number)",
+        vec![],
+    )
+    .await;
+    let at: Vec<u32> = serde_json::from_value(at).expect("x and y");
+    assert!(
+        (198..=201).contains(&at[0]) && (148..=151).contains(&at[1]),
+        "{at:?}"
+    );
+
+    // From the keyboard: focus a pane (the probe starts at the centre pixel), then the
+    // arrows move it one pixel at a time; the values are the full-resolution ones.
+    hover(&c, "#inspector-name").await;
+    wait_js(
+        &c,
+        "/^Point at/.test(document.getElementById('readout').textContent.trim())",
+        5,
+    )
+    .await;
+    js(&c, "document.getElementById('pane-after').focus()", vec![]).await;
+    for key in ['\u{e014}', '\u{e014}', '\u{e014}', '\u{e015}', '\u{e015}'] {
+        press(&c, key).await;
+    }
+    let [r, g, b] = value(203, 152);
+    let want = format!(
+        "x 203, y 152 of 400×300 · Original R {r} G {g} B {b} · Processed R {} G {} B {} · |Δ| R {} G {} B {}",
+        255 - r,
+        255 - g,
+        255 - b,
+        (2 * r).abs_diff(255),
+        (2 * g).abs_diff(255),
+        (2 * b).abs_diff(255)
+    );
+    wait_js(
+        &c,
+        &format!(
+            "document.getElementById('readout').textContent === {}",
+            json!(want)
+        ),
+        10,
+    )
+    .await;
+    // The arrows moved the probe, not the selection; the probe shows in both panes.
+    assert_eq!(text(&c, "#inspector-name").await, "ramp.png");
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('#pane-before .probe, #pane-after .probe')].map(p => p.hidden)",
+            vec![]
+        )
+        .await,
+        json!([false, false])
+    );
+
+    // The difference view: |a - b| per channel, from the full-resolution images.
+    click(&c, "input[name='view'][value='diff'] + span").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 400)(document.getElementById('img-diff'))
+         && document.getElementById('pane-before').offsetWidth === 0",
+        30,
+    )
+    .await;
+    // Left edge: red 255 apart; middle: nearly equal; blue: 1 apart.
+    let seen = colours_at(&c, "#img-diff", &[(0.02, 0.5), (0.5, 0.5)]).await;
+    assert!(seen[0][0] > 220 && seen[1][0] < 20, "{seen:?}");
+    assert!(seen[0][2] < 10, "{seen:?}");
+    shot(&c, "20-difference").await;
+    // Amplified 16 times, the blue's 1 shows as 16.
+    select(&c, "#diff-gain", "16").await;
+    wait_js(
+        &c,
+        "(i => i.src.endsWith('/16') && i.complete && i.naturalWidth === 400)(document.getElementById('img-diff'))",
+        30,
+    )
+    .await;
+    // (Away from the middle, where red and green swing fast and JPEG blurs the blue.)
+    let seen = colours_at(&c, "#img-diff", &[(0.1, 0.1)]).await;
+    assert!(
+        seen[0][0] > 240 && (8..=26).contains(&seen[0][2]),
+        "{seen:?}"
+    );
+    assert_eq!(text(&c, "#diff-label").await, "|Original − Processed| × 16");
+    c.close().await.expect("session closes");
+}
