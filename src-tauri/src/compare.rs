@@ -38,7 +38,7 @@ pub struct FrameCache {
 
 fn frame_bytes(f: &Frame) -> usize {
     let px = f.pixels.width() as usize * f.pixels.height() as usize;
-    px * f.pixels.channels() as usize + f.alpha.as_ref().map_or(0, |_| px)
+    px * f.pixels.channels() + f.alpha.as_ref().map_or(0, |_| px)
 }
 
 impl FrameCache {

@@ -702,7 +702,7 @@ fn the_readout_and_the_difference_come_from_the_full_resolution_images() {
     let f = fixture();
     let path = f.root.join("in/p.png");
     write_image(&path, 2600, 40, 4);
-    let id = f.core.add_paths(&[path.clone()]).added[0].id;
+    let id = f.core.add_paths(std::slice::from_ref(&path)).added[0].id;
     f.core
         .set_global_op(op("color-manipulation", &[("mode", "invert")]))
         .unwrap();
