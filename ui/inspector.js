@@ -140,7 +140,10 @@ export function initInspector(store, actions) {
     if (v.override) {
       const info = store.opById.get(v.override.op);
       if (full || params.dataset.op !== v.override.op) {
-        renderParams(params, info, v.override.params, (op) => saveOverride(v.id, op));
+        renderParams(params, info, v.override.params, (op) => {
+          saveOverride(v.id, op);
+          livePreview(v.id, [op]);
+        });
         params.dataset.op = v.override.op;
       }
     } else {
@@ -178,17 +181,59 @@ export function initInspector(store, actions) {
       feats.append(b, " found");
     }
     const r = v.result;
-    viewer.show(
-      { display: ipc.pixelUrl("display", v.id), zoom: ipc.pixelUrl("source", v.id) },
-      r ? { display: ipc.pixelUrl("result-display", v.id, r.rev), zoom: ipc.pixelUrl("result", v.id, r.rev) } : null,
-      notes(v),
-    );
+    // A live preview lasts until another image is shown or a new result arrives.
+    if (live && (live.id !== v.id || (r ? r.rev : null) !== live.rev)) live = null;
+    let after = null;
+    if (live) after = { display: live.url, zoom: null };
+    else if (r) after = { display: ipc.pixelUrl("result-display", v.id, r.rev), zoom: ipc.pixelUrl("result", v.id, r.rev) };
+    $("pane-after").classList.toggle("live", Boolean(live));
+    $("after-label").textContent = live
+      ? `Preview, not processed${live.approximate ? " (approximate: ops run on the display-size image)" : ""}`
+      : "Processed";
+    viewer.show({ display: ipc.pixelUrl("display", v.id), zoom: ipc.pixelUrl("source", v.id) }, after, notes(v));
     const gain = $("diff-gain").value;
     $("diff-label").textContent = gain === "1" ? "|Original − Processed|" : `|Original − Processed| × ${gain}`;
     viewer.showDiff(r ? ipc.pixelUrl("diff", v.id, `${r.rev}/${gain}`) : null, diffNote(v));
     if (viewer.probe) readAt(viewer.probe);
     updateControls();
   }
+
+  // ---------- live preview ----------
+
+  // The preview in the Processed pane ({id, rev, url, approximate}), or null. Each edit
+  // takes a generation from Rust, which stops the render of the one before; an answer
+  // older than the latest shown is dropped.
+  let live = null;
+  let liveGen = 0;
+
+  /** Re-renders image `id` through `ops` (a pipeline, in order) at display size. */
+  async function livePreview(id, ops) {
+    const v = store.image(id);
+    if (!v || !ops.length) return;
+    try {
+      const plan = await ipc.setLive(id, ops);
+      if (plan.gen < liveGen || store.selected !== id) return;
+      liveGen = plan.gen;
+      const rev = v.result ? v.result.rev : null;
+      live = { id, rev, url: ipc.pixelUrl("live", id, plan.gen), approximate: plan.approximate };
+      refresh();
+    } catch (e) {
+      errorToast(e, "No preview");
+    }
+  }
+
+  /** The ops image `v` goes through in a batch, as a list. */
+  const opsOf = (v) => [].concat(store.effectiveOp(v));
+
+  let lastGlobal = null;
+  store.on("settings", () => {
+    const now = JSON.stringify(store.settings.globalOp);
+    const changed = lastGlobal !== null && now !== lastGlobal;
+    lastGlobal = now;
+    const v = store.selected != null && store.image(store.selected);
+    // The sidebar's op is the selected image's when it has none of its own.
+    if (changed && v && !v.override) livePreview(v.id, opsOf(v));
+  });
 
   /** What the difference view says without a result. */
   function diffNote(v) {
@@ -356,7 +401,11 @@ export function initInspector(store, actions) {
   $("inspector-next").addEventListener("click", () => step(1));
   $("inspector-op").addEventListener("change", () => {
     const value = $("inspector-op").value;
-    setOverrideOp(store.selected, value ? defaultOp(store.opById.get(value)) : null);
+    const id = store.selected;
+    setOverrideOp(id, value ? defaultOp(store.opById.get(value)) : null).then(() => {
+      const v = store.image(id);
+      if (v) livePreview(id, opsOf(v));
+    });
   });
   $("process-one").addEventListener("click", () => store.selected != null && actions.startJob({ ids: [store.selected] }));
   $("save-one").addEventListener("click", saveOne);

@@ -8,15 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prism_engine::exec::{LocalWorker, RunConfig, Worker};
+use prism_engine::ops::{run_pipeline, OpContext, OpError};
 use prism_engine::output::OnExists;
 use prism_engine::remote::tls::Fingerprint;
-use prism_engine::{Frame, Op};
+use prism_engine::{EngineError, Frame, Op};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{self, FrameCache, FrameKey, Readout};
 use crate::error::AppError;
 use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
+use crate::live::{self, Live, LivePlan};
 use crate::preview::{
     encode_preview, fit_frame, render_all, PixelRequest, PreviewCache, Rendition,
 };
@@ -110,6 +112,11 @@ pub struct Core {
     previews: PreviewCache,
     /// Full-resolution images the compare tools read.
     frames: FrameCache,
+    /// The latest live preview asked for.
+    live: Live,
+    /// The display-size original of the image live previews are made of, with its size
+    /// over the full image's.
+    live_input: Mutex<Option<(ImageId, Arc<Frame>, f64)>>,
     warning: Mutex<Option<String>>,
     remote: Arc<Remote>,
 }
@@ -161,6 +168,8 @@ impl Core {
             local: Mutex::new(None),
             previews: PreviewCache::default(),
             frames: FrameCache::default(),
+            live: Live::default(),
+            live_input: Mutex::new(None),
             warning: Mutex::new(warning),
             remote: Arc::new(Remote::default()),
         }))
@@ -303,6 +312,10 @@ impl Core {
         for &id in ids {
             self.previews.forget(id);
             self.frames.forget(id);
+            let mut input = lock(&self.live_input);
+            if input.as_ref().is_some_and(|(held, ..)| *held == id) {
+                *input = None;
+            }
         }
         for output in outputs {
             crate::library::remove_output(&output);
@@ -374,6 +387,9 @@ impl Core {
         if let Some(b) = self.previews.get(req) {
             return Ok(b);
         }
+        if let PixelRequest::Live(id, gen) = req {
+            return Ok(Arc::new(self.render_live(id, gen)?));
+        }
         if let PixelRequest::Diff(id, rev, gain) = req {
             let bytes = Arc::new(self.render_difference(id, rev, gain)?);
             self.previews.put(req, bytes.clone());
@@ -432,6 +448,67 @@ impl Core {
         let edge = diff.pixels.width().max(diff.pixels.height());
         let (_, max_edge) = Rendition::Display.plan(edge);
         Ok(encode_preview(fit_frame(&diff, max_edge))?)
+    }
+
+    /// Takes an edit of the ops `id` goes through: the live preview's next generation
+    /// (the render of the one before stops).
+    pub fn set_live(&self, id: ImageId, ops: Vec<Op>) -> Result<LivePlan, AppError> {
+        if ops.is_empty() {
+            return Err(AppError::BadRequest("a live preview needs an op".into()));
+        }
+        lock(&self.library)
+            .get(id)
+            .ok_or(AppError::UnknownImage(id))?;
+        Ok(self.live.set(id, ops))
+    }
+
+    /// Renders live preview `gen` of `id`: its ops on the display-size original. Stale
+    /// (another edit came) before or while it runs: [`AppError::NoResult`].
+    fn render_live(&self, id: ImageId, gen: u64) -> Result<Vec<u8>, AppError> {
+        let stale = || AppError::NoResult(format!("live preview {gen} of image {id} (replaced)"));
+        let (ops, cancel) = self.live.current(id, gen).ok_or_else(stale)?;
+        let (input, factor) = self.live_input(id)?;
+        let ops = live::scaled(&ops, factor);
+        let ctx = OpContext {
+            cancel,
+            progress: None,
+        };
+        let out = match run_pipeline(&ops, input.pixels.clone(), &ctx) {
+            Ok(out) => out,
+            Err(OpError::Cancelled) => return Err(stale()),
+            Err(e) => return Err(AppError::Engine(e.into())),
+        };
+        // As in a batch: alpha stays with colour outputs only.
+        let alpha = input.alpha.clone().filter(|_| out.pixels.channels() == 3);
+        Ok(encode_preview(Frame {
+            pixels: out.pixels,
+            alpha,
+        })?)
+    }
+
+    /// The display-size original live previews start from (decoded once per image
+    /// selected), and its size over the full image's.
+    fn live_input(&self, id: ImageId) -> Result<(Arc<Frame>, f64), AppError> {
+        if let Some((held, frame, factor)) = lock(&self.live_input).as_ref() {
+            if *held == id {
+                return Ok((frame.clone(), *factor));
+            }
+        }
+        let path = self.pixels_path(PixelRequest::Display(id))?;
+        let limits = prism_engine::codec::Limits::default();
+        let bytes = prism_engine::codec::read_file(&path, &limits).map_err(EngineError::from)?;
+        let format = prism_engine::codec::sniff(&bytes).map_err(EngineError::from)?;
+        let (w, h) =
+            prism_engine::codec::peek_dimensions(&bytes, format).map_err(EngineError::from)?;
+        let edge = w.max(h);
+        let (denom, max_edge) = Rendition::Display.plan(edge);
+        let decoded = prism_engine::codec::decode_reduced(&bytes, &limits, denom)
+            .map_err(EngineError::from)?;
+        let frame = Arc::new(fit_frame(&decoded.frame, max_edge));
+        let shown = frame.pixels.width().max(frame.pixels.height());
+        let factor = f64::from(shown) / f64::from(edge);
+        *lock(&self.live_input) = Some((id, frame.clone(), factor));
+        Ok((frame, factor))
     }
 
     /// The pixel values at `(u, v)` (fractions across and down) of the original and of

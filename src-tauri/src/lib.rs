@@ -17,6 +17,7 @@ pub mod dialogs;
 pub mod error;
 pub mod jobs;
 pub mod library;
+pub mod live;
 pub mod preview;
 pub mod remote;
 pub mod save;
@@ -198,6 +199,7 @@ pub fn run() {
             commands::nodes,
             commands::about,
             commands::readout,
+            commands::set_live,
         ])
         .build(tauri::generate_context!());
     let app = match app {

@@ -89,6 +89,9 @@ pub enum PixelRequest {
     /// `/diff/<id>/<rev>/<gain>`: `|original - result|` per channel times `gain` (one of
     /// [`crate::compare::GAINS`]), computed at full resolution, display size.
     Diff(ImageId, u64, u8),
+    /// `/live/<id>/<gen>`: the live preview of generation `gen` (see [`crate::live`]),
+    /// display size; never cached.
+    Live(ImageId, u64),
 }
 
 impl PixelRequest {
@@ -104,6 +107,7 @@ impl PixelRequest {
             "result" => PixelRequest::Result(id, parts.next()?.parse().ok()?),
             "result-display" => PixelRequest::ResultDisplay(id, parts.next()?.parse().ok()?),
             "result-thumb" => PixelRequest::ResultThumb(id, parts.next()?.parse().ok()?),
+            "live" => PixelRequest::Live(id, parts.next()?.parse().ok()?),
             "diff" => {
                 let rev = parts.next()?.parse().ok()?;
                 let gain = parts.next()?.parse().ok()?;
@@ -126,7 +130,8 @@ impl PixelRequest {
             | PixelRequest::Result(id, _)
             | PixelRequest::ResultDisplay(id, _)
             | PixelRequest::ResultThumb(id, _)
-            | PixelRequest::Diff(id, ..) => id,
+            | PixelRequest::Diff(id, ..)
+            | PixelRequest::Live(id, _) => id,
         }
     }
 
@@ -145,9 +150,10 @@ impl PixelRequest {
     pub fn rendition(self) -> Rendition {
         match self {
             PixelRequest::Thumb(_) | PixelRequest::ResultThumb(..) => Rendition::Thumb,
-            PixelRequest::Display(_) | PixelRequest::ResultDisplay(..) | PixelRequest::Diff(..) => {
-                Rendition::Display
-            }
+            PixelRequest::Display(_)
+            | PixelRequest::ResultDisplay(..)
+            | PixelRequest::Diff(..)
+            | PixelRequest::Live(..) => Rendition::Display,
             PixelRequest::Source(_) | PixelRequest::Result(..) => Rendition::Zoom,
         }
     }
@@ -354,7 +360,12 @@ mod tests {
             PixelRequest::parse("/diff/5/2/16"),
             Some(PixelRequest::Diff(5, 2, 16))
         );
+        assert_eq!(
+            PixelRequest::parse("/live/5/7"),
+            Some(PixelRequest::Live(5, 7))
+        );
         for bad in [
+            "/live/5",
             "/diff/5/2",
             "/diff/5/2/3",
             "/diff/5/2/4/1",

@@ -1960,3 +1960,150 @@ async fn the_difference_view_and_the_pixel_readout_compare_both_images() {
     assert_eq!(text(&c, "#diff-label").await, "|Original − Processed| × 16");
     c.close().await.expect("session closes");
 }
+
+/// Runs `change` (JS that changes a param) in the page and waits for the Processed pane
+/// to show a live preview made after it: milliseconds from the change to that preview
+/// loaded and decoded.
+async fn change_to_live_preview(c: &Client, change: &str) -> f64 {
+    let script = format!(
+        "const t = window.__live = {{}};
+         const el = document.getElementById('img-after');
+         const before = el.src;
+         el.addEventListener('load', function seen() {{
+           if (!el.src.includes('/live/') || el.src === before) return;
+           el.removeEventListener('load', seen);
+           el.decode().then(() => {{ t.shown = performance.now(); }});
+         }});
+         t.start = performance.now();
+         {change}"
+    );
+    js(c, &script, vec![]).await;
+    wait_js(c, "window.__live.shown !== undefined", 30).await;
+    num(c, "window.__live.shown - window.__live.start").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_param_change_shows_a_live_preview_before_process() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let photo = work.path().join("photo.jpg");
+    write_image(&photo, 4000, 3000, 3);
+    drop_paths(&c, &[&photo]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    click(&c, ".card").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 1000)(document.getElementById('img-before'))",
+        20,
+    )
+    .await;
+    let label = "document.getElementById('after-label').textContent";
+    let pane_live = "document.getElementById('pane-after').classList.contains('live')";
+    // Its own op: the preview comes at once, marked as one.
+    select(&c, "#inspector-op", "color-manipulation").await;
+    wait_js(
+        &c,
+        &format!("{pane_live} && {label}.startsWith('Preview, not processed')"),
+        20,
+    )
+    .await;
+    wait_js(
+        &c,
+        "(i => i.src.includes('/live/') && i.complete && i.naturalWidth === 1000)(document.getElementById('img-after'))",
+        20,
+    )
+    .await;
+    let mode = "document.querySelector(\"#inspector-params [data-key='mode']\")";
+    let colour_ms = change_to_live_preview(
+        &c,
+        &format!("{mode}.value = 'sepia'; {mode}.dispatchEvent(new Event('change'));"),
+    )
+    .await;
+    // Pixel by pixel: exact but for the scaling, so not marked approximate.
+    assert_eq!(
+        js(&c, &format!("return {label}"), vec![]).await,
+        json!("Preview, not processed")
+    );
+
+    // Three quick edits: the stale renders stop, the last one stays.
+    let burst_ms = change_to_live_preview(
+        &c,
+        &format!(
+            "for (const m of ['grayscale', 'hue-saturation', 'invert']) {{
+               {mode}.value = m; {mode}.dispatchEvent(new Event('change'));
+             }}"
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let src = text_js(&c, "document.getElementById('img-after').src").await;
+    let gens: u64 = src
+        .rsplit('/')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .expect("a gen");
+    // Inverted: the preview is 255 minus the original, wherever one looks (JPEG aside).
+    let before = colours_at(&c, "#img-before", &[(0.3, 0.4), (0.7, 0.6)]).await;
+    let after = colours_at(&c, "#img-after", &[(0.3, 0.4), (0.7, 0.6)]).await;
+    for (b, a) in before.iter().zip(&after) {
+        for ch in 0..3 {
+            assert!(
+                (i32::from(b[ch]) + i32::from(a[ch]) - 255).abs() <= 40,
+                "{before:?} vs {after:?}"
+            );
+        }
+    }
+    assert_eq!(
+        text_js(&c, "document.getElementById('img-after').src").await,
+        src,
+        "no older preview came after the last"
+    );
+    shot(&c, "21-live-preview").await;
+
+    // A size-dependent op: marked approximate.
+    select(&c, "#inspector-op", "erosion").await;
+    wait_js(&c, &format!("{label}.includes('approximate')"), 20).await;
+    let iterations = "document.querySelector(\"#inspector-params [data-key='iterations']\")";
+    let erosion_ms = change_to_live_preview(
+        &c,
+        &format!("{iterations}.value = '2'; {iterations}.dispatchEvent(new Event('change'));"),
+    )
+    .await;
+    // The sidebar's op, for an image without its own.
+    select(&c, "#inspector-op", "").await;
+    let global_ms = change_to_live_preview(
+        &c,
+        "const g = document.getElementById('global-op'); g.value = 'histogram-equalization';
+         g.dispatchEvent(new Event('change'));",
+    )
+    .await;
+    eprintln!(
+        "e2e: live preview of a 12 MP JPEG at 1000x750, change to shown: colour {colour_ms:.0} ms, \
+         3 quick edits {burst_ms:.0} ms (last gen {gens}), erosion {erosion_ms:.0} ms, \
+         the sidebar's op changed {global_ms:.0} ms"
+    );
+
+    // Process: the result replaces the preview.
+    click(&c, "#process-one").await;
+    wait_js(
+        &c,
+        &format!(
+            "!{pane_live} && {label} === 'Processed'
+             && document.getElementById('img-after').src.includes('/result-display/')"
+        ),
+        60,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
+
+/// A string the page computes.
+async fn text_js(c: &Client, expr: &str) -> String {
+    match js(c, &format!("return {expr};"), vec![]).await {
+        Value::String(s) => s,
+        other => panic!("{expr} is not a string: {other}"),
+    }
+}

@@ -784,3 +784,55 @@ fn batch_threads_run_at_a_lower_priority_than_the_window() {
     assert_eq!(lowered, base.max(10));
     assert_eq!(nice(), base, "only the calling thread is lowered");
 }
+
+#[test]
+fn a_live_preview_runs_the_latest_ops_on_the_display_size_original() {
+    let f = fixture();
+    let path = f.root.join("in/p.png");
+    // Flat colour: the JPEG of the preview keeps it within a step or two.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(2600, 40, Rgb([200, 60, 10]))
+        .save(&path)
+        .unwrap();
+    let id = f.core.add_paths(&[path]).added[0].id;
+    assert!(matches!(
+        f.core.set_live(id + 1, vec![op("erosion", &[])]),
+        Err(AppError::UnknownImage(_))
+    ));
+    assert!(matches!(
+        f.core.set_live(id, vec![]),
+        Err(AppError::BadRequest(_))
+    ));
+    let first = f.core.set_live(id, vec![op("erosion", &[])]).unwrap();
+    assert!(first.approximate);
+    let ops = vec![
+        op("color-manipulation", &[("mode", "invert")]),
+        op("color-manipulation", &[("mode", "grayscale")]),
+    ];
+    let latest = f.core.set_live(id, ops).unwrap();
+    assert!(
+        !latest.approximate,
+        "pixel by pixel: exact but for the scaling"
+    );
+    // The stale one is not rendered any more.
+    assert!(matches!(
+        f.core.pixels(PixelRequest::Live(id, first.gen)),
+        Err(AppError::NoResult(_))
+    ));
+    let t = std::time::Instant::now();
+    let bytes = f.core.pixels(PixelRequest::Live(id, latest.gen)).unwrap();
+    eprintln!("live preview of a 2600x40 image: {:?}", t.elapsed());
+    let d = prism_engine::codec::decode(&bytes, &Limits::default())
+        .unwrap()
+        .frame
+        .pixels;
+    // Display size (2600 -> 650), both ops in order: inverted (55, 195, 245), then grey.
+    assert_eq!((d.width(), d.height()), (650, 10));
+    let prism_engine::Pixels::Rgb(c) = d else {
+        panic!("grayscale keeps three channels")
+    };
+    let want = (0.299 * 55.0 + 0.587 * 195.0 + 0.114 * 245.0_f64).round() as i32;
+    for got in c.get_pixel(300, 5).0 {
+        assert!((got as i32 - want).abs() <= 3, "{got} vs {want}");
+    }
+}
