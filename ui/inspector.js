@@ -162,9 +162,142 @@ export function initInspector(store, actions) {
       b.textContent = ft;
       feats.append(b, " found");
     }
-    viewer.show(ipc.pixelUrl("source", v.id), v.result ? ipc.pixelUrl("result", v.id, v.result.rev) : null, notes(v));
+    const r = v.result;
+    // A live preview lasts until another image is shown or a new result arrives.
+    if (live && (live.id !== v.id || (r ? r.rev : null) !== live.rev)) live = null;
+    let after = null;
+    if (live) after = { display: live.url, zoom: null };
+    else if (r) after = { display: ipc.pixelUrl("result-display", v.id, r.rev), zoom: ipc.pixelUrl("result", v.id, r.rev) };
+    $("pane-after").classList.toggle("live", Boolean(live));
+    $("after-label").textContent = live
+      ? `Preview, not processed${live.approximate ? " (approximate: ops run on the display-size image)" : ""}`
+      : "Processed";
+    viewer.show({ display: ipc.pixelUrl("display", v.id), zoom: ipc.pixelUrl("source", v.id) }, after, notes(v));
+    const gain = $("diff-gain").value;
+    $("diff-label").textContent = gain === "1" ? "|Original − Processed|" : `|Original − Processed| × ${gain}`;
+    viewer.showDiff(r ? ipc.pixelUrl("diff", v.id, `${r.rev}/${gain}`) : null, diffNote(v));
+    if (viewer.probe) readAt(viewer.probe);
     updateControls();
   }
+
+  // ---------- live preview ----------
+
+  // The preview in the Processed pane ({id, rev, url, approximate}), or null. Each edit
+  // takes a generation from Rust, which stops the render of the one before; an answer
+  // older than the latest shown is dropped.
+  let live = null;
+  let liveGen = 0;
+
+  /** Re-renders image `id` through `ops` (a pipeline, in order) at display size. */
+  async function livePreview(id, ops) {
+    const v = store.image(id);
+    if (!v || !ops.length) return;
+    try {
+      const plan = await ipc.setLive(id, ops);
+      if (plan.gen < liveGen || store.selected !== id) return;
+      liveGen = plan.gen;
+      const rev = v.result ? v.result.rev : null;
+      live = { id, rev, url: ipc.pixelUrl("live", id, plan.gen), approximate: plan.approximate };
+      refresh();
+    } catch (e) {
+      errorToast(e, "No preview");
+    }
+  }
+
+  /** The ops image `v` goes through in a batch, as a list. */
+  const opsOf = (v) => store.effectiveChain(v);
+
+  let lastGlobal = null;
+  store.on("settings", () => {
+    const now = JSON.stringify(store.settings.globalOps);
+    const changed = lastGlobal !== null && now !== lastGlobal;
+    lastGlobal = now;
+    const v = store.selected != null && store.image(store.selected);
+    // The sidebar's chain is the selected image's when it has none of its own.
+    if (changed && v && !v.override) livePreview(v.id, opsOf(v));
+  });
+
+  /** What the difference view says without a result. */
+  function diffNote(v) {
+    const st = v.state;
+    if (st.state === "queued" || st.state === "running") return { title: "Not processed yet", text: "Running…" };
+    return { title: "Not processed yet", hint: "Process the image to compare it with its result." };
+  }
+
+  // ---------- the pixel readout ----------
+
+  const CHANNELS = { 1: ["L"], 2: ["L", "A"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "A"] };
+
+  function valuesText(values) {
+    const names = CHANNELS[values.length] || [];
+    return values.map((x, i) => `${names[i] || "?"} ${x}`).join(" ");
+  }
+
+  /** |a − b| per colour channel (grey counts in each), alpha left out. */
+  function deltaText(a, b) {
+    const colour = (vals) => {
+      const c = vals.length <= 2 ? [vals[0], vals[0], vals[0]] : vals.slice(0, 3);
+      return c;
+    };
+    const grey = a.length <= 2 && b.length <= 2;
+    const d = colour(a).map((x, i) => Math.abs(x - colour(b)[i]));
+    return grey ? `L ${d[0]}` : d.map((x, i) => `${"RGB"[i]} ${x}`).join(" ");
+  }
+
+  function showReadout(r) {
+    const el = $("readout");
+    el.classList.remove("muted");
+    const o = r.original;
+    viewer.fullSize = { w: o.width, h: o.height };
+    const part = (label, text) => {
+      const b = document.createElement("b");
+      b.textContent = label;
+      return [b, ` ${text}`];
+    };
+    const bits = [`x ${o.x}, y ${o.y} of ${o.width}×${o.height} · `, ...part("Original", valuesText(o.values))];
+    if (r.result) {
+      const at = r.result.x !== o.x || r.result.y !== o.y ? ` (x ${r.result.x}, y ${r.result.y})` : "";
+      bits.push(" · ", ...part("Processed", valuesText(r.result.values) + at));
+      bits.push(" · ", ...part("|Δ|", deltaText(o.values, r.result.values)));
+    }
+    el.replaceChildren(...bits);
+  }
+
+  function readoutHint(text) {
+    const el = $("readout");
+    el.classList.add("muted");
+    el.textContent = text;
+  }
+
+  // One request at a time; the latest position waits for it, the ones in between go.
+  let pending = null;
+  let reading = false;
+  async function readAt(p) {
+    const v = store.image(store.selected);
+    if (!p || !v) {
+      pending = null;
+      readoutHint("Point at the image (or focus a pane and use the arrow keys) to read its pixel values.");
+      return;
+    }
+    pending = { id: v.id, rev: v.result ? v.result.rev : null, u: p.u, v: p.v };
+    if (reading) return;
+    reading = true;
+    try {
+      while (pending) {
+        const w = pending;
+        pending = null;
+        try {
+          const r = await ipc.readout(w.id, w.rev, w.u, w.v);
+          if (store.selected === w.id && viewer.probe) showReadout(r);
+        } catch (e) {
+          readoutHint(`No pixel values: ${e && e.message ? e.message : e}`);
+        }
+      }
+    } finally {
+      reading = false;
+    }
+  }
+  viewer.onProbe = readAt;
 
   /** What the panes say when they have no image to show. */
   function notes(v) {
@@ -221,9 +354,11 @@ export function initInspector(store, actions) {
     onChange: (ops) => {
       const id = store.selected;
       if (id == null) return;
-      // Shown at once (the grid's badge follows); saved debounced, in order.
+      // Shown at once (the grid's badge follows); saved debounced, in order; previewed
+      // at once.
       store.setOverride(id, ops);
       saveOverride(id, ops);
+      livePreview(id, opsOf(store.image(id)));
     },
   });
 
@@ -267,8 +402,12 @@ export function initInspector(store, actions) {
   $("save-one").addEventListener("click", saveOne);
   $("remove-one").addEventListener("click", () => store.selected != null && actions.removeImages([store.selected]));
   for (const r of document.querySelectorAll('input[name="view"]')) {
-    r.addEventListener("change", () => viewer.setMode(r.value));
+    r.addEventListener("change", () => {
+      $("diff-gain-field").hidden = r.value !== "diff";
+      viewer.setMode(r.value);
+    });
   }
+  $("diff-gain").addEventListener("change", () => store.selected != null && refresh());
   $("zoom-in").addEventListener("click", () => viewer.zoomBy(1.25));
   $("zoom-out").addEventListener("click", () => viewer.zoomBy(0.8));
   $("zoom-fit").addEventListener("click", () => viewer.fit());

@@ -38,6 +38,10 @@ export const setToken = (address, token) => invoke("set_token", { address, token
 export const trustNode = (address, fingerprint) => invoke("trust_node", { address, fingerprint });
 export const closeConnections = () => invoke("close_connections");
 export const about = () => invoke("about");
+/** A live preview of image `id` through `ops`; resolves to {gen, approximate}. */
+export const setLive = (id, ops) => invoke("set_live", { id, ops });
+/** Pixel values at (u, v), fractions of the image, in the original and result `rev`. */
+export const readout = (id, rev, u, v) => invoke("readout", { id, rev, u, v });
 
 /** Connects every node; `onEvent` gets each attempt and status change of this call. */
 export function connectNodes(onEvent) {

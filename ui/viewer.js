@@ -1,5 +1,10 @@
 // The result views: original and processed side by side, or one over the other with a
 // before/after slider. One zoom/pan state drives both images, so they stay in step.
+//
+// Each image opens with its display rendition (small, made with the grid's thumbnail, so
+// a click shows it at once) and changes to its zoom preview once zoomed in past the
+// rendition's own pixels. Both images are laid out at the size of the first rendition
+// shown (the "logical" size), so a sharper one replacing it moves nothing.
 
 const MAX_ZOOM = 16;
 
@@ -26,17 +31,33 @@ export class Viewer {
     this.after = root.querySelector("#img-after");
     this.afterEmpty = root.querySelector("#after-empty");
     this.beforeEmpty = root.querySelector("#before-empty");
+    this.diff = root.querySelector("#img-diff");
+    this.diffEmpty = root.querySelector("#diff-empty");
+    this.diffUrl = null;
     this.handle = root.querySelector("#slider-handle");
+    // The pixel probe: a point of the image as fractions (u, v) of its width and height,
+    // marked in every pane; `onProbe(u, v)` (or `onProbe(null)`) hears where it goes.
+    this.probe = null;
+    this.onProbe = null;
+    this.fullSize = null; // the full-resolution size, once the readout said it
     this.zoomLabel = document.getElementById("zoom-level");
     this.mode = "side";
     this.split = 50; // slider position, % of the width
     this.view = { s: 1, tx: 0, ty: 0 };
     this.fitted = true;
-    this.natural = { w: 0, h: 0 };
+    this.natural = { w: 0, h: 0 }; // the logical size both images are laid out at
+    this.urls = new Map([
+      [this.before, null],
+      [this.after, null],
+    ]); // img -> {display, zoom, upgrading}
 
     const onLoad = (img) => {
       if (!img.naturalWidth) return;
-      this.natural = { w: img.naturalWidth, h: img.naturalHeight };
+      if (!this.natural.w) {
+        this.natural = { w: img.naturalWidth, h: img.naturalHeight };
+        for (const i of [this.before, this.after, this.diff]) this.layout(i);
+      }
+      this.layout(img);
       if (this.fitted) this.fit();
       else this.apply();
     };
@@ -46,6 +67,16 @@ export class Viewer {
       onLoad(this.before);
     });
     this.after.addEventListener("load", () => onLoad(this.after));
+    this.diff.addEventListener("load", () => {
+      this.diffEmpty.hidden = true;
+      onLoad(this.diff);
+    });
+    this.diff.addEventListener("error", () => {
+      if (!this.diff.getAttribute("src")) return;
+      this.diff.hidden = true;
+      fillNote(this.diffEmpty, { title: "No difference to show", hint: "Process the image again." });
+      this.diffEmpty.hidden = false;
+    });
     // No broken-image icons: a pane that cannot show its image says why instead.
     this.before.addEventListener("error", () => {
       if (!this.before.getAttribute("src")) return;
@@ -70,21 +101,30 @@ export class Viewer {
    * changes. Without a result the Processed pane shows `afterNote`; when the original
    * cannot be shown its pane shows `brokenNote` (notes are {title, text, hint, failed}).
    */
-  show(beforeUrl, afterUrl, { afterNote, brokenNote } = {}) {
+  show(before, after, { afterNote, brokenNote } = {}) {
     fillNote(this.beforeEmpty, brokenNote || { title: "No preview" });
-    const sameImage = this.before.getAttribute("src") === beforeUrl;
+    const sameImage = this.urls.get(this.before)?.display === before.display;
     if (!sameImage) {
       this.fitted = true;
+      this.natural = { w: 0, h: 0 };
+      this.fullSize = null;
+      this.setProbe(null);
       this.before.hidden = false;
       this.beforeEmpty.hidden = true;
-      this.before.src = beforeUrl;
+      this.urls.set(this.before, { ...before });
+      this.before.src = before.display;
     }
-    if (afterUrl) {
+    if (after) {
       this.after.hidden = false;
-      if (this.after.getAttribute("src") !== afterUrl) this.after.src = afterUrl;
+      if (this.urls.get(this.after)?.display !== after.display) {
+        this.urls.set(this.after, { ...after });
+        this.after.src = after.display;
+        this.layout(this.after);
+      }
       this.afterEmpty.hidden = true;
     } else {
       this.after.hidden = true;
+      this.urls.set(this.after, null);
       this.after.removeAttribute("src");
       fillNote(this.afterEmpty, afterNote || { title: "Not processed yet" });
       this.afterEmpty.hidden = false;
@@ -92,20 +132,122 @@ export class Viewer {
   }
 
   clear() {
-    this.before.removeAttribute("src");
-    this.after.removeAttribute("src");
+    for (const img of [this.before, this.after]) {
+      this.urls.set(img, null);
+      img.removeAttribute("src");
+    }
+    this.showDiff(null);
+    this.setProbe(null);
+  }
+
+  /**
+   * The difference image (display size) of the shown original and result, loaded only
+   * while the difference view is on; null with `note` when there is none.
+   */
+  showDiff(url, note) {
+    this.diffUrl = url;
+    this.diffNote = note;
+    this.loadDiff();
+  }
+
+  loadDiff() {
+    if (this.mode !== "diff") return;
+    if (!this.diffUrl) {
+      this.diff.hidden = true;
+      this.diff.removeAttribute("src");
+      fillNote(this.diffEmpty, this.diffNote || { title: "Not processed yet", hint: "Process the image to compare." });
+      this.diffEmpty.hidden = false;
+      return;
+    }
+    this.diff.hidden = false;
+    if (this.diff.getAttribute("src") !== this.diffUrl) {
+      // Computed from the full-resolution images: a moment on a big one.
+      fillNote(this.diffEmpty, { title: "Computing the difference…" });
+      this.diffEmpty.hidden = false;
+      this.diff.src = this.diffUrl;
+      this.layout(this.diff);
+    }
+  }
+
+  /** Moves the probe to (u, v), or removes it (null). */
+  setProbe(u, v) {
+    const inside = u != null && u >= 0 && u <= 1 && v >= 0 && v <= 1;
+    const next = inside ? { u, v } : null;
+    if (!next && !this.probe) return;
+    this.probe = next;
+    this.placeProbe();
+    if (this.onProbe) this.onProbe(next);
+  }
+
+  /** The image point under a client position in `pane`, as fractions. */
+  toImage(pane, clientX, clientY) {
+    const r = pane.getBoundingClientRect();
+    const { s, tx, ty } = this.view;
+    const { w, h } = this.natural;
+    if (!w) return null;
+    return { u: (clientX - r.left - tx) / s / w, v: (clientY - r.top - ty) / s / h };
+  }
+
+  placeProbe() {
+    const { s, tx, ty } = this.view;
+    for (const pane of this.panes) {
+      const mark = pane.querySelector(".probe");
+      if (!mark) continue;
+      mark.hidden = !this.probe;
+      if (!this.probe) continue;
+      mark.style.left = `${tx + this.probe.u * this.natural.w * s}px`;
+      mark.style.top = `${ty + this.probe.v * this.natural.h * s}px`;
+    }
+  }
+
+  /** Arrow keys move the probe by one pixel of the full-resolution image (Shift: ten). */
+  stepProbe(dx, dy) {
+    const size = this.fullSize || this.natural;
+    if (!size.w) return;
+    let { u, v } = this.probe || { u: 0.5, v: 0.5 };
+    // From the pixel's centre to the centre of the one `dx, dy` away.
+    const x = Math.min(size.w - 1, Math.max(0, Math.floor(u * size.w) + dx));
+    const y = Math.min(size.h - 1, Math.max(0, Math.floor(v * size.h) + dy));
+    this.setProbe((x + 0.5) / size.w, (y + 0.5) / size.h);
+  }
+
+  /** Lays an image out at the logical size, whatever rendition it holds. */
+  layout(img) {
+    const { w, h } = this.natural;
+    img.style.width = w ? `${w}px` : "";
+    img.style.height = h ? `${h}px` : "";
+  }
+
+  /** Swaps in the zoom previews once the screen shows more pixels than the renditions hold. */
+  sharpen() {
+    const dense = this.view.s * (window.devicePixelRatio || 1);
+    for (const [img, urls] of this.urls) {
+      if (!urls || !urls.zoom || urls.upgrading || !img.naturalWidth || !this.natural.w) continue;
+      if (dense <= (img.naturalWidth / this.natural.w) * 1.05) continue;
+      urls.upgrading = true;
+      // Loaded aside, then swapped: the pane never shows a half-loaded image.
+      const pre = new Image();
+      pre.onload = () => {
+        if (this.urls.get(img) === urls) img.src = urls.zoom;
+      };
+      pre.src = urls.zoom;
+    }
   }
 
   setMode(mode) {
     this.mode = mode;
     this.root.classList.toggle("side", mode === "side");
     this.root.classList.toggle("slider", mode === "slider");
+    this.root.classList.toggle("diff", mode === "diff");
     this.handle.hidden = mode !== "slider";
+    this.loadDiff();
     requestAnimationFrame(() => (this.fitted ? this.fit() : this.apply()));
   }
 
   paneSize() {
-    const r = this.panes[0].getBoundingClientRect();
+    // The first pane on screen (the difference view hides the other two).
+    const pane = this.panes.find((p) => p.offsetWidth > 0) || this.panes[0];
+    const r = pane.getBoundingClientRect();
     return { w: r.width, h: r.height };
   }
 
@@ -138,6 +280,8 @@ export class Viewer {
     for (const st of this.stages) st.style.transform = t;
     const rel = this.fitScale ? s / this.fitScale : 1;
     this.zoomLabel.textContent = this.fitted ? "fit" : `${rel.toFixed(rel < 10 ? 1 : 0)}×`;
+    this.sharpen();
+    this.placeProbe();
     const afterPane = this.panes[1];
     if (this.mode === "slider") {
       afterPane.style.clipPath = `inset(0 0 0 ${this.split}%)`;
@@ -162,7 +306,11 @@ export class Viewer {
       pane.classList.add("dragging");
     });
     pane.addEventListener("pointermove", (e) => {
-      if (!drag) return;
+      if (!drag) {
+        const p = this.toImage(pane, e.clientX, e.clientY);
+        if (p) this.setProbe(p.u, p.v);
+        return;
+      }
       this.view.tx = drag.tx + e.clientX - drag.x;
       this.view.ty = drag.ty + e.clientY - drag.y;
       this.fitted = false;
@@ -174,7 +322,24 @@ export class Viewer {
     };
     pane.addEventListener("pointerup", end);
     pane.addEventListener("pointercancel", end);
+    pane.addEventListener("pointerleave", () => {
+      if (!drag && document.activeElement !== pane) this.setProbe(null);
+    });
     pane.addEventListener("dblclick", () => this.fit());
+    pane.addEventListener("focus", () => this.probe || this.stepProbe(0, 0));
+    pane.addEventListener("keydown", (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      const n = e.shiftKey ? 10 : 1;
+      const move = { ArrowLeft: [-n, 0], ArrowRight: [n, 0], ArrowUp: [0, -n], ArrowDown: [0, n] }[e.key];
+      if (move) this.stepProbe(...move);
+      else if (e.key === "+" || e.key === "=") this.zoomBy(1.25);
+      else if (e.key === "-") this.zoomBy(0.8);
+      else if (e.key === "0") this.fit();
+      else return;
+      // Arrows here move the probe, not the selection.
+      e.preventDefault();
+      e.stopPropagation();
+    });
   }
 
   /** The keyboard does what the mouse does: the slider's handle moves with the arrow

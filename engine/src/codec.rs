@@ -251,6 +251,36 @@ fn image_format(format: Format) -> image::ImageFormat {
 /// # Ok::<(), prism_engine::codec::CodecError>(())
 /// ```
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
+    decode_reduced(bytes, limits, 1)
+}
+
+/// The reductions [`decode_reduced`] takes: libjpeg-turbo has SIMD inverse DCTs for
+/// these (1/8 keeps only each block's DC coefficient).
+pub const REDUCTIONS: [u32; 4] = [1, 2, 4, 8];
+
+/// Decodes as [`decode`] does, but a JPEG at `1/denom` of its size (rounded up) through
+/// libjpeg-turbo's DCT scaling, which skips most of the inverse DCT and the colour
+/// conversion of the pixels it does not produce: for previews. Other formats (and
+/// CMYK JPEGs) decode at full size; the caller scales those. `denom` is one of
+/// [`REDUCTIONS`]. Limits apply to the full size the file declares.
+///
+/// ```
+/// use prism_engine::codec::{decode_reduced, encode, EncodeOptions, Format, Limits, Metadata};
+/// use prism_engine::{Frame, Pixels};
+///
+/// let img = image::RgbImage::from_pixel(64, 30, image::Rgb([10, 20, 30]));
+/// let jpeg = encode(&Frame::new(Pixels::Rgb(img)), Format::Jpeg, &Metadata::default(),
+///                   &EncodeOptions::default())?;
+/// let quarter = decode_reduced(&jpeg, &Limits::default(), 4)?;
+/// assert_eq!((quarter.frame.pixels.width(), quarter.frame.pixels.height()), (16, 8));
+/// # Ok::<(), prism_engine::codec::CodecError>(())
+/// ```
+pub fn decode_reduced(bytes: &[u8], limits: &Limits, denom: u32) -> Result<Decoded, CodecError> {
+    if !REDUCTIONS.contains(&denom) {
+        return Err(CodecError::Unsupported(format!(
+            "reduction 1/{denom} (1/1, 1/2, 1/4 or 1/8)"
+        )));
+    }
     if bytes.len() as u64 > limits.max_bytes {
         return Err(too_many_bytes(bytes.len() as u64, limits));
     }
@@ -258,12 +288,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
     let (w, h) = peek_dimensions(bytes, format)?;
     check_pixels(w as u64, h as u64, limits)?;
     match format {
-        Format::Jpeg => decode_jpeg(bytes, limits),
+        Format::Jpeg => decode_jpeg(bytes, limits, denom),
         _ => decode_with_image(bytes, format, limits),
     }
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
+fn decode_jpeg(bytes: &[u8], limits: &Limits, denom: u32) -> Result<Decoded, CodecError> {
     let header = turbojpeg::read_header(bytes).map_err(|e| CodecError::Decode(e.to_string()))?;
     check_pixels(header.width as u64, header.height as u64, limits)?;
     let (exif, icc) = jpeg_segments(bytes);
@@ -280,7 +310,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, CodecError> {
              about ten; each scan makes the decoder go over the whole image again)"
         )));
     }
-    let img = match decompress_jpeg(bytes, format) {
+    let img = match decompress_jpeg(bytes, format, denom) {
         Ok(img) => img,
         // libjpeg-turbo's TurboJPEG API cannot turn CMYK/YCCK into RGB; `image` can.
         Err(_)
@@ -398,6 +428,7 @@ impl Drop for TjDecompressor {
 fn decompress_jpeg(
     bytes: &[u8],
     format: turbojpeg::PixelFormat,
+    denom: u32,
 ) -> Result<turbojpeg::Image<Vec<u8>>, CodecError> {
     use turbojpeg::raw;
     let mut d = TjDecompressor::new()?;
@@ -419,6 +450,19 @@ fn decompress_jpeg(
         raw::TJPARAM_TJPARAM_MAXMEMORY,
         mib.min(i32::MAX as usize) as i32,
     )?;
+    if denom != 1 {
+        let factor = raw::tjscalingfactor {
+            num: 1,
+            denom: denom as _,
+        };
+        // SAFETY: the handle is live and has read the header.
+        if unsafe { raw::tj3SetScalingFactor(d.0, factor) } != 0 {
+            return Err(CodecError::Decode(d.error()));
+        }
+    }
+    // TJSCALED: the scaled size rounds up.
+    let denom = denom as usize;
+    let (w, h) = (w.div_ceil(denom), h.div_ceil(denom));
     let pitch = w * format.size();
     let mut pixels = vec![0u8; pitch * h];
     // SAFETY: `pixels` holds `pitch * h` bytes, exactly what a w x h image of `format`
@@ -909,7 +953,7 @@ mod tests {
         let jpeg = c.compress_to_vec(img.as_deref()).unwrap();
         let normal = jpeg_scan_count(&jpeg);
         assert!((2..20).contains(&normal), "{normal} scans");
-        assert!(decompress_jpeg(&jpeg, turbojpeg::PixelFormat::RGB).is_ok());
+        assert!(decompress_jpeg(&jpeg, turbojpeg::PixelFormat::RGB, 1).is_ok());
         // The last scan again and again, past the limit: the counter sees them all, and
         // the decoder refuses on its own too (the counter runs first in `decode`).
         let last = jpeg.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
@@ -920,7 +964,7 @@ mod tests {
         }
         bomb.extend_from_slice(&[0xFF, 0xD9]);
         assert_eq!(jpeg_scan_count(&bomb), normal + MAX_JPEG_SCANS);
-        match decompress_jpeg(&bomb, turbojpeg::PixelFormat::RGB) {
+        match decompress_jpeg(&bomb, turbojpeg::PixelFormat::RGB, 1) {
             Err(CodecError::Limit(m)) => assert!(m.contains("scans"), "{m}"),
             other => panic!("{:?}", other.map(|i| i.width)),
         }
@@ -1021,5 +1065,66 @@ mod tests {
         assert_eq!(g.get_pixel(3, 13).0, [255]);
         let exif = d.meta.exif.unwrap();
         assert_eq!(&exif[18..20], &[1, 0], "the written tag says normal");
+    }
+
+    #[test]
+    fn reduced_jpeg_decodes_are_smaller_turned_and_close_to_the_full_one() {
+        // Orientation 6 again, on a JPEG this time: the reduced decode turns it as well.
+        let exif = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0".to_vec();
+        let meta = Metadata {
+            exif: Some(exif),
+            icc: None,
+        };
+        let img = RgbImage::from_fn(203, 96, |x, y| {
+            image::Rgb([if x < 101 { 20 } else { 230 }, (y * 2) as u8, 90])
+        });
+        let bytes = encode(
+            &Frame::new(Pixels::Rgb(img)),
+            Format::Jpeg,
+            &meta,
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let full = decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(full.frame.pixels.width(), 96);
+        for denom in [2u32, 4, 8] {
+            let d = decode_reduced(&bytes, &Limits::default(), denom).unwrap();
+            let Pixels::Rgb(c) = d.frame.pixels else {
+                panic!("colour expected")
+            };
+            // Turned: 96 x 203 stored sideways, each edge divided and rounded up.
+            assert_eq!(
+                c.dimensions(),
+                (96u32.div_ceil(denom), 203u32.div_ceil(denom))
+            );
+            // The left half (dark red) ends up on top, the bright half below.
+            let (w, h) = c.dimensions();
+            assert!(c.get_pixel(w / 2, h / 8).0[0] < 60, "1/{denom}");
+            assert!(c.get_pixel(w / 2, h - 1 - h / 8).0[0] > 190, "1/{denom}");
+            assert!(d.meta.exif.is_some());
+        }
+        assert!(matches!(
+            decode_reduced(&bytes, &Limits::default(), 3),
+            Err(CodecError::Unsupported(_))
+        ));
+        // Limits are those of the full size, whatever the reduction.
+        let lim = Limits {
+            max_pixels: 1000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_reduced(&bytes, &lim, 8),
+            Err(CodecError::Limit(_))
+        ));
+        // Other formats decode whole: the caller scales them.
+        let png = encode(
+            &sample(),
+            Format::Png,
+            &Metadata::default(),
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let d = decode_reduced(&png, &Limits::default(), 4).unwrap();
+        assert_eq!(d.frame.pixels, sample().pixels);
     }
 }

@@ -262,9 +262,20 @@ pub struct LocalWorker {
 impl LocalWorker {
     /// A worker with `threads` rayon threads (0 = one per core).
     pub fn new(threads: usize) -> Result<Self, EngineError> {
+        Self::with_start(threads, |_| {})
+    }
+
+    /// [`LocalWorker::new`], running `start` on each of its threads (with its index) as
+    /// the thread starts: where a desktop app lowers their scheduling priority, so a
+    /// batch on every core leaves its window and previews the first turn.
+    pub fn with_start(
+        threads: usize,
+        start: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Result<Self, EngineError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("prism-cpu-{i}"))
+            .start_handler(start)
             .build()
             .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot start threads: {e}")))?;
         let slots = pool.current_num_threads();
@@ -1069,6 +1080,22 @@ fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_worker_runs_its_start_hook_on_every_thread() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let w = LocalWorker::with_start(3, move |i| s.lock().unwrap().push(i)).unwrap();
+        assert_eq!(w.slots(), 3);
+        // Threads start on their own after the pool is built.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+    }
 
     fn files(list: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: std::collections::HashMap<String, String> = list

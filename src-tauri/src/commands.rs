@@ -355,6 +355,35 @@ pub async fn nodes(core: State<'_, Arc<Core>>) -> Result<Vec<NodeView>, AppError
     blocking(core, move |core| Ok(core.node_views())).await
 }
 
+/// The pixel values at `(u, v)` (fractions of the image across and down) in the original
+/// and, with `rev`, in that result: from the full-resolution images.
+#[tauri::command]
+pub async fn readout(
+    core: State<'_, Arc<Core>>,
+    id: ImageId,
+    rev: Option<u64>,
+    u: f64,
+    v: f64,
+) -> Result<crate::compare::Readout, AppError> {
+    blocking(core, move |core| core.readout(id, rev, u, v)).await
+}
+
+/// Takes an edit of the ops (a pipeline, in order) the image `id` goes through: the live
+/// preview's generation, rendered at `prism://localhost/live/<id>/<gen>` while it is the
+/// latest (the render of the one before stops).
+#[tauri::command]
+pub fn set_live(
+    core: State<'_, Arc<Core>>,
+    id: ImageId,
+    ops: Vec<Value>,
+) -> Result<crate::live::LivePlan, AppError> {
+    let ops = ops
+        .into_iter()
+        .map(parse_op)
+        .collect::<Result<Vec<_>, _>>()?;
+    core.set_live(id, ops)
+}
+
 /// The about box: version, licence, and the engine's SIMD path on this CPU.
 #[tauri::command]
 pub fn about() -> crate::about::About {

@@ -9,17 +9,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prism_engine::exec::{Joins, LocalWorker, RunConfig, Worker};
+use prism_engine::ops::{run_pipeline, OpContext, OpError};
 use prism_engine::output::OnExists;
 use prism_engine::preset::{format_name, Preset};
 use prism_engine::remote::fleet::parse_target;
 use prism_engine::remote::tls::Fingerprint;
-use prism_engine::Op;
+use prism_engine::{EngineError, Frame, Op};
 use serde::{Deserialize, Serialize};
 
+use crate::compare::{self, FrameCache, FrameKey, Readout};
 use crate::error::AppError;
 use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, Plan, Target};
 use crate::library::{AddReport, ImageId, ImageView, Library};
-use crate::preview::{render, PixelRequest, PreviewCache};
+use crate::live::{self, Live, LivePlan};
+use crate::preview::{
+    encode_preview, fit_frame, render_all, PixelRequest, PreviewCache, Rendition,
+};
 use crate::remote::{is_fleet, parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
 use crate::settings::{
@@ -117,8 +122,27 @@ pub struct Core {
     next_job: AtomicU64,
     local: Mutex<Option<(usize, Arc<LocalWorker>)>>,
     previews: PreviewCache,
+    /// Full-resolution images the compare tools read.
+    frames: FrameCache,
+    /// The latest live preview asked for.
+    live: Live,
+    /// The display-size original of the image live previews are made of, with its size
+    /// over the full image's.
+    live_input: Mutex<Option<(ImageId, Arc<Frame>, f64)>>,
     warning: Mutex<Option<String>>,
     remote: Arc<Remote>,
+}
+
+/// Lowers the calling thread's CPU priority to nice 10: a batch's threads give way to
+/// the window, the previews and the rest of the desktop, and still take every idle cycle
+/// (with the cores to itself a batch runs as fast). Linux only: there one thread's nice
+/// value is its own (elsewhere this call would lower the whole process).
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: no memory is touched; PRIO_PROCESS with `who` 0 names the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 /// Whether two paths name the same existing file (links and `..` resolved).
@@ -155,6 +179,9 @@ impl Core {
             next_job: AtomicU64::new(1),
             local: Mutex::new(None),
             previews: PreviewCache::default(),
+            frames: FrameCache::default(),
+            live: Live::default(),
+            live_input: Mutex::new(None),
             warning: Mutex::new(warning),
             remote: Arc::new(Remote::default()),
         }))
@@ -297,6 +324,11 @@ impl Core {
         drop(job);
         for &id in ids {
             self.previews.forget(id);
+            self.frames.forget(id);
+            let mut input = lock(&self.live_input);
+            if input.as_ref().is_some_and(|(held, ..)| *held == id) {
+                *input = None;
+            }
         }
         for output in outputs {
             crate::library::remove_output(&output);
@@ -429,7 +461,7 @@ impl Core {
                 return Ok(w.clone());
             }
         }
-        let w = Arc::new(LocalWorker::new(threads)?);
+        let w = Arc::new(LocalWorker::with_start(threads, |_| background_priority())?);
         *local = Some((threads, w.clone()));
         Ok(w)
     }
@@ -440,26 +472,158 @@ impl Core {
         if let Some(b) = self.previews.get(req) {
             return Ok(b);
         }
-        let path = {
-            let lib = lock(&self.library);
-            match req {
-                PixelRequest::Thumb(id) | PixelRequest::Source(id) => lib
-                    .get(id)
-                    .ok_or(AppError::UnknownImage(id))?
-                    .source
-                    .clone(),
-                PixelRequest::Result(id, rev) | PixelRequest::ResultThumb(id, rev) => {
-                    let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
-                    match &e.result {
-                        Some(r) if r.rev == rev => r.output.clone(),
-                        _ => return Err(AppError::NoResult(format!("{} (rev {rev})", e.name))),
-                    }
-                }
+        if let PixelRequest::Live(id, gen) = req {
+            return Ok(Arc::new(self.render_live(id, gen)?));
+        }
+        if let PixelRequest::Diff(id, rev, gain) = req {
+            let bytes = Arc::new(self.render_difference(id, rev, gain)?);
+            self.previews.put(req, bytes.clone());
+            return Ok(bytes);
+        }
+        let path = self.pixels_path(req)?;
+        // One decode makes what this request brings along (a thumbnail's display
+        // rendition); a rendition made already is not made again.
+        let wanted: Vec<PixelRequest> = req
+            .made_with()
+            .into_iter()
+            .filter(|&r| r == req || self.previews.get(r).is_none())
+            .collect();
+        let sizes: Vec<Rendition> = wanted.iter().map(|r| r.rendition()).collect();
+        let mut asked = None;
+        for (r, bytes) in wanted.into_iter().zip(render_all(&path, &sizes)?) {
+            let bytes = Arc::new(bytes);
+            self.previews.put(r, bytes.clone());
+            if r == req {
+                asked = Some(bytes);
             }
+        }
+        asked.ok_or_else(|| AppError::Io("the preview was not rendered".into()))
+    }
+
+    /// The full-resolution original and, for `rev`, result of an image (decoded once
+    /// while they are looked at).
+    fn frames(
+        &self,
+        id: ImageId,
+        rev: Option<u64>,
+    ) -> Result<(Arc<Frame>, Option<Arc<Frame>>), AppError> {
+        let source = self.pixels_path(PixelRequest::Display(id))?;
+        let result = rev
+            .map(|rev| self.pixels_path(PixelRequest::ResultDisplay(id, rev)))
+            .transpose()?;
+        let original = self
+            .frames
+            .get_or_decode(FrameKey { id, rev: None }, &source)?;
+        let result = match (rev, result) {
+            (Some(rev), Some(path)) => Some(
+                self.frames
+                    .get_or_decode(FrameKey { id, rev: Some(rev) }, &path)?,
+            ),
+            _ => None,
         };
-        let bytes = Arc::new(render(&path, req.max_edge())?);
-        self.previews.put(req, bytes.clone());
-        Ok(bytes)
+        Ok((original, result))
+    }
+
+    /// The difference view: `|original - result| * gain` at full resolution, scaled
+    /// to display size.
+    fn render_difference(&self, id: ImageId, rev: u64, gain: u8) -> Result<Vec<u8>, AppError> {
+        let (a, b) = self.frames(id, Some(rev))?;
+        let b = b.ok_or_else(|| AppError::NoResult(format!("image {id} (rev {rev})")))?;
+        let diff = Frame::new(compare::difference(&a.pixels, &b.pixels, gain)?);
+        let edge = diff.pixels.width().max(diff.pixels.height());
+        let (_, max_edge) = Rendition::Display.plan(edge);
+        Ok(encode_preview(fit_frame(&diff, max_edge))?)
+    }
+
+    /// Takes an edit of the ops `id` goes through: the live preview's next generation
+    /// (the render of the one before stops).
+    pub fn set_live(&self, id: ImageId, ops: Vec<Op>) -> Result<LivePlan, AppError> {
+        if ops.is_empty() {
+            return Err(AppError::BadRequest("a live preview needs an op".into()));
+        }
+        lock(&self.library)
+            .get(id)
+            .ok_or(AppError::UnknownImage(id))?;
+        Ok(self.live.set(id, ops))
+    }
+
+    /// Renders live preview `gen` of `id`: its ops on the display-size original. Stale
+    /// (another edit came) before or while it runs: [`AppError::NoResult`].
+    fn render_live(&self, id: ImageId, gen: u64) -> Result<Vec<u8>, AppError> {
+        let stale = || AppError::NoResult(format!("live preview {gen} of image {id} (replaced)"));
+        let (ops, cancel) = self.live.current(id, gen).ok_or_else(stale)?;
+        let (input, factor) = self.live_input(id)?;
+        let ops = live::scaled(&ops, factor);
+        let ctx = OpContext {
+            cancel,
+            progress: None,
+        };
+        let out = match run_pipeline(&ops, input.pixels.clone(), &ctx) {
+            Ok(out) => out,
+            Err(OpError::Cancelled) => return Err(stale()),
+            Err(e) => return Err(AppError::Engine(e.into())),
+        };
+        // As in a batch: alpha stays with colour outputs only.
+        let alpha = input.alpha.clone().filter(|_| out.pixels.channels() == 3);
+        Ok(encode_preview(Frame {
+            pixels: out.pixels,
+            alpha,
+        })?)
+    }
+
+    /// The display-size original live previews start from (decoded once per image
+    /// selected), and its size over the full image's.
+    fn live_input(&self, id: ImageId) -> Result<(Arc<Frame>, f64), AppError> {
+        if let Some((held, frame, factor)) = lock(&self.live_input).as_ref() {
+            if *held == id {
+                return Ok((frame.clone(), *factor));
+            }
+        }
+        let path = self.pixels_path(PixelRequest::Display(id))?;
+        let limits = prism_engine::codec::Limits::default();
+        let bytes = prism_engine::codec::read_file(&path, &limits).map_err(EngineError::from)?;
+        let format = prism_engine::codec::sniff(&bytes).map_err(EngineError::from)?;
+        let (w, h) =
+            prism_engine::codec::peek_dimensions(&bytes, format).map_err(EngineError::from)?;
+        let edge = w.max(h);
+        let (denom, max_edge) = Rendition::Display.plan(edge);
+        let decoded = prism_engine::codec::decode_reduced(&bytes, &limits, denom)
+            .map_err(EngineError::from)?;
+        let frame = Arc::new(fit_frame(&decoded.frame, max_edge));
+        let shown = frame.pixels.width().max(frame.pixels.height());
+        let factor = f64::from(shown) / f64::from(edge);
+        *lock(&self.live_input) = Some((id, frame.clone(), factor));
+        Ok((frame, factor))
+    }
+
+    /// The pixel values at `(u, v)` (fractions across and down) of the original and of
+    /// the result `rev`, from the full-resolution images.
+    pub fn readout(
+        &self,
+        id: ImageId,
+        rev: Option<u64>,
+        u: f64,
+        v: f64,
+    ) -> Result<Readout, AppError> {
+        let (a, b) = self.frames(id, rev)?;
+        Ok(Readout {
+            original: compare::sample(&a, u, v)?,
+            result: b.map(|b| compare::sample(&b, u, v)).transpose()?,
+        })
+    }
+
+    /// The file a request's pixels come from: the source, or the result of that revision.
+    fn pixels_path(&self, req: PixelRequest) -> Result<PathBuf, AppError> {
+        let lib = lock(&self.library);
+        let id = req.id();
+        let e = lib.get(id).ok_or(AppError::UnknownImage(id))?;
+        match req.rev() {
+            None => Ok(e.source.clone()),
+            Some(rev) => match &e.result {
+                Some(r) if r.rev == rev => Ok(r.output.clone()),
+                _ => Err(AppError::NoResult(format!("{} (rev {rev})", e.name))),
+            },
+        }
     }
 
     /// The name Save proposes for an image's result.

@@ -12,11 +12,13 @@
 pub mod about;
 pub mod coalesce;
 pub mod commands;
+pub mod compare;
 pub mod core;
 pub mod dialogs;
 pub mod error;
 pub mod jobs;
 pub mod library;
+pub mod live;
 pub mod preview;
 pub mod remote;
 pub mod save;
@@ -34,9 +36,40 @@ use crate::error::AppError;
 use crate::preview::PixelRequest;
 use crate::settings::{SettingsStore, TokenBackend};
 
-/// Threads that render previews, apart from the batch's pool so thumbnails keep coming
-/// while a batch runs.
-struct PreviewThreads(rayon::ThreadPool);
+/// Threads that render previews, apart from the batch's pool so previews keep coming
+/// while a batch runs: the grid's thumbnails on some, what the inspector shows on others,
+/// so an image clicked open never waits behind a folder's worth of thumbnails.
+pub struct PreviewThreads {
+    /// Grid thumbnails.
+    pub grid: rayon::ThreadPool,
+    /// The inspector's panes (and its live previews).
+    pub view: rayon::ThreadPool,
+}
+
+impl PreviewThreads {
+    /// Up to four threads for the grid, one per core (at most four) for the inspector.
+    pub fn new() -> Result<Self, rayon::ThreadPoolBuildError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let pool = |name: &'static str| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("prism-{name}-{i}"))
+                .build()
+        };
+        Ok(PreviewThreads {
+            grid: pool("thumbs")?,
+            view: pool("view")?,
+        })
+    }
+
+    /// The pool a `prism://` path is rendered on.
+    pub fn for_path(&self, path: &str) -> &rayon::ThreadPool {
+        match PixelRequest::parse(path) {
+            Some(req) if req.for_grid() => &self.grid,
+            _ => &self.view,
+        }
+    }
+}
 
 /// The `prism://` answer for a URL path: a preview (JPEG, or PNG with transparency), or
 /// a status and a reason.
@@ -111,7 +144,8 @@ pub fn run() {
             let app = ctx.app_handle();
             let core = app.state::<Arc<Core>>().inner().clone();
             let path = request.uri().path().to_string();
-            app.state::<PreviewThreads>().0.spawn(move || {
+            let threads = app.state::<PreviewThreads>();
+            threads.for_path(&path).spawn(move || {
                 // rayon aborts the process on a panic in `spawn`; a broken file must
                 // cost its preview only.
                 let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -138,12 +172,7 @@ pub fn run() {
                 core.add_paths(&opened);
             }
             app.manage(core);
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("prism-preview-{i}"))
-                .build()?;
-            app.manage(PreviewThreads(pool));
+            app.manage(PreviewThreads::new()?);
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -176,6 +205,8 @@ pub fn run() {
             commands::close_connections,
             commands::nodes,
             commands::about,
+            commands::readout,
+            commands::set_live,
         ])
         .build(tauri::generate_context!());
     let app = match app {

@@ -2447,3 +2447,406 @@ async fn the_main_states_pass_an_accessibility_audit_and_work_by_keyboard() {
         found.join("\n")
     );
 }
+
+/// Milliseconds from a click on `card` to `img` showing `url_end` (loaded and decoded,
+/// ready to paint), measured in the page.
+async fn click_to_visible(c: &Client, card: &str, img: &str, url_end: &str) -> f64 {
+    js(
+        c,
+        "const [card, img, end] = arguments;
+         const t = window.__open = {};
+         document.querySelector(card).addEventListener('click', () => { t.click = performance.now(); },
+           { capture: true, once: true });
+         const el = document.getElementById(img);
+         el.addEventListener('load', function seen() {
+           if (!el.src.endsWith(end)) return;
+           el.removeEventListener('load', seen);
+           t.load = performance.now();
+           // Not two animation frames: WebKit under Xvfb runs them late by seconds
+           // while the cores are busy, which says nothing about the image.
+           el.decode().then(() => { t.painted = performance.now(); });
+         });",
+        vec![json!(card), json!(img), json!(url_end)],
+    )
+    .await;
+    click(c, card).await;
+    wait_js(c, "window.__open.painted !== undefined", 30).await;
+    let load = num(c, "window.__open.load - window.__open.click").await;
+    let painted = num(c, "window.__open.painted - window.__open.click").await;
+    eprintln!("e2e:   loaded after {load:.0} ms, decoded after {painted:.0} ms");
+    painted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_12_mp_original_shows_at_once_while_a_batch_runs_and_sharpens_when_zoomed() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let photo = work.path().join("photo.jpg");
+    write_image(&photo, 4000, 3000, 7);
+    drop_paths(&c, &[&photo]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    for i in 0..3 {
+        write_image(&work.path().join(format!("batch/{i}.png")), 1000, 750, i);
+    }
+    drop_paths(&c, &[&work.path().join("batch")]).await;
+    wait_js(
+        &c,
+        "document.querySelectorAll('.card').length === 4
+         && [...document.querySelectorAll('.card .thumb img')].every(i => i.complete && i.naturalWidth > 0)",
+        30,
+    )
+    .await;
+    // Denoise keeps both cores busy for the rest of the test.
+    select(&c, "#global-op", "denoise").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, "#process-all").await;
+    wait_js(
+        &c,
+        "document.querySelector('.card[data-state=\"running\"]')",
+        30,
+    )
+    .await;
+    eprintln!("e2e: opening the 12 MP JPEG while a denoise batch runs on every core:");
+    let ms = click_to_visible(&c, ".card[data-id='0']", "img-before", "/display/0").await;
+    eprintln!("e2e: 12 MP JPEG original visible {ms:.0} ms after the click (goal 150 ms)");
+    // The display rendition: the photo at a quarter, straight from DCT scaling.
+    assert_eq!(
+        js(
+            &c,
+            "const i = document.getElementById('img-before'); return [i.naturalWidth, i.naturalHeight, i.hidden]",
+            vec![]
+        )
+        .await,
+        json!([1000, 750, false])
+    );
+    // Another image and back: the rendition is made once and kept.
+    click(&c, ".card[data-id='1']").await;
+    wait_js(
+        &c,
+        "document.getElementById('img-before').src.endsWith('/display/1')",
+        10,
+    )
+    .await;
+    let again = click_to_visible(&c, ".card[data-id='0']", "img-before", "/display/0").await;
+    eprintln!("e2e: opened again: visible {again:.0} ms after the click");
+
+    // Zoomed in past the rendition's own pixels, the zoom preview replaces it at the same
+    // place on screen.
+    let rect = "(r => [Math.round(r.width), Math.round(r.height)])(document.getElementById('img-before').getBoundingClientRect())";
+    for _ in 0..8 {
+        click(&c, "#zoom-in").await;
+    }
+    let before = js(&c, &format!("return {rect}"), vec![]).await;
+    let t = Instant::now();
+    wait_js(
+        &c,
+        "(i => i.src.endsWith('/source/0') && i.complete && i.naturalWidth === 2048)(document.getElementById('img-before'))",
+        60,
+    )
+    .await;
+    // What a click used to wait for: the 2048 px preview from the whole 12 MP decode.
+    eprintln!(
+        "e2e: the zoom preview (full decode) came {} ms after zooming in",
+        t.elapsed().as_millis()
+    );
+    assert_eq!(js(&c, &format!("return {rect}"), vec![]).await, before);
+    shot(&c, "19-zoomed-while-running").await;
+    click(&c, "#cancel").await;
+    wait_js(
+        &c,
+        "document.getElementById('progress-text').textContent.startsWith('Cancelled')",
+        60,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
+
+/// Moves the mouse over the centre of an element, no button pressed.
+async fn hover(c: &Client, css: &str) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    let element = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element,
+        duration: Some(Duration::from_millis(100)),
+        x: 0.0,
+        y: 0.0,
+    });
+    c.perform_actions(mouse).await.expect("moved");
+    c.release_actions().await.expect("released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn the_difference_view_and_the_pixel_readout_compare_both_images() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    // Smooth ramps (no JPEG noise in the way): red across, green down, blue 128.
+    let path = work.path().join("ramp.png");
+    let value = |x: u32, y: u32| [x * 255 / 399, y * 255 / 299, 128];
+    RgbImage::from_fn(400, 300, |x, y| Rgb(value(x, y).map(|v| v as u8)))
+        .save(&path)
+        .expect("written");
+    drop_paths(&c, &[&path]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    select(&c, "#global-op", "color-manipulation").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    click(&c, ".card").await;
+    wait_js(&c, "!document.getElementById('inspector').hidden", 5).await;
+    click(&c, "#process-one").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 400)(document.getElementById('img-after'))",
+        30,
+    )
+    .await;
+
+    // The mouse over the middle of the original: that pixel, in both images.
+    hover(&c, "#img-before").await;
+    wait_js(
+        &c,
+        "/Processed/.test(document.getElementById('readout').textContent)",
+        10,
+    )
+    .await;
+    let at = js(
+        &c,
+        "return document.getElementById('readout').textContent.match(/x (\\d+), y (\\d+) of 400×300/).slice(1).map(Number)",
+        vec![],
+    )
+    .await;
+    let at: Vec<u32> = serde_json::from_value(at).expect("x and y");
+    assert!(
+        (198..=201).contains(&at[0]) && (148..=151).contains(&at[1]),
+        "{at:?}"
+    );
+
+    // From the keyboard: focus a pane (the probe starts at the centre pixel), then the
+    // arrows move it one pixel at a time; the values are the full-resolution ones.
+    hover(&c, "#inspector-name").await;
+    wait_js(
+        &c,
+        "/^Point at/.test(document.getElementById('readout').textContent.trim())",
+        5,
+    )
+    .await;
+    js(&c, "document.getElementById('pane-after').focus()", vec![]).await;
+    for key in ['\u{e014}', '\u{e014}', '\u{e014}', '\u{e015}', '\u{e015}'] {
+        press(&c, key).await;
+    }
+    let [r, g, b] = value(203, 152);
+    let want = format!(
+        "x 203, y 152 of 400×300 · Original R {r} G {g} B {b} · Processed R {} G {} B {} · |Δ| R {} G {} B {}",
+        255 - r,
+        255 - g,
+        255 - b,
+        (2 * r).abs_diff(255),
+        (2 * g).abs_diff(255),
+        (2 * b).abs_diff(255)
+    );
+    wait_js(
+        &c,
+        &format!(
+            "document.getElementById('readout').textContent === {}",
+            json!(want)
+        ),
+        10,
+    )
+    .await;
+    // The arrows moved the probe, not the selection; the probe shows in both panes.
+    assert_eq!(text(&c, "#inspector-name").await, "ramp.png");
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('#pane-before .probe, #pane-after .probe')].map(p => p.hidden)",
+            vec![]
+        )
+        .await,
+        json!([false, false])
+    );
+
+    // The difference view: |a - b| per channel, from the full-resolution images.
+    click(&c, "input[name='view'][value='diff'] + span").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 400)(document.getElementById('img-diff'))
+         && document.getElementById('pane-before').offsetWidth === 0",
+        30,
+    )
+    .await;
+    // Left edge: red 255 apart; middle: nearly equal; blue: 1 apart.
+    let seen = colours_at(&c, "#img-diff", &[(0.02, 0.5), (0.5, 0.5)]).await;
+    assert!(seen[0][0] > 220 && seen[1][0] < 20, "{seen:?}");
+    assert!(seen[0][2] < 10, "{seen:?}");
+    shot(&c, "20-difference").await;
+    // Amplified 16 times, the blue's 1 shows as 16.
+    select(&c, "#diff-gain", "16").await;
+    wait_js(
+        &c,
+        "(i => i.src.endsWith('/16') && i.complete && i.naturalWidth === 400)(document.getElementById('img-diff'))",
+        30,
+    )
+    .await;
+    // (Away from the middle, where red and green swing fast and JPEG blurs the blue.)
+    let seen = colours_at(&c, "#img-diff", &[(0.1, 0.1)]).await;
+    assert!(
+        seen[0][0] > 240 && (8..=26).contains(&seen[0][2]),
+        "{seen:?}"
+    );
+    assert_eq!(text(&c, "#diff-label").await, "|Original − Processed| × 16");
+    c.close().await.expect("session closes");
+}
+
+/// Runs `change` (JS that changes a param) in the page and waits for the Processed pane
+/// to show a live preview made after it: milliseconds from the change to that preview
+/// loaded and decoded.
+async fn change_to_live_preview(c: &Client, change: &str) -> f64 {
+    let script = format!(
+        "const t = window.__live = {{}};
+         const el = document.getElementById('img-after');
+         const before = el.src;
+         el.addEventListener('load', function seen() {{
+           if (!el.src.includes('/live/') || el.src === before) return;
+           el.removeEventListener('load', seen);
+           el.decode().then(() => {{ t.shown = performance.now(); }});
+         }});
+         t.start = performance.now();
+         {change}"
+    );
+    js(c, &script, vec![]).await;
+    wait_js(c, "window.__live.shown !== undefined", 30).await;
+    num(c, "window.__live.shown - window.__live.start").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_param_change_shows_a_live_preview_before_process() {
+    let _one = one_at_a_time();
+    let h = Harness::start();
+    let c = h.open().await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let photo = work.path().join("photo.jpg");
+    write_image(&photo, 4000, 3000, 3);
+    drop_paths(&c, &[&photo]).await;
+    wait_js(&c, "document.querySelectorAll('.card').length === 1", 20).await;
+    click(&c, ".card").await;
+    wait_js(
+        &c,
+        "(i => !i.hidden && i.complete && i.naturalWidth === 1000)(document.getElementById('img-before'))",
+        20,
+    )
+    .await;
+    let label = "document.getElementById('after-label').textContent";
+    let pane_live = "document.getElementById('pane-after').classList.contains('live')";
+    // Its own op: the preview comes at once, marked as one.
+    select(&c, "#inspector-op", "color-manipulation").await;
+    wait_js(
+        &c,
+        &format!("{pane_live} && {label}.startsWith('Preview, not processed')"),
+        20,
+    )
+    .await;
+    wait_js(
+        &c,
+        "(i => i.src.includes('/live/') && i.complete && i.naturalWidth === 1000)(document.getElementById('img-after'))",
+        20,
+    )
+    .await;
+    let mode = "document.querySelector(\"#inspector-params [data-key='mode']\")";
+    let colour_ms = change_to_live_preview(
+        &c,
+        &format!("{mode}.value = 'sepia'; {mode}.dispatchEvent(new Event('change'));"),
+    )
+    .await;
+    // Pixel by pixel: exact but for the scaling, so not marked approximate.
+    assert_eq!(
+        js(&c, &format!("return {label}"), vec![]).await,
+        json!("Preview, not processed")
+    );
+
+    // Three quick edits: the stale renders stop, the last one stays.
+    let burst_ms = change_to_live_preview(
+        &c,
+        &format!(
+            "for (const m of ['grayscale', 'hue-saturation', 'invert']) {{
+               {mode}.value = m; {mode}.dispatchEvent(new Event('change'));
+             }}"
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let src = text_js(&c, "document.getElementById('img-after').src").await;
+    let gens: u64 = src
+        .rsplit('/')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .expect("a gen");
+    // Inverted: the preview is 255 minus the original, wherever one looks (JPEG aside).
+    let before = colours_at(&c, "#img-before", &[(0.3, 0.4), (0.7, 0.6)]).await;
+    let after = colours_at(&c, "#img-after", &[(0.3, 0.4), (0.7, 0.6)]).await;
+    for (b, a) in before.iter().zip(&after) {
+        for ch in 0..3 {
+            assert!(
+                (i32::from(b[ch]) + i32::from(a[ch]) - 255).abs() <= 40,
+                "{before:?} vs {after:?}"
+            );
+        }
+    }
+    assert_eq!(
+        text_js(&c, "document.getElementById('img-after').src").await,
+        src,
+        "no older preview came after the last"
+    );
+    shot(&c, "21-live-preview").await;
+
+    // A size-dependent op: marked approximate.
+    select(&c, "#inspector-op", "erosion").await;
+    wait_js(&c, &format!("{label}.includes('approximate')"), 20).await;
+    let iterations = "document.querySelector(\"#inspector-params [data-key='iterations']\")";
+    let erosion_ms = change_to_live_preview(
+        &c,
+        &format!("{iterations}.value = '2'; {iterations}.dispatchEvent(new Event('change'));"),
+    )
+    .await;
+    // The sidebar's op, for an image without its own.
+    select(&c, "#inspector-op", "").await;
+    let global_ms = change_to_live_preview(
+        &c,
+        "const g = document.getElementById('global-op'); g.value = 'histogram-equalization';
+         g.dispatchEvent(new Event('change'));",
+    )
+    .await;
+    eprintln!(
+        "e2e: live preview of a 12 MP JPEG at 1000x750, change to shown: colour {colour_ms:.0} ms, \
+         3 quick edits {burst_ms:.0} ms (last gen {gens}), erosion {erosion_ms:.0} ms, \
+         the sidebar's op changed {global_ms:.0} ms"
+    );
+
+    // Process: the result replaces the preview.
+    click(&c, "#process-one").await;
+    wait_js(
+        &c,
+        &format!(
+            "!{pane_live} && {label} === 'Processed'
+             && document.getElementById('img-after').src.includes('/result-display/')"
+        ),
+        60,
+    )
+    .await;
+    c.close().await.expect("session closes");
+}
+
+/// A string the page computes.
+async fn text_js(c: &Client, expr: &str) -> String {
+    match js(c, &format!("return {expr};"), vec![]).await {
+        Value::String(s) => s,
+        other => panic!("{expr} is not a string: {other}"),
+    }
+}

@@ -974,3 +974,176 @@ mod remote {
         }
     }
 }
+
+#[test]
+fn a_grid_thumbnail_brings_the_display_rendition_along() {
+    let f = fixture();
+    let path = f.root.join("in/wide.png");
+    write_image(&path, 3000, 1000, 1);
+    let id = f.core.add_paths(&[path]).added[0].id;
+    assert!(f.core.previews.get(PixelRequest::Display(id)).is_none());
+    let thumb = f.core.pixels(PixelRequest::Thumb(id)).unwrap();
+    let made = f
+        .core
+        .previews
+        .get(PixelRequest::Display(id))
+        .expect("made with the thumbnail");
+    // Opening the pane takes that one, not a new render.
+    let shown = f.core.pixels(PixelRequest::Display(id)).unwrap();
+    assert!(Arc::ptr_eq(&made, &shown));
+    let size = |b: &[u8]| {
+        let p = prism_engine::codec::decode(b, &Limits::default())
+            .unwrap()
+            .frame
+            .pixels;
+        (p.width(), p.height())
+    };
+    assert_eq!(size(&thumb), (320, 107));
+    // Halved until it fits the display box: 3000 -> 1500 -> 750.
+    assert_eq!(size(&shown), (750, 250));
+    assert_eq!(
+        size(&f.core.pixels(PixelRequest::Source(id)).unwrap()),
+        (2048, 683)
+    );
+}
+
+#[test]
+fn the_readout_and_the_difference_come_from_the_full_resolution_images() {
+    use prism_engine::Pixels;
+    let f = fixture();
+    let path = f.root.join("in/p.png");
+    write_image(&path, 2600, 40, 4);
+    let id = f.core.add_paths(std::slice::from_ref(&path)).added[0].id;
+    f.core
+        .set_global_chain(vec![op("color-manipulation", &[("mode", "invert")])])
+        .unwrap();
+    // Before any result: the original alone, and no difference to show.
+    let r = f.core.readout(id, None, 0.5, 0.5).unwrap();
+    assert_eq!((r.original.x, r.original.y), (1300, 20));
+    assert_eq!((r.original.width, r.original.height), (2600, 40));
+    assert!(r.result.is_none());
+    assert!(matches!(
+        f.core.pixels(PixelRequest::Diff(id, 1, 1)),
+        Err(AppError::NoResult(_))
+    ));
+    let (s, rx) = sink();
+    f.core.process(Target::All, s).unwrap();
+    wait(&rx);
+    let rev = lock(&f.core.library)
+        .get(id)
+        .unwrap()
+        .result
+        .as_ref()
+        .unwrap()
+        .rev;
+    // Column 1234 of 2600: a pixel the display rendition (650 wide) does not hold alone.
+    let u = 1234.5 / 2600.0;
+    let r = f.core.readout(id, Some(rev), u, 0.5).unwrap();
+    let x = 1234u32;
+    let want = [
+        (x * 3 + 4) as u8,
+        (20 * 5 + 4 * 7) as u8,
+        ((x ^ 20) + 4) as u8,
+    ];
+    assert_eq!(r.original.x, x);
+    assert_eq!(r.original.values, want);
+    let res = r.result.expect("the result's pixel");
+    assert_eq!(res.values, want.map(|v| 255 - v));
+    assert!(f.core.frames.holds(FrameKey { id, rev: Some(rev) }));
+    // |v - (255 - v)| per channel, saturated at 16x; shown at display size.
+    let diff = f.core.pixels(PixelRequest::Diff(id, rev, 1)).unwrap();
+    let d = prism_engine::codec::decode(&diff, &Limits::default())
+        .unwrap()
+        .frame
+        .pixels;
+    assert_eq!((d.width(), d.height()), (650, 10));
+    let full = compare::difference(
+        &f.core.frames(id, None).unwrap().0.pixels,
+        &f.core.frames(id, Some(rev)).unwrap().1.unwrap().pixels,
+        16,
+    )
+    .unwrap();
+    let Pixels::Rgb(full) = full else {
+        panic!("colour")
+    };
+    let p = full.get_pixel(x, 20).0;
+    for c in 0..3 {
+        assert_eq!(
+            p[c],
+            ((want[c] as i32 - (255 - want[c]) as i32).unsigned_abs() * 16).min(255) as u8
+        );
+    }
+    // A removed image's frames go with it.
+    f.core.remove_images(&[id]).unwrap();
+    assert!(!f.core.frames.holds(FrameKey { id, rev: None }));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn batch_threads_run_at_a_lower_priority_than_the_window() {
+    // SAFETY: reads the calling thread's nice value only.
+    let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let base = nice();
+    // The hook the batch worker's threads run, on a thread of the test's own.
+    let lowered = std::thread::spawn(move || {
+        background_priority();
+        nice()
+    })
+    .join()
+    .unwrap();
+    // (A test already run at nice 10 or more cannot go back up to 10.)
+    assert_eq!(lowered, base.max(10));
+    assert_eq!(nice(), base, "only the calling thread is lowered");
+}
+
+#[test]
+fn a_live_preview_runs_the_latest_ops_on_the_display_size_original() {
+    let f = fixture();
+    let path = f.root.join("in/p.png");
+    // Flat colour: the JPEG of the preview keeps it within a step or two.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(2600, 40, Rgb([200, 60, 10]))
+        .save(&path)
+        .unwrap();
+    let id = f.core.add_paths(&[path]).added[0].id;
+    assert!(matches!(
+        f.core.set_live(id + 1, vec![op("erosion", &[])]),
+        Err(AppError::UnknownImage(_))
+    ));
+    assert!(matches!(
+        f.core.set_live(id, vec![]),
+        Err(AppError::BadRequest(_))
+    ));
+    let first = f.core.set_live(id, vec![op("erosion", &[])]).unwrap();
+    assert!(first.approximate);
+    let ops = vec![
+        op("color-manipulation", &[("mode", "invert")]),
+        op("color-manipulation", &[("mode", "grayscale")]),
+    ];
+    let latest = f.core.set_live(id, ops).unwrap();
+    assert!(
+        !latest.approximate,
+        "pixel by pixel: exact but for the scaling"
+    );
+    // The stale one is not rendered any more.
+    assert!(matches!(
+        f.core.pixels(PixelRequest::Live(id, first.gen)),
+        Err(AppError::NoResult(_))
+    ));
+    let t = std::time::Instant::now();
+    let bytes = f.core.pixels(PixelRequest::Live(id, latest.gen)).unwrap();
+    eprintln!("live preview of a 2600x40 image: {:?}", t.elapsed());
+    let d = prism_engine::codec::decode(&bytes, &Limits::default())
+        .unwrap()
+        .frame
+        .pixels;
+    // Display size (2600 -> 650), both ops in order: inverted (55, 195, 245), then grey.
+    assert_eq!((d.width(), d.height()), (650, 10));
+    let prism_engine::Pixels::Rgb(c) = d else {
+        panic!("grayscale keeps three channels")
+    };
+    let want = (0.299 * 55.0 + 0.587 * 195.0 + 0.114 * 245.0_f64).round() as i32;
+    for got in c.get_pixel(300, 5).0 {
+        assert!((got as i32 - want).abs() <= 3, "{got} vs {want}");
+    }
+}
