@@ -343,7 +343,7 @@ export class Viewer {
   }
 
   /** The keyboard does what the mouse does: the slider's handle moves with the arrow
-   *  keys (Home, End), a focused pane pans with them and zooms with + and -, 0 fits. */
+   *  keys (Home, End); a focused pane moves the pixel probe with them (bindPane). */
   bindKeys() {
     const h = this.handle;
     h.tabIndex = 0;
@@ -369,28 +369,7 @@ export class Viewer {
       this.split = Math.min(100, Math.max(0, to));
       this.apply();
     });
-    for (const pane of this.panes) {
-      pane.tabIndex = 0;
-      pane.setAttribute("role", "group");
-      const label = pane.querySelector(".pane-label")?.textContent || "Image";
-      pane.setAttribute("aria-label", `${label}: arrow keys pan, + and - zoom, 0 fits`);
-      pane.addEventListener("keydown", (e) => {
-        if (e.altKey || e.ctrlKey || e.metaKey) return;
-        const d = e.shiftKey ? 120 : 40;
-        const pan = { ArrowLeft: [d, 0], ArrowRight: [-d, 0], ArrowUp: [0, d], ArrowDown: [0, -d] }[e.key];
-        if (pan) {
-          this.view.tx += pan[0];
-          this.view.ty += pan[1];
-          this.fitted = false;
-          this.apply();
-        } else if (e.key === "+" || e.key === "=") this.zoomBy(1.25);
-        else if (e.key === "-") this.zoomBy(0.8);
-        else if (e.key === "0") this.fit();
-        else return;
-        e.preventDefault();
-        e.stopPropagation();
-      });
-    }
+    // A focused pane's keys (the probe, zoom, fit) are bound with its pointer in bindPane.
   }
 
   bindHandle() {

@@ -2388,15 +2388,15 @@ async fn the_main_states_pass_an_accessibility_audit_and_work_by_keyboard() {
     wait_js(&c, &format!("{split} === '45'"), 5).await;
     press(&c, '\u{e011}').await;
     wait_js(&c, &format!("{split} === '0'"), 5).await;
-    // A focused pane zooms with + and -, pans with the arrows, fits with 0.
+    // A focused pane zooms with + and -, moves the pixel probe with the arrows, fits with 0.
     let zoom = "document.getElementById('zoom-level').textContent";
     js(&c, &focus("#pane-before"), vec![]).await;
     press(&c, '+').await;
     wait_js(&c, &format!("{zoom} !== 'fit'"), 5).await;
-    let stage = "document.querySelector('#pane-before .stage').style.transform";
-    let before = js(&c, &format!("return {stage}"), vec![]).await;
+    let readout = "document.getElementById('readout').textContent";
+    let before = js(&c, &format!("return {readout}"), vec![]).await;
     press(&c, '\u{e014}').await;
-    wait_js(&c, &format!("{stage} !== {before}"), 5).await;
+    wait_js(&c, &format!("{readout} !== {before}"), 5).await;
     press(&c, '0').await;
     wait_js(&c, &format!("{zoom} === 'fit'"), 5).await;
     assert_eq!(text(&c, "#inspector-name").await, "2.png");
@@ -2682,10 +2682,10 @@ async fn the_difference_view_and_the_pixel_readout_compare_both_images() {
     )
     .await;
     // Left edge: red 255 apart; middle: nearly equal; blue: 1 apart.
+    shot(&c, "20-difference").await;
     let seen = colours_at(&c, "#img-diff", &[(0.02, 0.5), (0.5, 0.5)]).await;
     assert!(seen[0][0] > 220 && seen[1][0] < 20, "{seen:?}");
     assert!(seen[0][2] < 10, "{seen:?}");
-    shot(&c, "20-difference").await;
     // Amplified 16 times, the blue's 1 shows as 16.
     select(&c, "#diff-gain", "16").await;
     wait_js(
