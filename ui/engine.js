@@ -3,6 +3,7 @@
 // attempts, a status per node, "Close connection"). Draws from the store.
 
 import * as ipc from "./ipc.js";
+import { flushEdits } from "./debounce.js";
 import { connectionClosed, errorToast, toast } from "./toast.js";
 
 const $ = (id) => document.getElementById(id);
@@ -356,6 +357,9 @@ export function initEngine(store) {
 
   async function patch(p, what) {
     try {
+      // Settings come back whole: chain edits still waiting go first, or this answer
+      // would carry the chain from before them.
+      await flushEdits();
       store.setSettings(await ipc.updateSettings(p));
     } catch (e) {
       errorToast(e, what);

@@ -2,7 +2,7 @@
 // Process all / Cancel / Retry failed / Save all, and the progress of the running batch.
 
 import * as ipc from "./ipc.js";
-import { debounce } from "./debounce.js";
+import { debounce, flushEdits } from "./debounce.js";
 import { ChainEditor } from "./chain.js";
 import { celebrate, errorToast, toast } from "./toast.js";
 
@@ -159,7 +159,11 @@ export function initSidebar(store, actions) {
   $("clear-all").addEventListener("click", () => actions.removeImages([...store.order]));
   $("output-format").addEventListener("change", async () => {
     try {
-      store.setSettings(withPending(await ipc.updateSettings({ outputFormat: $("output-format").value })));
+      // Chain edits still waiting are saved first: answers to two writes in flight may
+      // come back in either order, and an older chain must not win in the page.
+      const format = $("output-format").value;
+      await flushEdits();
+      store.setSettings(withPending(await ipc.updateSettings({ outputFormat: format })));
     } catch (e) {
       errorToast(e, "Format not changed");
     }
