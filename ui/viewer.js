@@ -328,10 +328,18 @@ export class Viewer {
     pane.addEventListener("dblclick", () => this.fit());
     pane.addEventListener("focus", () => this.probe || this.stepProbe(0, 0));
     pane.addEventListener("keydown", (e) => {
-      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.ctrlKey || e.metaKey) return;
       const n = e.shiftKey ? 10 : 1;
       const move = { ArrowLeft: [-n, 0], ArrowRight: [n, 0], ArrowUp: [0, -n], ArrowDown: [0, n] }[e.key];
-      if (move) this.stepProbe(...move);
+      if (e.altKey) {
+        // Alt + arrows pan, as dragging does: the arrows alone belong to the probe.
+        if (!move) return;
+        const d = e.shiftKey ? 120 : 40;
+        this.view.tx -= Math.sign(move[0]) * d;
+        this.view.ty -= Math.sign(move[1]) * d;
+        this.fitted = false;
+        this.apply();
+      } else if (move) this.stepProbe(...move);
       else if (e.key === "+" || e.key === "=") this.zoomBy(1.25);
       else if (e.key === "-") this.zoomBy(0.8);
       else if (e.key === "0") this.fit();

@@ -2398,6 +2398,20 @@ async fn the_main_states_pass_an_accessibility_audit_and_work_by_keyboard() {
     let before = js(&c, &format!("return {readout}"), vec![]).await;
     press(&c, '\u{e014}').await;
     wait_js(&c, &format!("{readout} !== {before}"), 5).await;
+    // Alt + an arrow pans, as a drag does.
+    let stage = "document.querySelector('#pane-before .stage').style.transform";
+    let before = js(&c, &format!("return {stage}"), vec![]).await;
+    {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let (alt, down) = ('\u{e00a}', '\u{e014}');
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: alt })
+            .then(KeyAction::Down { value: down })
+            .then(KeyAction::Up { value: down })
+            .then(KeyAction::Up { value: alt });
+        c.perform_actions(keys).await.expect("keys pressed");
+    }
+    wait_js(&c, &format!("{stage} !== {before}"), 5).await;
     press(&c, '0').await;
     wait_js(&c, &format!("{zoom} === 'fit'"), 5).await;
     assert_eq!(text(&c, "#inspector-name").await, "2.png");
