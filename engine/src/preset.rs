@@ -149,6 +149,21 @@ fn check_steps(n: usize) -> Result<(), PresetError> {
     Ok(())
 }
 
+/// Parses a chain's steps, each an op as `Op::from_json` takes it; an error names the
+/// step (from 1). The one parser for chains, from a preset file or from the app's page.
+pub fn parse_steps(steps: Vec<Value>) -> Result<Vec<Op>, PresetError> {
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Op::from_json(v).map_err(|error| PresetError::Step {
+                index: i + 1,
+                error,
+            })
+        })
+        .collect()
+}
+
 impl Preset {
     /// A preset of `steps` (in order) writing `format`, named `name` (trimmed).
     ///
@@ -198,17 +213,7 @@ impl Preset {
         }
         let name = check_name(&raw.name)?;
         check_steps(raw.steps.len())?;
-        let steps = raw
-            .steps
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                Op::from_json(v).map_err(|error| PresetError::Step {
-                    index: i + 1,
-                    error,
-                })
-            })
-            .collect::<Result<Vec<Op>, PresetError>>()?;
+        let steps = parse_steps(raw.steps)?;
         let format = OutputFormat::from_name(&raw.format).ok_or(PresetError::Format(raw.format))?;
         Ok(Preset {
             name,

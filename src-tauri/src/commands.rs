@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use prism_engine::ops::OpInfo;
 use prism_engine::output::OnExists;
-use prism_engine::preset::PresetError;
+use prism_engine::preset::parse_steps;
 use prism_engine::Op;
 use serde_json::Value;
 use tauri::ipc::Channel;
@@ -31,16 +31,7 @@ pub fn parse_op(v: Value) -> Result<Op, AppError> {
 
 /// Parses a chain the UI built (a bad value names its step, from 1, and its field).
 pub fn parse_chain(ops: Vec<Value>) -> Result<Vec<Op>, AppError> {
-    let ops = ops
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            Op::from_json(v).map_err(|error| PresetError::Step {
-                index: i + 1,
-                error,
-            })
-        })
-        .collect::<Result<Vec<Op>, PresetError>>()?;
+    let ops = parse_steps(ops)?;
     check_chain(&ops)?;
     Ok(ops)
 }
@@ -377,11 +368,7 @@ pub fn set_live(
     id: ImageId,
     ops: Vec<Value>,
 ) -> Result<crate::live::LivePlan, AppError> {
-    let ops = ops
-        .into_iter()
-        .map(parse_op)
-        .collect::<Result<Vec<_>, _>>()?;
-    core.set_live(id, ops)
+    core.set_live(id, parse_chain(ops)?)
 }
 
 /// The about box: version, licence, and the engine's SIMD path on this CPU.
