@@ -166,11 +166,11 @@ export function initInspector(store, actions) {
     // A live preview lasts until another image is shown or a new result arrives.
     if (live && (live.id !== v.id || (r ? r.rev : null) !== live.rev)) live = null;
     let after = null;
-    if (live) after = { display: live.url, zoom: null };
+    if (live) after = { display: live.url, zoom: live.zoom };
     else if (r) after = { display: ipc.pixelUrl("result-display", v.id, r.rev), zoom: ipc.pixelUrl("result", v.id, r.rev) };
     $("pane-after").classList.toggle("live", Boolean(live));
     $("after-label").textContent = live
-      ? `Preview, not processed${live.approximate ? " (approximate: ops run on the display-size image)" : ""}`
+      ? `Preview, not processed${live.approximate ? " (approximate: ops run on a scaled-down copy)" : ""}`
       : "Processed";
     viewer.show({ display: ipc.pixelUrl("display", v.id), zoom: ipc.pixelUrl("source", v.id) }, after, notes(v));
     const gain = $("diff-gain").value;
@@ -182,22 +182,34 @@ export function initInspector(store, actions) {
 
   // ---------- live preview ----------
 
-  // The preview in the Processed pane ({id, rev, url, approximate}), or null. Each edit
-  // takes a generation from Rust, which stops the render of the one before; an answer
-  // older than the latest shown is dropped.
+  // The preview in the Processed pane ({id, rev, url, zoom, approximate}), or null. Each
+  // edit takes a generation from Rust, which stops the render of the one before; an
+  // answer older than the latest shown is dropped.
   let live = null;
   let liveGen = 0;
 
-  /** Re-renders image `id` through `ops` (a pipeline, in order) at display size. */
+  /**
+   * Re-renders image `id` through `ops` (a pipeline, in order) at the size the pane shows
+   * it. A slow chain comes first as a smaller pass Rust can make in time; the viewer then
+   * sharpens it to the pane's size, and to the display rendition's once zoomed in.
+   */
   async function livePreview(id, ops) {
     const v = store.image(id);
     if (!v || !ops.length) return;
     try {
-      const plan = await ipc.setLive(id, ops);
+      const size = viewer.screenSize();
+      const plan = await ipc.setLive(id, ops, size);
       if (plan.gen < liveGen || store.selected !== id) return;
       liveGen = plan.gen;
       const rev = v.result ? v.result.rev : null;
-      live = { id, rev, url: ipc.pixelUrl("live", id, plan.gen), approximate: plan.approximate };
+      const url = (edge) => ipc.pixelUrl("live", id, `${plan.gen}/${edge}`);
+      const want = Math.max(size.width, size.height);
+      const full = viewer.logicalEdge() || want;
+      const zoom = [
+        { url: url(want), edge: want },
+        { url: url(full), edge: full },
+      ];
+      live = { id, rev, url: url(Math.min(plan.first, want)), zoom, approximate: plan.approximate };
       refresh();
     } catch (e) {
       errorToast(e, "No preview");
@@ -374,6 +386,21 @@ export function initInspector(store, actions) {
       errorToast(e, "Not saved");
     }
   }
+
+  // The inspector's first layout costs some 60 ms more than later ones (WebKit sets up
+  // its fonts and form controls once): doing it unseen after the page's first paint keeps
+  // that off the first click on a card.
+  function warmUp() {
+    const el = $("inspector");
+    if (!el.hidden) return;
+    el.style.visibility = "hidden";
+    el.hidden = false;
+    void el.offsetWidth;
+    el.hidden = true;
+    el.style.visibility = "";
+  }
+  if (document.readyState === "complete") setTimeout(warmUp, 0);
+  else window.addEventListener("load", () => setTimeout(warmUp, 0), { once: true });
 
   store.on("selection", ({ id }) => {
     if (id == null) {

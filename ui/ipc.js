@@ -38,8 +38,11 @@ export const setToken = (address, token) => invoke("set_token", { address, token
 export const trustNode = (address, fingerprint) => invoke("trust_node", { address, fingerprint });
 export const closeConnections = () => invoke("close_connections");
 export const about = () => invoke("about");
-/** A live preview of image `id` through `ops`; resolves to {gen, approximate}. */
-export const setLive = (id, ops) => invoke("set_live", { id, ops });
+/**
+ * A live preview of image `id` through `ops`, shown `width` x `height` device pixels;
+ * resolves to {gen, approximate, first} (`first`: the longest edge of its first pass).
+ */
+export const setLive = (id, ops, { width, height }) => invoke("set_live", { id, ops, width, height });
 /** Pixel values at (u, v), fractions of the image, in the original and result `rev`. */
 export const readout = (id, rev, u, v) => invoke("readout", { id, rev, u, v });
 

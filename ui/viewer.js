@@ -22,6 +22,12 @@ function fillNote(el, { title, text = "", hint = "", failed = false }) {
   if (hint) el.append(line("pane-empty-hint", hint));
 }
 
+/** `zoom` as the viewer keeps it: a list of {url, edge}; a lone URL's edge is unknown. */
+function zoomList(zoom) {
+  if (!zoom) return [];
+  return Array.isArray(zoom) ? zoom : [{ url: zoom, edge: Infinity }];
+}
+
 export class Viewer {
   constructor(root) {
     this.root = root;
@@ -111,13 +117,13 @@ export class Viewer {
       this.setProbe(null);
       this.before.hidden = false;
       this.beforeEmpty.hidden = true;
-      this.urls.set(this.before, { ...before });
+      this.urls.set(this.before, { ...before, zoom: zoomList(before.zoom) });
       this.before.src = before.display;
     }
     if (after) {
       this.after.hidden = false;
       if (this.urls.get(this.after)?.display !== after.display) {
-        this.urls.set(this.after, { ...after });
+        this.urls.set(this.after, { ...after, zoom: zoomList(after.zoom) });
         this.after.src = after.display;
         this.layout(this.after);
       }
@@ -218,19 +224,51 @@ export class Viewer {
     img.style.height = h ? `${h}px` : "";
   }
 
-  /** Swaps in the zoom previews once the screen shows more pixels than the renditions hold. */
+  /** The longest edge of the logical size (the display rendition's), 0 before one loaded. */
+  logicalEdge() {
+    return Math.max(this.natural.w, this.natural.h);
+  }
+
+  /**
+   * The device pixels the images are shown at now (never more than the logical size):
+   * what a rendition needs to look sharp.
+   */
+  screenSize() {
+    const dpr = window.devicePixelRatio || 1;
+    if (!this.natural.w) {
+      const { w, h } = this.paneSize();
+      return { width: Math.max(1, Math.ceil(w * dpr)), height: Math.max(1, Math.ceil(h * dpr)) };
+    }
+    const k = Math.min(1, this.view.s * dpr);
+    return {
+      width: Math.max(1, Math.ceil(this.natural.w * k)),
+      height: Math.max(1, Math.ceil(this.natural.h * k)),
+    };
+  }
+
+  /**
+   * Swaps in a sharper image once the screen shows more pixels than the one shown holds:
+   * the smallest of `zoom` (each {url, edge}, smallest first) that is enough, else the
+   * sharpest.
+   */
   sharpen() {
     const dense = this.view.s * (window.devicePixelRatio || 1);
+    const logical = this.logicalEdge();
     for (const [img, urls] of this.urls) {
-      if (!urls || !urls.zoom || urls.upgrading || !img.naturalWidth || !this.natural.w) continue;
-      if (dense <= (img.naturalWidth / this.natural.w) * 1.05) continue;
-      urls.upgrading = true;
-      // Loaded aside, then swapped: the pane never shows a half-loaded image.
+      if (!urls || !urls.zoom.length || !img.naturalWidth || !logical) continue;
+      const has = Math.max(img.naturalWidth, img.naturalHeight);
+      if (dense * logical <= has * 1.05) continue;
+      const need = (dense * logical) / 1.05;
+      const next = urls.zoom.find((z) => z.edge >= need) || urls.zoom[urls.zoom.length - 1];
+      if (next.edge <= has || urls.upgrading === next.url) continue;
+      urls.upgrading = next.url;
+      // Loaded aside, then swapped: the pane never shows a half-loaded image. A later,
+      // sharper upgrade wins over this one.
       const pre = new Image();
       pre.onload = () => {
-        if (this.urls.get(img) === urls) img.src = urls.zoom;
+        if (this.urls.get(img) === urls && urls.upgrading === next.url) img.src = next.url;
       };
-      pre.src = urls.zoom;
+      pre.src = next.url;
     }
   }
 

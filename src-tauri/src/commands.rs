@@ -359,16 +359,19 @@ pub async fn readout(
     blocking(core, move |core| core.readout(id, rev, u, v)).await
 }
 
-/// Takes an edit of the ops (a pipeline, in order) the image `id` goes through: the live
-/// preview's generation, rendered at `prism://localhost/live/<id>/<gen>` while it is the
-/// latest (the render of the one before stops).
+/// Takes an edit of the ops (a pipeline, in order) the image `id` goes through, shown
+/// `width` x `height` pixels: the live preview's plan, rendered at
+/// `prism://localhost/live/<id>/<gen>/<edge>` while it is the latest (the render of the
+/// one before stops).
 #[tauri::command]
 pub fn set_live(
     core: State<'_, Arc<Core>>,
     id: ImageId,
     ops: Vec<Value>,
+    width: u32,
+    height: u32,
 ) -> Result<crate::live::LivePlan, AppError> {
-    core.set_live(id, parse_chain(ops)?)
+    core.set_live(id, parse_chain(ops)?, width, height)
 }
 
 /// The about box: version, licence, and the engine's SIMD path on this CPU.

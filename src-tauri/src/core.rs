@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prism_engine::exec::{Joins, LocalWorker, RunConfig, Worker};
-use prism_engine::ops::{run_pipeline, OpContext, OpError};
+use prism_engine::ops::{run_pipeline_timed, OpContext, OpError};
 use prism_engine::output::OnExists;
 use prism_engine::preset::{format_name, Preset};
 use prism_engine::remote::fleet::parse_target;
@@ -23,7 +23,7 @@ use crate::jobs::{EventSink, Job, JobId, JobSetup, JobStarted, JobView, OnLost, 
 use crate::library::{AddReport, ImageId, ImageView, Library};
 use crate::live::{self, Live, LivePlan};
 use crate::preview::{
-    encode_preview, fit_frame, render_all, PixelRequest, PreviewCache, Rendition,
+    encode_preview, fit_frame, render_all, PixelRequest, PreviewCache, Rendition, DISPLAY_EDGE,
 };
 use crate::remote::{is_fleet, parse_address, parse_token, ConnSink, NodeView, Remote};
 use crate::save;
@@ -472,8 +472,8 @@ impl Core {
         if let Some(b) = self.previews.get(req) {
             return Ok(b);
         }
-        if let PixelRequest::Live(id, gen) = req {
-            return Ok(Arc::new(self.render_live(id, gen)?));
+        if let PixelRequest::Live(id, gen, edge) = req {
+            return Ok(Arc::new(self.render_live(id, gen, edge)?));
         }
         if let PixelRequest::Diff(id, rev, gain) = req {
             let bytes = Arc::new(self.render_difference(id, rev, gain)?);
@@ -535,34 +535,57 @@ impl Core {
         Ok(encode_preview(fit_frame(&diff, max_edge))?)
     }
 
-    /// Takes an edit of the ops `id` goes through: the live preview's next generation
-    /// (the render of the one before stops).
-    pub fn set_live(&self, id: ImageId, ops: Vec<Op>) -> Result<LivePlan, AppError> {
+    /// Takes an edit of the ops `id` goes through, to be shown `width` x `height` pixels:
+    /// the live preview's next generation (the render of the one before stops).
+    pub fn set_live(
+        &self,
+        id: ImageId,
+        ops: Vec<Op>,
+        width: u32,
+        height: u32,
+    ) -> Result<LivePlan, AppError> {
         if ops.is_empty() {
             return Err(AppError::BadRequest("a live preview needs an op".into()));
         }
         lock(&self.library)
             .get(id)
             .ok_or(AppError::UnknownImage(id))?;
-        Ok(self.live.set(id, ops))
+        // Never more than the display rendition the preview is made from.
+        let (w, h) = (width.min(DISPLAY_EDGE), height.min(DISPLAY_EDGE));
+        Ok(self.live.set(id, ops, w, h))
     }
 
-    /// Renders live preview `gen` of `id`: its ops on the display-size original. Stale
-    /// (another edit came) before or while it runs: [`AppError::NoResult`].
-    fn render_live(&self, id: ImageId, gen: u64) -> Result<Vec<u8>, AppError> {
+    /// Renders live preview `gen` of `id`: its ops on the display-size original scaled
+    /// to fit `edge`. Stale (another edit came) before or while it runs:
+    /// [`AppError::NoResult`].
+    fn render_live(&self, id: ImageId, gen: u64, edge: u32) -> Result<Vec<u8>, AppError> {
         let stale = || AppError::NoResult(format!("live preview {gen} of image {id} (replaced)"));
         let (ops, cancel) = self.live.current(id, gen).ok_or_else(stale)?;
-        let (input, factor) = self.live_input(id)?;
-        let ops = live::scaled(&ops, factor);
+        let (display, factor) = self.live_input(id)?;
+        let shown = display.pixels.width().max(display.pixels.height());
+        let input = if edge < shown {
+            Arc::new(fit_frame(&display, edge))
+        } else {
+            display
+        };
+        let long = input.pixels.width().max(input.pixels.height());
+        let ops = live::scaled(&ops, factor * f64::from(long) / f64::from(shown));
         let ctx = OpContext {
             cancel,
             progress: None,
         };
-        let out = match run_pipeline(&ops, input.pixels.clone(), &ctx) {
-            Ok(out) => out,
-            Err(OpError::Cancelled) => return Err(stale()),
-            Err(e) => return Err(AppError::Engine(e.into())),
-        };
+        let mut took = Vec::with_capacity(ops.len());
+        let out =
+            match run_pipeline_timed(&ops, input.pixels.clone(), &ctx, &mut |_, t| took.push(t)) {
+                Ok(out) => out,
+                Err(OpError::Cancelled) => return Err(stale()),
+                Err(e) => return Err(AppError::Engine(e.into())),
+            };
+        // Every op ran to the end: what it took tells the next plan.
+        for (op, t) in ops.iter().zip(took) {
+            self.live
+                .record(op, input.pixels.width(), input.pixels.height(), t);
+        }
         // As in a batch: alpha stays with colour outputs only.
         let alpha = input.alpha.clone().filter(|_| out.pixels.channels() == 3);
         Ok(encode_preview(Frame {

@@ -21,6 +21,9 @@ pub const THUMB_EDGE: u32 = 320;
 /// Most the longest edge of the display renditions the panes open with: enough for the
 /// inspector's panes at fit on a HiDPI screen.
 pub const DISPLAY_EDGE: u32 = 1280;
+/// Most a live preview's edge may ask for (a screen's width; a preview is never larger
+/// than the display rendition anyway).
+pub const MAX_LIVE_EDGE: u32 = 8192;
 /// Longest edge of the images in the result views once zoomed in: enough to zoom in a
 /// few times.
 pub const PREVIEW_EDGE: u32 = 2048;
@@ -89,9 +92,10 @@ pub enum PixelRequest {
     /// `/diff/<id>/<rev>/<gain>`: `|original - result|` per channel times `gain` (one of
     /// [`crate::compare::GAINS`]), computed at full resolution, display size.
     Diff(ImageId, u64, u8),
-    /// `/live/<id>/<gen>`: the live preview of generation `gen` (see [`crate::live`]),
-    /// display size; never cached.
-    Live(ImageId, u64),
+    /// `/live/<id>/<gen>/<edge>`: the live preview of generation `gen` (see
+    /// [`crate::live`]), its longest edge at most `edge` (1 to [`MAX_LIVE_EDGE`]) and
+    /// the display rendition's; never cached.
+    Live(ImageId, u64, u32),
 }
 
 impl PixelRequest {
@@ -107,7 +111,14 @@ impl PixelRequest {
             "result" => PixelRequest::Result(id, parts.next()?.parse().ok()?),
             "result-display" => PixelRequest::ResultDisplay(id, parts.next()?.parse().ok()?),
             "result-thumb" => PixelRequest::ResultThumb(id, parts.next()?.parse().ok()?),
-            "live" => PixelRequest::Live(id, parts.next()?.parse().ok()?),
+            "live" => {
+                let gen = parts.next()?.parse().ok()?;
+                let edge = parts.next()?.parse().ok()?;
+                if !(1..=MAX_LIVE_EDGE).contains(&edge) {
+                    return None;
+                }
+                PixelRequest::Live(id, gen, edge)
+            }
             "diff" => {
                 let rev = parts.next()?.parse().ok()?;
                 let gain = parts.next()?.parse().ok()?;
@@ -131,7 +142,7 @@ impl PixelRequest {
             | PixelRequest::ResultDisplay(id, _)
             | PixelRequest::ResultThumb(id, _)
             | PixelRequest::Diff(id, ..)
-            | PixelRequest::Live(id, _) => id,
+            | PixelRequest::Live(id, ..) => id,
         }
     }
 
@@ -361,11 +372,15 @@ mod tests {
             Some(PixelRequest::Diff(5, 2, 16))
         );
         assert_eq!(
-            PixelRequest::parse("/live/5/7"),
-            Some(PixelRequest::Live(5, 7))
+            PixelRequest::parse("/live/5/7/320"),
+            Some(PixelRequest::Live(5, 7, 320))
         );
         for bad in [
             "/live/5",
+            "/live/5/7",
+            "/live/5/7/0",
+            "/live/5/7/8193",
+            "/live/5/7/320/1",
             "/diff/5/2",
             "/diff/5/2/3",
             "/diff/5/2/4/1",

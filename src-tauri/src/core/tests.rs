@@ -1107,31 +1107,39 @@ fn a_live_preview_runs_the_latest_ops_on_the_display_size_original() {
         .unwrap();
     let id = f.core.add_paths(&[path]).added[0].id;
     assert!(matches!(
-        f.core.set_live(id + 1, vec![op("erosion", &[])]),
+        f.core.set_live(id + 1, vec![op("erosion", &[])], 650, 10),
         Err(AppError::UnknownImage(_))
     ));
     assert!(matches!(
-        f.core.set_live(id, vec![]),
+        f.core.set_live(id, vec![], 650, 10),
         Err(AppError::BadRequest(_))
     ));
-    let first = f.core.set_live(id, vec![op("erosion", &[])]).unwrap();
+    let first = f
+        .core
+        .set_live(id, vec![op("erosion", &[])], 650, 10)
+        .unwrap();
     assert!(first.approximate);
     let ops = vec![
         op("color-manipulation", &[("mode", "invert")]),
         op("color-manipulation", &[("mode", "grayscale")]),
     ];
-    let latest = f.core.set_live(id, ops).unwrap();
+    let latest = f.core.set_live(id, ops, 5000, 5000).unwrap();
     assert!(
         !latest.approximate,
         "pixel by pixel: exact but for the scaling"
     );
     // The stale one is not rendered any more.
     assert!(matches!(
-        f.core.pixels(PixelRequest::Live(id, first.gen)),
+        f.core.pixels(PixelRequest::Live(id, first.gen, 650)),
         Err(AppError::NoResult(_))
     ));
     let t = std::time::Instant::now();
-    let bytes = f.core.pixels(PixelRequest::Live(id, latest.gen)).unwrap();
+    // Asked for more than the display rendition: its size, no more.
+    assert_eq!(latest.first, 1280);
+    let bytes = f
+        .core
+        .pixels(PixelRequest::Live(id, latest.gen, latest.first))
+        .unwrap();
     eprintln!("live preview of a 2600x40 image: {:?}", t.elapsed());
     let d = prism_engine::codec::decode(&bytes, &Limits::default())
         .unwrap()
@@ -1146,4 +1154,14 @@ fn a_live_preview_runs_the_latest_ops_on_the_display_size_original() {
     for got in c.get_pixel(300, 5).0 {
         assert!((got as i32 - want).abs() <= 3, "{got} vs {want}");
     }
+    // The size the pane shows it at: scaled down from the display rendition.
+    let small = f
+        .core
+        .pixels(PixelRequest::Live(id, latest.gen, 130))
+        .unwrap();
+    let d = prism_engine::codec::decode(&small, &Limits::default())
+        .unwrap()
+        .frame
+        .pixels;
+    assert_eq!((d.width(), d.height()), (130, 2));
 }
