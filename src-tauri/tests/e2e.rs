@@ -1797,7 +1797,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
         5,
     )
     .await;
-    shot(&c, "20-chain").await;
+    shot(&c, "19-chain").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
     assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
@@ -1851,7 +1851,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
         5,
     )
     .await;
-    shot(&c, "21-preset-saved").await;
+    shot(&c, "20-preset-saved").await;
     let file = w.join("presets/thick edges.json");
     std::fs::create_dir_all(file.parent().expect("parent")).expect("presets dir");
     let d = through_dialog(&c, "#preset-export", json!(file)).await;
@@ -1959,7 +1959,7 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     )
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    shot(&c, "22-own-chain").await;
+    shot(&c, "21-own-chain").await;
     let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
     assert_eq!(
         snap["images"][0]["override"][1]["op"],
@@ -2238,7 +2238,7 @@ async fn a_fleet_name_is_one_entry_that_lists_its_members_and_their_states() {
     )
     .await;
     assert!(!unreachable.is_empty(), "an unreachable member says why");
-    shot(&c, "19-fleet").await;
+    shot(&c, "22-fleet").await;
 
     // Rows are updated in place: mark one, and see it still there after the changes.
     js(
@@ -2568,7 +2568,7 @@ async fn a_12_mp_original_shows_at_once_while_a_batch_runs_and_sharpens_when_zoo
         t.elapsed().as_millis()
     );
     assert_eq!(js(&c, &format!("return {rect}"), vec![]).await, before);
-    shot(&c, "19-zoomed-while-running").await;
+    shot(&c, "23-zoomed-while-running").await;
     click(&c, "#cancel").await;
     wait_js(
         &c,
@@ -2697,7 +2697,7 @@ async fn the_difference_view_and_the_pixel_readout_compare_both_images() {
     )
     .await;
     // Left edge: red 255 apart; middle: nearly equal; blue: 1 apart.
-    shot(&c, "20-difference").await;
+    shot(&c, "24-difference").await;
     let seen = colours_at(&c, "#img-diff", &[(0.02, 0.5), (0.5, 0.5)]).await;
     assert!(seen[0][0] > 220 && seen[1][0] < 20, "{seen:?}");
     assert!(seen[0][2] < 10, "{seen:?}");
@@ -2831,7 +2831,7 @@ async fn a_param_change_shows_a_live_preview_before_process() {
         src,
         "no older preview came after the last"
     );
-    shot(&c, "21-live-preview").await;
+    shot(&c, "25-live-preview").await;
 
     // A size-dependent op: marked approximate.
     select(&c, "#inspector-op", "erosion").await;
