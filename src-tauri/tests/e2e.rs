@@ -1803,6 +1803,13 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
     assert_eq!(snap["settings"]["globalOps"][1]["params"]["shape"], "cross");
     assert_eq!(snap["settings"]["outputFormat"], "png");
+    // Edits just over the save delay apart, so each is sent while the one before may still
+    // be saving, then Process at once: the last edit wins, in Rust and in the page, and
+    // the batch runs it (the CLI comparison below).
+    for low in ["41", "42", "43", "44", "40"] {
+        set_field(&c, "#global-params [data-key='low']", low).await;
+        tokio::time::sleep(Duration::from_millis(260)).await;
+    }
 
     click(&c, "#process-all").await;
     wait_js(
@@ -1816,6 +1823,17 @@ async fn a_chain_built_in_the_sidebar_runs_like_the_cli_and_presets_go_through_f
     invoke(&c, "save_all", json!({ "dir": dest }))
         .await
         .expect("save_all");
+    let snap = invoke(&c, "snapshot", json!({})).await.expect("snapshot");
+    assert_eq!(snap["settings"]["globalOps"][0]["params"]["low"], 40.0);
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector(\"#global-params [data-key='low']\").value",
+            vec![]
+        )
+        .await,
+        json!("40")
+    );
     let app_out = dest.join("Processed Images/a-edge-detection+dilation.png");
     let app_bytes = std::fs::read(&app_out).expect("the app's output");
     // Bit for bit what `--op A --op B` writes for the same input.
