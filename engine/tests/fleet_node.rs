@@ -3,8 +3,8 @@
 //! (`--metrics-listen`): what `/metrics` counts, and `/readyz` turning 503 while a node
 //! drains after SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use prism_engine::remote::tls::{CERT_FILE, KEY_FILE, TOKEN_FILE};
 mod common;
 
 use common::cli::{events, of_kind, sample, summary, write_image};
-use common::node::{Node, PRISM};
+use common::node::{http_get, metric, scrape, Node, PRISM};
 
 /// `prism ARGS` run to the end.
 fn prism(args: &[&str]) -> Output {
@@ -107,34 +107,6 @@ fn total_size(dir: &Path) -> u64 {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum()
-}
-
-/// One HTTP/1.1 GET: the status and the whole answer (head and body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: node\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {out:?}"));
-    (status, out)
-}
-
-/// The value of the one sample `series` (name and labels, as printed) in `/metrics`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-fn scrape(node: &Node) -> String {
-    let (code, text) = http_get(node.metrics.unwrap(), "/metrics");
-    assert_eq!(code, 200, "{text}");
-    text
 }
 
 /// Polls `/metrics` until `series` has `value` (10 s at most).

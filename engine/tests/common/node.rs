@@ -1,9 +1,10 @@
 //! A `prism node` child process for the remote tests: its own data dir, a free port.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use prism_engine::remote::client::NodeSpec;
 use prism_engine::remote::tls::read_token_file;
@@ -145,4 +146,33 @@ pub fn once() -> prism_engine::remote::client::ConnectOptions {
         retries: 0,
         ..Default::default()
     }
+}
+
+/// One HTTP/1.1 GET: the status and the whole answer (head and body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: node\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    (status, out)
+}
+
+/// The value of the one sample `series` (name and labels, as printed) in `/metrics`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The node's `/metrics` text (it needs `--metrics-listen`).
+pub fn scrape(node: &Node) -> String {
+    let (code, text) = http_get(node.metrics.unwrap(), "/metrics");
+    assert_eq!(code, 200, "{text}");
+    text
 }
