@@ -203,11 +203,11 @@ export function initInspector(store, actions) {
       liveGen = plan.gen;
       const rev = v.result ? v.result.rev : null;
       const url = (edge) => ipc.pixelUrl("live", id, `${plan.gen}/${edge}`);
-      const want = Math.max(size.width, size.height);
-      const full = viewer.logicalEdge() || want;
+      const want = Math.min(Math.max(size.width, size.height), plan.full);
+      // The display rendition's size: sharper than the viewer can know before it loads.
       const zoom = [
         { url: url(want), edge: want },
-        { url: url(full), edge: full },
+        { url: url(plan.full), edge: Infinity },
       ];
       live = { id, rev, url: url(Math.min(plan.first, want)), zoom, approximate: plan.approximate };
       refresh();

@@ -55,11 +55,13 @@ export class Viewer {
     this.urls = new Map([
       [this.before, null],
       [this.after, null],
-    ]); // img -> {display, zoom, upgrading}
+    ]); // img -> {display, zoom, asked}
 
     const onLoad = (img) => {
       if (!img.naturalWidth) return;
-      if (!this.natural.w) {
+      // The original's rendition sets the size: a live preview that comes first may be a
+      // small first pass. Only when the original cannot be shown does another image.
+      if (!this.natural.w && (img === this.before || this.before.hidden)) {
         this.natural = { w: img.naturalWidth, h: img.naturalHeight };
         for (const i of [this.before, this.after, this.diff]) this.layout(i);
       }
@@ -88,6 +90,8 @@ export class Viewer {
       if (!this.before.getAttribute("src")) return;
       this.before.hidden = true;
       this.beforeEmpty.hidden = false;
+      // What loaded while the original was awaited now sets the size.
+      for (const i of [this.after, this.diff]) if (i.complete && i.getAttribute("src")) onLoad(i);
     });
     this.after.addEventListener("error", () => {
       if (!this.after.getAttribute("src")) return;
@@ -260,13 +264,15 @@ export class Viewer {
       if (dense * logical <= has * 1.05) continue;
       const need = (dense * logical) / 1.05;
       const next = urls.zoom.find((z) => z.edge >= need) || urls.zoom[urls.zoom.length - 1];
-      if (next.edge <= has || urls.upgrading === next.url) continue;
-      urls.upgrading = next.url;
-      // Loaded aside, then swapped: the pane never shows a half-loaded image. A later,
-      // sharper upgrade wins over this one.
+      // Each asked for once: zooming back and forth must not start its render again.
+      urls.asked ??= new Set();
+      if (next.edge <= has || urls.asked.has(next.url)) continue;
+      urls.asked.add(next.url);
+      // Loaded aside, then swapped: the pane never shows a half-loaded image, and never
+      // a less sharp one than it has (two upgrades may finish in either order).
       const pre = new Image();
       pre.onload = () => {
-        if (this.urls.get(img) === urls && urls.upgrading === next.url) img.src = next.url;
+        if (this.urls.get(img) === urls && pre.naturalWidth > img.naturalWidth) img.src = next.url;
       };
       pre.src = next.url;
     }

@@ -551,8 +551,7 @@ impl Core {
             .get(id)
             .ok_or(AppError::UnknownImage(id))?;
         // Never more than the display rendition the preview is made from.
-        let (w, h) = (width.min(DISPLAY_EDGE), height.min(DISPLAY_EDGE));
-        Ok(self.live.set(id, ops, w, h))
+        Ok(self.live.set(id, ops, width, height, DISPLAY_EDGE))
     }
 
     /// Renders live preview `gen` of `id`: its ops on the display-size original scaled

@@ -39,12 +39,14 @@ pub const MIN_EDGE: u32 = 96;
 pub struct LivePlan {
     /// Larger for each edit; `/live/<id>/<gen>/<edge>` renders it while it is the latest.
     pub gen: u64,
-    /// Whether an op in it works in pixels, so the preview at display size only
+    /// Whether an op in it works in pixels, so the preview on a scaled-down copy only
     /// approximates the full-size result.
     pub approximate: bool,
     /// The longest edge of the first pass: the size asked for, or less when that would
     /// take longer than [`BUDGET`].
     pub first: u32,
+    /// The longest edge worth asking for: no pass is larger than the display rendition.
+    pub full: u32,
 }
 
 /// The latest live preview asked for, and what earlier ones took.
@@ -63,9 +65,10 @@ struct Latest {
 }
 
 impl Live {
-    /// Takes a new edit to be shown `width` x `height` pixels: cancels the render of the
-    /// previous one.
-    pub fn set(&self, id: ImageId, ops: Vec<Op>, width: u32, height: u32) -> LivePlan {
+    /// Takes a new edit to be shown `width` x `height` pixels (at most `full` each):
+    /// cancels the render of the previous one.
+    pub fn set(&self, id: ImageId, ops: Vec<Op>, width: u32, height: u32, full: u32) -> LivePlan {
+        let (width, height) = fit_within(width, height, full);
         let first = lock(&self.costs).first_edge(&ops, width, height);
         let mut l = lock(&self.inner);
         l.cancel.cancel();
@@ -78,6 +81,7 @@ impl Live {
             gen: l.gen,
             approximate,
             first,
+            full,
         }
     }
 
@@ -92,6 +96,17 @@ impl Live {
     pub fn record(&self, op: &Op, width: u32, height: u32, took: Duration) {
         lock(&self.costs).record(op, width, height, took);
     }
+}
+
+/// `width` x `height` scaled down, aspect kept, until its longest edge is at most `edge`.
+fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= edge {
+        return (width, height);
+    }
+    let k = f64::from(edge) / f64::from(long);
+    let scale = |v: u32| ((f64::from(v) * k).round() as u32).clamp(1, edge);
+    (scale(width), scale(height))
 }
 
 /// Nanoseconds per unit of [`work`] of each op, as measured by earlier previews in this
@@ -219,7 +234,7 @@ mod tests {
     #[test]
     fn each_edit_cancels_the_one_before_and_only_the_latest_renders() {
         let live = Live::default();
-        let first = live.set(3, vec![op("color-manipulation", &[])], 400, 300);
+        let first = live.set(3, vec![op("color-manipulation", &[])], 400, 300, 1280);
         assert!(!first.approximate);
         let (ops, cancel) = live.current(3, first.gen).expect("the latest");
         assert_eq!(ops.len(), 1);
@@ -229,6 +244,7 @@ mod tests {
             vec![op("erosion", &[]), op("color-manipulation", &[])],
             400,
             300,
+            1280,
         );
         assert!(second.gen > first.gen);
         assert!(second.approximate);
@@ -261,11 +277,15 @@ mod tests {
     fn a_slow_chain_starts_with_a_first_pass_that_fits_the_budget() {
         let live = Live::default();
         let cheap = vec![op("color-manipulation", &[])];
-        assert_eq!(live.set(1, cheap.clone(), 1000, 750).first, 1000);
+        assert_eq!(live.set(1, cheap.clone(), 1000, 750, 1280).first, 1000);
+        // Never more than the display rendition, whatever the pane asks.
+        assert_eq!(live.set(1, cheap.clone(), 5000, 3000, 1280).first, 1280);
+        assert_eq!(fit_within(5000, 3000, 1280), (1280, 768));
+        assert_eq!(fit_within(3, 9000, 1280), (1, 1280));
         // Denoise at 1000x750 is far over budget before anything was measured: a first
         // pass whose pixel count fits it.
         let denoise = vec![op("denoise", &[])];
-        let first = live.set(1, denoise.clone(), 1000, 750).first;
+        let first = live.set(1, denoise.clone(), 1000, 750, 1280).first;
         assert!((MIN_EDGE..1000).contains(&first), "{first}");
         let (w, h) = (first, first * 3 / 4);
         assert!(work(&denoise[0], w, h) * prior_ns_per_px("denoise") <= BUDGET.as_nanos() as f64);
@@ -275,15 +295,18 @@ mod tests {
         );
         // Measured faster than the prior: a larger first pass; a pane it fits: all of it.
         live.record(&denoise[0], 1000, 750, Duration::from_millis(70));
-        let faster = live.set(1, denoise.clone(), 1000, 750).first;
+        let faster = live.set(1, denoise.clone(), 1000, 750, 1280).first;
         assert!(faster > first, "{faster} vs {first}");
-        assert_eq!(live.set(1, denoise.clone(), 200, 150).first, 200);
+        assert_eq!(live.set(1, denoise.clone(), 200, 150, 1280).first, 200);
         // A wider search window is more work: a smaller first pass.
         let wide = vec![op("denoise", &[("search", "41")])];
-        assert!(live.set(1, wide, 1000, 750).first < faster);
+        assert!(live.set(1, wide, 1000, 750, 1280).first < faster);
         // Never below the smallest worth showing, nor above the size asked for.
         live.record(&denoise[0], 10, 10, Duration::from_secs(10));
-        assert_eq!(live.set(1, denoise.clone(), 1000, 750).first, MIN_EDGE);
-        assert_eq!(live.set(1, denoise, 50, 40).first, 50);
+        assert_eq!(
+            live.set(1, denoise.clone(), 1000, 750, 1280).first,
+            MIN_EDGE
+        );
+        assert_eq!(live.set(1, denoise, 50, 40, 1280).first, 50);
     }
 }
