@@ -4,7 +4,7 @@
 //! them; workers may join a running batch and leave it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use prism_engine::ops::{CancelToken, Op};
 use prism_engine::{EngineError, ErrorKind, Frame, Pixels};
 
 /// What a fake worker does with one input.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 enum Act {
     /// Gives back the input bytes as the output.
     Echo,
@@ -31,6 +31,8 @@ enum Act {
     StallUntilCancelled,
     /// Takes this long, then echoes.
     Slow(Duration),
+    /// Blocks until the flag is set (fails the test after 20 s), then echoes.
+    HoldUntil(Arc<AtomicBool>),
 }
 
 /// A worker that acts on each input by its file name, and counts what it saw.
@@ -141,6 +143,14 @@ impl Worker for Fake {
             }
             Act::Slow(d) => {
                 std::thread::sleep(d);
+                Ok(())
+            }
+            Act::HoldUntil(flag) => {
+                let start = Instant::now();
+                while !flag.load(Ordering::SeqCst) {
+                    assert!(start.elapsed() < Duration::from_secs(20), "never released");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 Ok(())
             }
         };
@@ -383,22 +393,31 @@ fn when_every_worker_dies_the_rest_fail_as_remote() {
 fn a_stalled_worker_does_not_hold_up_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let b = batch(dir.path(), 10);
-    let slow = Fake::new("slow", 1, |_| Act::Slow(Duration::from_millis(800)));
+    // The stalled worker holds its input until the other nine are written: were the batch
+    // waiting on it, they never would be, and it would fail after 20 s.
+    let release = Arc::new(AtomicBool::new(false));
+    let held = release.clone();
+    let slow = Fake::new("slow", 1, move |_| Act::HoldUntil(held.clone()));
     let fast = Fake::new("fast", 1, |_| Act::Echo);
-    let start = Instant::now();
+    let mut written = 0;
     let (events, counts) = run(
         &b,
         &[slow.clone(), fast.clone()],
         &config(dir.path()),
         &CancelToken::new(),
-        |_| {},
+        |e| {
+            if matches!(e, Event::Done { .. }) {
+                written += 1;
+                if written == 9 {
+                    release.store(true, Ordering::SeqCst);
+                }
+            }
+        },
     );
     assert_each_ends_once(&events, 10, counts);
     assert_eq!(counts, (10, 0));
-    // The slow worker holds one input while the fast one does the other nine.
     assert_eq!(slow.seen().len(), 1, "{:?}", slow.seen());
     assert_eq!(fast.seen().len(), 9);
-    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
