@@ -135,16 +135,15 @@ fn check_name(name: &str) -> Result<String, PresetError> {
     Ok(name.to_string())
 }
 
-fn check_steps(n: usize) -> Result<(), PresetError> {
+/// Checks a chain's length: at least one step (an image must go through something) and
+/// at most [`MAX_STEPS`]. The app holds its chains to it too, so each can be saved as a
+/// preset.
+pub fn check_steps(n: usize) -> Result<(), String> {
     if n == 0 {
-        return Err(PresetError::Steps(
-            "a preset needs at least one step".into(),
-        ));
+        return Err("a chain needs at least one step".into());
     }
     if n > MAX_STEPS {
-        return Err(PresetError::Steps(format!(
-            "{n} steps, at most {MAX_STEPS} allowed"
-        )));
+        return Err(format!("{n} steps, at most {MAX_STEPS} allowed"));
     }
     Ok(())
 }
@@ -181,7 +180,7 @@ impl Preset {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(name: &str, steps: Vec<Op>, format: OutputFormat) -> Result<Preset, PresetError> {
-        check_steps(steps.len())?;
+        check_steps(steps.len()).map_err(PresetError::Steps)?;
         Ok(Preset {
             name: check_name(name)?,
             steps,
@@ -212,7 +211,7 @@ impl Preset {
             return Err(PresetError::Version(raw.version));
         }
         let name = check_name(&raw.name)?;
-        check_steps(raw.steps.len())?;
+        check_steps(raw.steps.len()).map_err(PresetError::Steps)?;
         let steps = parse_steps(raw.steps)?;
         let format = OutputFormat::from_name(&raw.format).ok_or(PresetError::Format(raw.format))?;
         Ok(Preset {

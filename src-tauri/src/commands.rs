@@ -24,11 +24,6 @@ use crate::library::{AddReport, ImageId, ImageView};
 use crate::remote::{ConnEvent, ConnSink, NodeView};
 use crate::settings::{check_chain, Settings};
 
-/// Parses an op the UI built from the catalogue (a bad value names its field).
-pub fn parse_op(v: Value) -> Result<Op, AppError> {
-    Ok(Op::from_json(v)?)
-}
-
 /// Parses a chain the UI built (a bad value names its step, from 1, and its field).
 pub fn parse_chain(ops: Vec<Value>) -> Result<Vec<Op>, AppError> {
     let ops = parse_steps(ops)?;
@@ -384,18 +379,6 @@ pub fn about() -> crate::about::About {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn ops_are_parsed_and_validated() {
-        let op = parse_op(json!({"op": "color-manipulation", "params": {"mode": "sepia"}}));
-        assert_eq!(op.unwrap().id(), "color-manipulation");
-        let e =
-            parse_op(json!({"op": "color-manipulation", "params": {"mode": "neon"}})).unwrap_err();
-        assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "usage");
-        assert_eq!(serde_json::to_value(&e).unwrap()["field"], "mode");
-        assert!(parse_op(json!({"op": "teleport"})).is_err());
-        assert!(parse_op(json!("edge-detection")).is_err());
-    }
 
     #[test]
     fn chains_are_parsed_naming_the_step_at_fault() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use prism_engine::job::OutputFormat;
 use prism_engine::ops::OP_IDS;
-use prism_engine::preset::{Preset, MAX_STEPS};
+use prism_engine::preset::Preset;
 use prism_engine::Op;
 use serde::{Deserialize, Serialize};
 
@@ -163,20 +163,10 @@ impl Default for Settings {
     }
 }
 
-/// Checks a chain's length: at least one op (an image must go through something) and at
-/// most as many as a preset holds, so every chain can be saved as one.
+/// Checks a chain's length as a preset's is checked ([`prism_engine::preset::check_steps`]),
+/// so every chain can be saved as one.
 pub fn check_chain(ops: &[Op]) -> Result<(), AppError> {
-    if ops.is_empty() {
-        return Err(AppError::BadRequest(
-            "a chain needs at least one operation".into(),
-        ));
-    }
-    if ops.len() > MAX_STEPS {
-        return Err(AppError::BadRequest(format!(
-            "a chain holds at most {MAX_STEPS} operations"
-        )));
-    }
-    Ok(())
+    prism_engine::preset::check_steps(ops.len()).map_err(AppError::BadRequest)
 }
 
 /// The most local threads accepted (more than any desktop has).
@@ -522,6 +512,7 @@ fn restrict(path: &Path) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prism_engine::preset::MAX_STEPS;
 
     #[test]
     fn round_trips_and_defaults() {
