@@ -273,22 +273,19 @@ impl Drop for Admitted<'_> {
     }
 }
 
-/// Counts a connection or an image while it lives.
-struct Counted<'a>(&'a AtomicUsize, Option<&'a Notify>);
+/// Counts a connection or a running image while it lives.
+struct Counted<'a>(&'a AtomicUsize);
 
 impl<'a> Counted<'a> {
-    fn new(n: &'a AtomicUsize, notify: Option<&'a Notify>) -> Self {
+    fn new(n: &'a AtomicUsize) -> Self {
         n.fetch_add(1, Ordering::SeqCst);
-        Counted(n, notify)
+        Counted(n)
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-        if let Some(n) = self.1 {
-            n.notify_waiters();
-        }
     }
 }
 
@@ -689,7 +686,7 @@ fn admit(n: &AtomicUsize, max: usize) -> Option<Counted<'_>> {
         (c < max).then_some(c + 1)
     })
     .ok()
-    .map(|_| Counted(n, None))
+    .map(|_| Counted(n))
 }
 
 /// Reads `hello` from the first stream and checks the token (nothing else is read first),
@@ -1004,7 +1001,7 @@ fn run_job(
             "the image was given up before it ran",
         ));
     }
-    let _running = Counted::new(&state.running, None);
+    let _running = Counted::new(&state.running);
     let ctx = OpContext {
         cancel,
         progress: None,
