@@ -405,6 +405,27 @@ fn fleet_names_that_list_nothing_or_cannot_be_read_are_clear_errors() {
     let o = run("no port here");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--remote"));
+    // A wrong token: said as such (not "no member could be connected"), and final.
+    dns.set("nodes", &[ipv4(&nodes[0])]);
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-fleet-token\n").unwrap();
+    let o = prism()
+        .args(["process", "--op", "color-manipulation", "--out"])
+        .arg(dir.path().join("out"))
+        .args(["--remote", &format!("nodes.{ZONE}:{port}")])
+        .args(["--fingerprint", &nodes[0].fingerprint, "--token-file"])
+        .arg(&wrong)
+        .args(["--dns-server", &dns.addr.to_string()])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let said = format!("node nodes.{ZONE}:{port} refused the token");
+    assert!(err.contains(&said), "{err}");
+    assert!(!err.contains("no member could be connected"), "{err}");
+    let written = std::fs::read_dir(dir.path().join("out")).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing was processed");
 }
 
 /// A worker for `node`, through the library.

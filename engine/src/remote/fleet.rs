@@ -429,6 +429,8 @@ struct State {
     roster: Roster,
     members: BTreeMap<SocketAddr, Arc<RemoteWorker>>,
     draining: Vec<(SocketAddr, Arc<RemoteWorker>)>,
+    /// A member refused the token: the fleet's members share one, so it is wrong for all.
+    bad_token: bool,
 }
 
 impl Fleet {
@@ -450,6 +452,7 @@ impl Fleet {
                 roster: Roster::new(name.clone()),
                 members: BTreeMap::new(),
                 draining: Vec::new(),
+                bad_token: false,
             }),
             spec,
             opts,
@@ -480,6 +483,10 @@ impl Fleet {
             let _ = task.await;
         }
         let state = lock(&inner.state);
+        // A wrong token is final: trying again cannot mend it.
+        if state.members.is_empty() && state.bad_token {
+            return Err(RemoteError::BadToken { addr: name });
+        }
         if state.members.is_empty() {
             let why: Vec<String> = state
                 .roster
@@ -687,7 +694,11 @@ impl Inner {
                 }
                 steps
             }
-            Err(e) => lock(&self.state).roster.connected(addr, Err(e.to_string())),
+            Err(e) => {
+                let mut state = lock(&self.state);
+                state.bad_token |= matches!(e, RemoteError::BadToken { .. });
+                state.roster.connected(addr, Err(e.to_string()))
+            }
         };
         self.tell(&steps);
     }
