@@ -184,7 +184,7 @@ impl Roll {
             FleetEvent::Draining { member, .. } => {
                 self.members.insert(*member, MemberStatus::Draining);
             }
-            FleetEvent::Left { member, .. } => {
+            FleetEvent::Left { member, .. } | FleetEvent::Unlisted { member, .. } => {
                 self.members.remove(member);
             }
             FleetEvent::Lost { member, .. } => {
@@ -1036,6 +1036,39 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_or_unreachable_member_no_longer_listed_leaves_the_rows() {
+        let m = |last: u8| SocketAddr::from(([127, 0, 0, last], 7443));
+        let fleet = || "f:7443".to_string();
+        let mut roll = Roll::default();
+        for e in [
+            FleetEvent::Joined {
+                fleet: fleet(),
+                member: m(2),
+                cores: 1,
+            },
+            FleetEvent::Lost {
+                fleet: fleet(),
+                member: m(2),
+            },
+            FleetEvent::Unreachable {
+                fleet: fleet(),
+                member: m(3),
+                message: "refused".into(),
+            },
+        ] {
+            roll.apply(&e);
+        }
+        assert_eq!(roll.views().len(), 2);
+        for last in [2, 3] {
+            roll.apply(&FleetEvent::Unlisted {
+                fleet: fleet(),
+                member: m(last),
+            });
+        }
+        assert!(roll.views().is_empty(), "{:?}", roll.views());
+    }
 
     #[test]
     fn addresses_are_checked() {

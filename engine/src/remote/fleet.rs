@@ -153,6 +153,13 @@ pub enum FleetEvent {
         /// The member.
         member: SocketAddr,
     },
+    /// An address that was lost or unreachable is no longer listed: it is forgotten.
+    Unlisted {
+        /// The fleet.
+        fleet: String,
+        /// The address.
+        member: SocketAddr,
+    },
     /// A member's connection was lost; the images it held move to other workers.
     Lost {
         /// The fleet.
@@ -211,6 +218,10 @@ impl std::fmt::Display for FleetEvent {
             FleetEvent::Lost { fleet, member } => write!(
                 f,
                 "fleet {fleet}: lost {member}; its images move to other workers"
+            ),
+            FleetEvent::Unlisted { fleet, member } => write!(
+                f,
+                "fleet {fleet}: {member} is no longer listed and is forgotten"
             ),
             FleetEvent::Unreachable {
                 fleet,
@@ -286,6 +297,8 @@ pub struct Roster {
     connecting: BTreeSet<SocketAddr>,
     /// Listed addresses whose last connection attempt failed, with why.
     unreachable: BTreeMap<SocketAddr, String>,
+    /// Members lost and not connected again since.
+    lost: BTreeSet<SocketAddr>,
     /// Why lookups fail, while they do.
     failing: Option<String>,
 }
@@ -340,8 +353,20 @@ impl Roster {
                 member: addr,
             }));
         }
-        // An address no longer listed is not tried again, and its failure is forgotten.
-        self.unreachable.retain(|a, _| listed.contains(a));
+        // An address no longer listed is not tried again, and its failure (or its loss)
+        // is forgotten: told, so whoever shows it can drop it.
+        let unlisted: BTreeSet<SocketAddr> = (self.unreachable.keys().chain(&self.lost))
+            .filter(|a| !listed.contains(a) && !self.connecting.contains(a))
+            .copied()
+            .collect();
+        for addr in unlisted {
+            self.unreachable.remove(&addr);
+            self.lost.remove(&addr);
+            steps.push(Step::Tell(FleetEvent::Unlisted {
+                fleet: fleet.clone(),
+                member: addr,
+            }));
+        }
         for &addr in &listed {
             if !self.active.contains(&addr) && self.connecting.insert(addr) {
                 // An address still failing is retried quietly, as its failure is told once.
@@ -364,6 +389,7 @@ impl Roster {
         match result {
             Ok(cores) => {
                 self.unreachable.remove(&addr);
+                self.lost.remove(&addr);
                 self.active.insert(addr);
                 vec![Step::Tell(FleetEvent::Joined {
                     fleet,
@@ -394,6 +420,7 @@ impl Roster {
         if !self.active.remove(&addr) {
             return Vec::new();
         }
+        self.lost.insert(addr);
         vec![Step::Tell(FleetEvent::Lost {
             fleet: self.fleet.clone(),
             member: addr,
@@ -972,6 +999,48 @@ mod tests {
             tells(&r.looked_up(Ok(set(&[2, 3, 4])))),
             vec![connecting(2)]
         );
+    }
+
+    #[test]
+    fn a_lost_or_unreachable_address_that_leaves_dns_is_told_unlisted_once() {
+        let mut r = Roster::new("f:1");
+        for s in r.looked_up(Ok(set(&[2, 3, 4]))) {
+            if let Step::Connect(x) = s {
+                r.connected(
+                    x,
+                    if x == a(3) {
+                        Err("refused".into())
+                    } else {
+                        Ok(1)
+                    },
+                );
+            }
+        }
+        r.lost(a(2));
+        let unlisted = |m: u8| FleetEvent::Unlisted {
+            fleet: "f:1".into(),
+            member: a(m),
+        };
+        // 2 (lost) and 3 (unreachable) leave DNS; 4, a member, drains instead.
+        let told = tells(&r.looked_up(Ok(set(&[5]))));
+        assert!(told.contains(&unlisted(2)), "{told:?}");
+        assert!(told.contains(&unlisted(3)), "{told:?}");
+        assert!(!told.contains(&unlisted(4)), "{told:?}");
+        assert!(r.unreachable().is_empty());
+        // Told once.
+        let told = tells(&r.looked_up(Ok(set(&[5]))));
+        assert!(!told
+            .iter()
+            .any(|e| matches!(e, FleetEvent::Unlisted { .. })));
+        // A lost member that reconnects is no longer remembered as lost.
+        r.connected(a(5), Ok(1));
+        r.lost(a(5));
+        let steps = r.looked_up(Ok(set(&[5])));
+        assert_eq!(connects(&steps), vec![a(5)]);
+        r.connected(a(5), Ok(1));
+        assert!(!tells(&r.looked_up(Ok(set(&[6]))))
+            .iter()
+            .any(|e| matches!(e, FleetEvent::Unlisted { .. })));
     }
 
     #[test]
