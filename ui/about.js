@@ -14,7 +14,11 @@ async function open() {
     $("about-license").textContent = a.license;
     $("about-build").textContent = `${a.target}, ${a.profile}`;
     $("about-simd").textContent =
-      a.simd_path === "avx2+fma" ? "AVX2 + FMA (found at run time)" : "Baseline SSE2 (no AVX2 + FMA on this CPU)";
+      a.simd_path === "avx2+fma"
+        ? "AVX2 + FMA (found at run time)"
+        : a.simd_forced
+          ? "Baseline SSE2 (chosen by PRISM_KERNELS)"
+          : "Baseline SSE2 (no AVX2 + FMA on this CPU)";
     $("about-cpu").textContent = a.cpu_features.length ? a.cpu_features.join(", ") : "none detected";
   } catch (e) {
     $("about-build").textContent = `unknown (${e})`;

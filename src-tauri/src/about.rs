@@ -15,6 +15,8 @@ pub struct About {
     pub profile: &'static str,
     /// The copy of the engine's vectorised loops this CPU runs: `avx2+fma` or `baseline`.
     pub simd_path: &'static str,
+    /// Whether a faster path was turned down by `PRISM_KERNELS` (the CPU has one).
+    pub simd_forced: bool,
     /// The vector features found on this CPU at run time.
     pub cpu_features: Vec<&'static str>,
 }
@@ -32,6 +34,8 @@ impl About {
                 "release"
             },
             simd_path: prism_engine::ops::simd_path(),
+            simd_forced: prism_engine::ops::dispatch::kernels()
+                < prism_engine::ops::dispatch::Kernels::best_supported(),
             cpu_features: prism_engine::ops::cpu_features(),
         }
     }
@@ -60,7 +64,12 @@ mod tests {
         assert_eq!(a.license, "MIT OR Apache-2.0");
         assert!(a.target.ends_with(std::env::consts::OS), "{}", a.target);
         let wide = a.cpu_features.contains(&"avx2") && a.cpu_features.contains(&"fma");
-        assert_eq!(a.simd_path, if wide { "avx2+fma" } else { "baseline" });
+        // The best path the CPU has, unless PRISM_KERNELS asked for the portable one.
+        let portable = std::env::var(prism_engine::ops::dispatch::KERNELS_ENV)
+            .is_ok_and(|v| v.trim() == "portable");
+        let fast = wide && !portable;
+        assert_eq!(a.simd_path, if fast { "avx2+fma" } else { "baseline" });
+        assert_eq!(a.simd_forced, wide && portable);
         #[cfg(target_arch = "x86_64")]
         assert!(a.cpu_features.contains(&"sse2"), "{:?}", a.cpu_features);
         let json = serde_json::to_value(&a).unwrap();
@@ -68,6 +77,7 @@ mod tests {
             "version",
             "license",
             "simd_path",
+            "simd_forced",
             "cpu_features",
             "profile",
             "target",
