@@ -585,20 +585,10 @@ fn a_node_shutting_down_grants_nothing() {
         eventually(Duration::from_secs(5), || w.client().window().limit() == 1),
         "the window did not shrink when another client's image arrived"
     );
-    sigterm(node.child.id());
+    node.sigterm();
     assert!(
         eventually(Duration::from_secs(3), || w.client().window().limit() == 0),
         "the node kept granting credits while shutting down"
     );
     assert!(rt.block_on(slow).unwrap(), "the image in flight finished");
-}
-
-/// SIGTERM through the `kill` command (no libc dependency in the tests).
-fn sigterm(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }

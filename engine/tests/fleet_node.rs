@@ -15,7 +15,7 @@ use prism_engine::remote::tls::{CERT_FILE, KEY_FILE, TOKEN_FILE};
 mod common;
 
 use common::cli::{events, of_kind, sample, summary, write_image};
-use common::node::{http_get, metric, scrape, Node, PRISM};
+use common::node::{http_get, metric, scrape, wait_for_metric, Node, PRISM};
 
 /// `prism ARGS` run to the end.
 fn prism(args: &[&str]) -> Output {
@@ -107,22 +107,6 @@ fn total_size(dir: &Path) -> u64 {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum()
-}
-
-/// Polls `/metrics` until `series` has `value` (10 s at most).
-fn wait_for_metric(node: &Node, series: &str, value: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(node);
-        if metric(&text, series) == Some(value) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} never became {value}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -281,7 +265,7 @@ fn metrics_count_images_by_op_and_kind_with_bytes_and_latency() {
     wait_for_metric(
         &node,
         r#"prism_node_connections_refused_total{reason="failed"}"#,
-        1.0,
+        |v| v == 1.0,
     );
     // A 13x13 image makes the node's job panic (fault injection): it fails as bad input.
     let root = inputs(dir.path(), 4, &[("poison.png", 13)]);
@@ -310,7 +294,7 @@ fn metrics_count_images_by_op_and_kind_with_bytes_and_latency() {
         (s["done"].as_u64(), s["failed"].as_u64()),
         (Some(4), Some(1))
     );
-    let text = wait_for_metric(&node, "prism_node_memory_in_use_bytes", 0.0);
+    let text = wait_for_metric(&node, "prism_node_memory_in_use_bytes", |v| v == 0.0);
 
     for op in ["color-manipulation", "erosion"] {
         let done = format!(r#"prism_node_images_done_total{{op="{op}"}}"#);
@@ -383,13 +367,8 @@ fn readyz_turns_503_while_the_node_drains_after_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_metric(&node, "prism_node_images_running", 1.0);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    wait_for_metric(&node, "prism_node_images_running", |v| v == 1.0);
+    node.sigterm();
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         let (code, body) = http_get(http, "/readyz");

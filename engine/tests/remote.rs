@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::node::{metric, once, runtime, scrape, Node, PRISM};
+use common::node::{once, runtime, wait_for_metric, Node, PRISM};
 
 /// `n` small images with different content, PNG and JPEG mixed.
 fn make_images(dir: &Path, n: usize, w: u32, h: u32) -> PathBuf {
@@ -634,18 +634,8 @@ fn sigterm_finishes_in_flight_images_then_exits() {
     });
     // SIGTERM once the node has taken an image (its own count, not the client's view of
     // it: an image sent as the signal lands is refused and moved, rightly).
-    let in_flight = "prism_node_images_in_flight";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&scrape(&node), in_flight) < Some(1.0) {
-        assert!(Instant::now() < deadline, "the node never took an image");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    wait_for_metric(&node, "prism_node_images_in_flight", |v| v >= 1.0);
+    node.sigterm();
     let ev = reader.join().unwrap();
     assert!(child.wait().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prism_engine::remote::client::NodeSpec;
 use prism_engine::remote::tls::read_token_file;
@@ -80,6 +80,17 @@ impl Node {
             metrics,
             _dir: None,
         }
+    }
+
+    /// Sends the node SIGTERM, as an orchestrator stopping it does (through the `kill`
+    /// command: no libc dependency in the tests).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {}", self.child.id());
     }
 
     pub fn name(&self) -> String {
@@ -175,4 +186,21 @@ pub fn scrape(node: &Node) -> String {
     let (code, text) = http_get(node.metrics.unwrap(), "/metrics");
     assert_eq!(code, 200, "{text}");
     text
+}
+
+/// Polls the node's `/metrics` until `series` has a value `ok` takes (60 s at most), and
+/// gives the text that had it.
+pub fn wait_for_metric(node: &Node, series: &str, ok: impl Fn(f64) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(node);
+        if metric(&text, series).is_some_and(&ok) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never got there:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
