@@ -2758,6 +2758,14 @@ async fn change_to_live_preview(c: &Client, change: &str) -> f64 {
     num(c, "window.__live.shown - window.__live.start").await
 }
 
+/// JS that sets the inspector's param `key` to `value` as an edit in its field does.
+fn param_edit(key: &str, value: &str) -> String {
+    format!(
+        "const f = document.querySelector(\"#inspector-params [data-key='{key}']\");
+         f.value = '{value}'; f.dispatchEvent(new Event('change'));"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::await_holding_lock)]
 async fn a_param_change_shows_a_live_preview_before_process() {
@@ -2801,11 +2809,7 @@ async fn a_param_change_shows_a_live_preview_before_process() {
         "a {live_edge} px preview for {pane_edge} px on screen"
     );
     let mode = "document.querySelector(\"#inspector-params [data-key='mode']\")";
-    let colour_ms = change_to_live_preview(
-        &c,
-        &format!("{mode}.value = 'sepia'; {mode}.dispatchEvent(new Event('change'));"),
-    )
-    .await;
+    let colour_ms = change_to_live_preview(&c, &param_edit("mode", "sepia")).await;
     // Pixel by pixel: exact but for the scaling, so not marked approximate.
     assert_eq!(
         js(&c, &format!("return {label}"), vec![]).await,
@@ -2854,12 +2858,7 @@ async fn a_param_change_shows_a_live_preview_before_process() {
     // A size-dependent op: marked approximate.
     select(&c, "#inspector-op", "erosion").await;
     wait_js(&c, &format!("{label}.includes('approximate')"), 20).await;
-    let iterations = "document.querySelector(\"#inspector-params [data-key='iterations']\")";
-    let erosion_ms = change_to_live_preview(
-        &c,
-        &format!("{iterations}.value = '2'; {iterations}.dispatchEvent(new Event('change'));"),
-    )
-    .await;
+    let erosion_ms = change_to_live_preview(&c, &param_edit("iterations", "2")).await;
     // The sidebar's op, for an image without its own.
     select(&c, "#inspector-op", "").await;
     let global_ms = change_to_live_preview(
@@ -2877,21 +2876,11 @@ async fn a_param_change_shows_a_live_preview_before_process() {
         "(i => i.src.includes('/live/') && i.complete && i.naturalWidth * 1.05 >= {shown})(document.getElementById('img-after'))"
     );
     wait_js(&c, &sharp, 30).await;
-    let h = "document.querySelector(\"#inspector-params [data-key='h']\")";
-    let denoise_ms = change_to_live_preview(
-        &c,
-        &format!("{h}.value = '5'; {h}.dispatchEvent(new Event('change'));"),
-    )
-    .await;
+    let denoise_ms = change_to_live_preview(&c, &param_edit("h", "5")).await;
     let first_edge = num(&c, "document.getElementById('img-after').naturalWidth").await;
     wait_js(&c, &sharp, 30).await;
     // A wider search window: four times the work, so a smaller first pass.
-    let search = "document.querySelector(\"#inspector-params [data-key='search']\")";
-    let wide_ms = change_to_live_preview(
-        &c,
-        &format!("{search}.value = '41'; {search}.dispatchEvent(new Event('change'));"),
-    )
-    .await;
+    let wide_ms = change_to_live_preview(&c, &param_edit("search", "41")).await;
     let wide_edge = num(&c, "document.getElementById('img-after').naturalWidth").await;
     wait_js(&c, &sharp, 60).await;
     let denoise_edge = num(&c, shown).await;
@@ -2912,12 +2901,7 @@ async fn a_param_change_shows_a_live_preview_before_process() {
     click(&c, "#zoom-fit").await;
     select(&c, "#inspector-op", "sift").await;
     wait_js(&c, &format!("{label}.includes('approximate')"), 20).await;
-    let contrast = "document.querySelector(\"#inspector-params [data-key='contrast']\")";
-    let sift_ms = change_to_live_preview(
-        &c,
-        &format!("{contrast}.value = '0.05'; {contrast}.dispatchEvent(new Event('change'));"),
-    )
-    .await;
+    let sift_ms = change_to_live_preview(&c, &param_edit("contrast", "0.05")).await;
     eprintln!(
         "e2e: live preview of a 12 MP JPEG at 1000x750, change to shown: colour {colour_ms:.0} ms, \
          3 quick edits {burst_ms:.0} ms (last gen {gens}), erosion {erosion_ms:.0} ms, \
